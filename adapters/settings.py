@@ -1,0 +1,23 @@
+"""Settings of adapters and inference engines."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class EngineSettings(BaseModel):
+    backend: str = Field("vllm", description="Registered InferenceEngine name (vllm, peft).")
+    model: str | None = Field(
+        None, description="HF model folder (or a model vLLM serves); None = the prepared SmolLM2-135M-Instruct.")
+    dtype: str = Field("float32", description="float32 on CPUs without bf16; bfloat16 on GPUs.")
+    max_model_len: int = Field(2048, ge=64, description="Context window the engine serves.")
+    max_loras: int = Field(4, ge=1, description="Adapters resident in the engine at once.")
+    max_cpu_loras: int = Field(16, ge=1, description="Adapters cached in host memory.")
+    max_lora_rank: int = Field(16, ge=1, description="Largest LoRA rank accepted.")
+    kv_cache_bytes: int = Field(1 * 2**30, ge=2**20, description="KV cache size (CPU backend).")
+    max_num_seqs: int = Field(32, ge=1, description="Sequences batched at once.")
+    seed: int = 0
+
+
+class AdapterSettings(BaseModel):
+    max_upload_bytes: int = Field(512 * 2**20, ge=1, description="Largest adapter archive accepted.")

@@ -1,0 +1,45 @@
+"""The one settings tree (env prefix ``LORAG_``, nested with ``__``).
+
+Each area defines its own section; this module joins them. Objects receive the part
+they need, never the whole tree.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from adapters.settings import AdapterSettings, EngineSettings
+from ingest.settings import IngestSettings
+from retrieval.settings import RetrievalSettings
+from server.settings import ServerSettings
+
+REPO_DIR = Path(__file__).resolve().parents[1]
+
+# No model hub is reachable: every model comes from a local folder.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LORAG_", env_nested_delimiter="__",
+                                      extra="ignore")
+
+    data_dir: Path = Field(REPO_DIR / "data", description="Where lorag keeps all its state.")
+    environment: str = Field("development", description="development, test or production.")
+    retrieval: RetrievalSettings = RetrievalSettings()
+    ingest: IngestSettings = IngestSettings()
+    engine: EngineSettings = EngineSettings()
+    adapters: AdapterSettings = AdapterSettings()
+    server: ServerSettings = ServerSettings()
+
+    @model_validator(mode="after")
+    def _refuse_insecure_production(self) -> "Settings":
+        if self.environment == "production":
+            key = self.server.admin_key.get_secret_value() if self.server.admin_key else ""
+            if len(key) < 32:
+                raise ValueError("LORAG_SERVER__ADMIN_KEY must be set (32+ characters) in production")
+        return self

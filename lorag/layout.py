@@ -1,0 +1,61 @@
+"""Where each piece of state lives under the data directory.
+
+    <data_dir>/lorag.db                           tenants, keys, brands, adapters, jobs
+    <data_dir>/tenants/<tenant>/store.db          the tenant's documents, chunks, FTS5
+    <data_dir>/tenants/<tenant>/index.faiss       rebuildable cache of the chunk vectors
+    <data_dir>/adapters/<tenant>/<name>/<version>/  peft adapter folders
+    <data_dir>/models/                            prepared base models
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from lorag.errors import InvalidInput
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+def check_name(value: str, param: str) -> str:
+    """Validate an id used in paths (tenant, brand, adapter): lowercase, digits, '-', '_'."""
+    if not isinstance(value, str) or not _NAME.match(value):
+        raise InvalidInput(
+            f"{param} must be 1-63 characters of a-z, 0-9, '-' or '_', starting with a letter "
+            f"or digit; got {value!r}", param=param)
+    return value
+
+
+@dataclass(frozen=True)
+class Layout:
+    data_dir: Path
+
+    @property
+    def catalog_db(self) -> Path:
+        return self.data_dir / "lorag.db"
+
+    def tenant_dir(self, tenant: str) -> Path:
+        return self.data_dir / "tenants" / check_name(tenant, "tenant")
+
+    def tenant_store(self, tenant: str) -> Path:
+        return self.tenant_dir(tenant) / "store.db"
+
+    def tenant_index(self, tenant: str) -> Path:
+        return self.tenant_dir(tenant) / "index.faiss"
+
+    @property
+    def adapters_dir(self) -> Path:
+        return self.data_dir / "adapters"
+
+    def adapter_dir(self, tenant: str, name: str, version: int) -> Path:
+        return (self.adapters_dir / check_name(tenant, "tenant") / check_name(name, "adapter")
+                / str(int(version)))
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.data_dir / "uploads"

@@ -1,0 +1,34 @@
+"""Settings of the retrieval area: embedder, per-tenant index, search."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class EmbedderSettings(BaseModel):
+    backend: str = Field("sentence-transformers", description="Registered Embedder name.")
+    model_path: str | None = Field(
+        None, description="A sentence-transformers model folder; None = the packaged all-MiniLM-L6-v2.")
+    batch_size: int = Field(64, ge=1, le=4096, description="Texts per encode call.")
+    device: str = Field("cpu", description="torch device for the embedder.")
+
+
+class IndexSettings(BaseModel):
+    ann_threshold: int = Field(
+        200_000, ge=1, description="A tenant with at least this many chunks gets an ANN (HNSW) index.")
+    hnsw_m: int = Field(32, ge=4, le=128, description="HNSW graph degree.")
+    hnsw_ef_construction: int = Field(80, ge=8, description="HNSW build-time beam width.")
+    hnsw_ef_search: int = Field(96, ge=8, description="HNSW query-time beam width.")
+    cache_tenants: int = Field(
+        64, ge=1, description="Per-tenant indexes kept in memory (LRU); others are loaded on use.")
+    search_threads: int = Field(1, ge=1, description="FAISS OpenMP threads for serving queries.")
+
+
+class RetrievalSettings(BaseModel):
+    embedder: EmbedderSettings = EmbedderSettings()
+    index: IndexSettings = IndexSettings()
+    default_k: int = Field(5, ge=1, le=100, description="Chunks returned when k is not given.")
+    default_mode: Literal["dense", "lexical", "hybrid"] = "hybrid"
+    rrf_k: int = Field(60, ge=1, description="Reciprocal rank fusion constant.")

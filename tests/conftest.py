@@ -1,0 +1,27 @@
+"""Shared fixtures: an isolated data directory and service container per test."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+
+from lorag.config import Settings  # noqa: E402
+from lorag.services import Lorag  # noqa: E402
+
+
+@pytest.fixture
+def settings(tmp_path) -> Settings:
+    return Settings(data_dir=tmp_path / "data", environment="test")
+
+
+@pytest.fixture
+def app(settings):
+    lorag = Lorag(settings)
+    yield lorag
+    lorag.close()
