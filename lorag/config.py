@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from adapters.settings import AdapterSettings, EngineSettings
@@ -18,6 +18,19 @@ from retrieval.settings import RetrievalSettings
 from server.settings import ServerSettings
 
 REPO_DIR = Path(__file__).resolve().parents[1]
+
+
+class ChatSettings(BaseModel):
+    """Settings of the chat orchestration (``lorag/chat.py``)."""
+
+    default_max_tokens: int = Field(
+        256, ge=1, description="Completion tokens reserved when a request gives no max_tokens.")
+    default_temperature: float = Field(
+        0.2, ge=0.0, le=2.0, description="Sampling temperature when a request gives none.")
+    min_dense_score: float = Field(
+        0.2, ge=-1.0, le=1.0, description="Dense hits with a lower cosine are not relevant "
+        "and are not shown to the model (dense mode only; other scores are not comparable).")
+
 
 # No model hub is reachable: every model comes from a local folder.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -35,6 +48,7 @@ class Settings(BaseSettings):
     engine: EngineSettings = EngineSettings()
     adapters: AdapterSettings = AdapterSettings()
     server: ServerSettings = ServerSettings()
+    chat: ChatSettings = ChatSettings()
 
     @model_validator(mode="after")
     def _refuse_insecure_production(self) -> "Settings":
