@@ -25,3 +25,7 @@ def app(settings):
     lorag = Lorag(settings)
     yield lorag
     lorag.close()
+
+
+# The tiny model and LoRA factory (session-scoped); see tests/fixtures_models.py.
+from tests.fixtures_models import tiny_lora_factory, tiny_model  # noqa: E402,F401
