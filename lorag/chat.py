@@ -1,0 +1,388 @@
+"""The chat orchestration: brand -> retrieval -> prompt within the token budget -> engine.
+
+No HTTP here: the server, the CLI and benchmarks drive the same ``ChatService``.
+
+The prompt is the brand's system prompt, then the numbered sources ``[1]..[n]``, then
+the conversation, rendered with the model's chat template. A token budget keeps
+``prompt + max_tokens <= engine.max_model_len``: the lowest-ranked sources are dropped
+first, then the oldest turns; text is never truncated, so no token is ever cut. When
+the search finds nothing relevant the model is told so instead of being given noise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Callable, Protocol, Sequence
+
+from adapters.engine import AdapterRef, GenerationChunk, GenerationRequest, InferenceEngine, Sampling
+from lorag.config import ChatSettings
+from lorag.errors import InvalidInput, NotFound
+from retrieval.types import SearchHit
+
+log = logging.getLogger(__name__)
+
+ROLES = ("system", "user", "assistant")
+RETRIEVAL_MODES = ("dense", "lexical", "hybrid", "off")
+RETRIEVAL_OFF = "off"
+
+SOURCES_INSTRUCTIONS = (
+    "Answer from the numbered sources below. Cite the sources you use with their number "
+    "in square brackets, like [1]. If the sources do not contain the answer, say so.")
+NOTHING_FOUND = (
+    "A search of the documents found nothing relevant to this question. Tell the user "
+    "that the documents do not cover it, and do not cite any source.")
+NOTHING_FITS = (
+    "The documents found for this question did not fit in the context. Answer without "
+    "citing sources, and say that you could not consult the documents.")
+
+
+@dataclass(frozen=True)
+class RetrievalOptions:
+    """Per-request overrides of the brand's retrieval defaults; None = the brand's."""
+
+    top_k: int | None = None
+    mode: str | None = None  # dense | lexical | hybrid | off
+    filters: dict | None = None
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """One chat turn. ``messages`` are ``{"role", "content"}`` dicts, content a string."""
+
+    brand: str
+    messages: Sequence[dict]
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float = 1.0
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    retrieval: RetrievalOptions = RetrievalOptions()
+    request_id: str = field(default_factory=lambda: f"chatcmpl-{uuid.uuid4().hex}")
+
+
+@dataclass(frozen=True)
+class Citation:
+    """Source ``[number]`` as the model was given it."""
+
+    number: int
+    document_id: str
+    chunk_id: int
+    title: str | None
+    source: str | None
+    score: float
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True)
+class PreparedChat:
+    """Everything decided before generation: the rendered prompt and what it cites."""
+
+    request_id: str
+    tenant_id: str
+    brand: str
+    prompt: str
+    prompt_tokens: int
+    sampling: Sampling
+    adapter: AdapterRef | None
+    citations: tuple[Citation, ...]
+    retrieved: int  # hits the search returned (before the relevance floor and the budget)
+    dropped_turns: int
+    retrieval_seconds: float
+
+
+@dataclass(frozen=True)
+class ChatResult:
+    request_id: str
+    brand: str
+    text: str
+    finish_reason: str | None
+    citations: tuple[Citation, ...]
+    usage: Usage
+
+
+class BrandLike(Protocol):
+    """What the chat needs of a brand (``app.brands``)."""
+
+    name: str
+    adapter_name: str | None
+    system_prompt: str
+    top_k: int | None
+    mode: str | None
+    filters: dict | None
+
+
+@dataclass
+class _Prompt:
+    """The parts of a prompt the budget trims: ranked hits and conversation turns."""
+
+    system: str
+    hits: list[SearchHit] | None  # None = retrieval off
+    turns: list[list[dict]]
+
+    def messages(self, n_hits: int, first_turn: int) -> list[dict]:
+        system = _system_text(self.system, self.hits, n_hits)
+        conversation = [m for turn in self.turns[first_turn:] for m in turn]
+        return ([{"role": "system", "content": system}] if system else []) + conversation
+
+
+class ChatService:
+    """Joins a tenant's retrieval with its brand's adapter. Safe for concurrent use."""
+
+    def __init__(self, *, brands: Any, adapters: Any, retrieval: Any,
+                 engine: InferenceEngine, settings: ChatSettings):
+        self.brands = brands
+        self.adapters = adapters
+        self.retrieval = retrieval
+        self.engine = engine
+        self.settings = settings
+
+    async def prepare(self, tenant_id: str, request: ChatRequest) -> PreparedChat:
+        """Resolve the brand, retrieve and build the prompt within the budget.
+
+        Raises NotFound (param ``model``) for a brand the tenant does not have,
+        InvalidInput for bad messages, sampling or retrieval options, or a conversation
+        that cannot fit the context even without sources and older turns.
+        """
+        brand = self._brand(tenant_id, request.brand)
+        _check_messages(request.messages)
+        max_tokens = self._max_tokens(request.max_tokens)
+        started = time.perf_counter()
+        hits = await self._retrieve(tenant_id, brand, request)
+        retrieval_seconds = time.perf_counter() - started
+        adapter = self._adapter(tenant_id, brand)
+        prompt = _Prompt(_join_system(brand.system_prompt, request.messages),
+                         self._relevant(hits, brand, request), _turns(request.messages))
+        text, tokens, n_hits, first_turn = self._fit(prompt, max_tokens)
+        citations = tuple(_citation(i + 1, hit) for i, hit in enumerate((prompt.hits or [])[:n_hits]))
+        return PreparedChat(
+            request_id=request.request_id, tenant_id=tenant_id, brand=brand.name,
+            prompt=text, prompt_tokens=tokens, sampling=self._sampling(request, max_tokens),
+            adapter=adapter, citations=citations, retrieved=len(hits or []),
+            dropped_turns=first_turn, retrieval_seconds=retrieval_seconds)
+
+    async def generate(self, prepared: PreparedChat) -> AsyncIterator[GenerationChunk]:
+        """Stream the engine's chunks; a consumer that stops early (client gone,
+        cancellation) aborts the engine request so its slot is freed at once."""
+        request = GenerationRequest(request_id=prepared.request_id, prompt=prepared.prompt,
+                                    sampling=prepared.sampling, adapter=prepared.adapter)
+        finished = False
+        try:
+            async for chunk in self.engine.generate(request):
+                finished = chunk.finish_reason is not None
+                yield chunk
+        finally:
+            if not finished:
+                await self._abort(prepared)
+
+    async def complete(self, tenant_id: str, request: ChatRequest) -> ChatResult:
+        """Prepare and generate the whole answer (the non-streaming path)."""
+        prepared = await self.prepare(tenant_id, request)
+        parts: list[str] = []
+        last: GenerationChunk | None = None
+        async for chunk in self.generate(prepared):
+            parts.append(chunk.text)
+            last = chunk
+        return ChatResult(prepared.request_id, prepared.brand, "".join(parts),
+                          last.finish_reason if last else None, prepared.citations,
+                          usage_of(prepared, last))
+
+    # -- steps -------------------------------------------------------------------------
+
+    def _brand(self, tenant_id: str, name: str) -> BrandLike:
+        try:
+            return self.brands.get(tenant_id, name)
+        except NotFound:
+            raise NotFound(f"model {name!r} not found", param="model") from None
+
+    def _adapter(self, tenant_id: str, brand: BrandLike) -> AdapterRef | None:
+        if not brand.adapter_name:
+            return None
+        try:
+            return self.adapters.resolve(tenant_id, brand.adapter_name)
+        except NotFound:
+            raise NotFound(f"the adapter of model {brand.name!r} is missing", param="model",
+                           code="adapter_not_found") from None
+
+    def _max_tokens(self, requested: int | None) -> int:
+        max_tokens = self.settings.default_max_tokens if requested is None else requested
+        limit = self.engine.max_model_len - 1
+        if requested is not None and not 1 <= requested <= limit:
+            raise InvalidInput(f"max_tokens must be between 1 and {limit}", param="max_tokens")
+        return min(max_tokens, limit)
+
+    def _sampling(self, request: ChatRequest, max_tokens: int) -> Sampling:
+        temperature = (self.settings.default_temperature if request.temperature is None
+                       else request.temperature)
+        return Sampling(max_tokens=max_tokens, temperature=temperature, top_p=request.top_p,
+                        stop=tuple(request.stop), seed=request.seed)
+
+    async def _retrieve(self, tenant_id: str, brand: BrandLike,
+                        request: ChatRequest) -> list[SearchHit] | None:
+        """The ranked hits, or None when retrieval is off for this request."""
+        options = request.retrieval
+        mode = options.mode or brand.mode
+        if mode == RETRIEVAL_OFF:
+            return None
+        if mode is not None and mode not in RETRIEVAL_MODES:
+            raise InvalidInput(f"retrieval.mode must be one of {', '.join(RETRIEVAL_MODES)}",
+                               param="retrieval.mode")
+        filters = options.filters if options.filters is not None else brand.filters
+        query = _last_user_text(request.messages)
+        return await asyncio.to_thread(
+            self.retrieval.search, tenant_id, query, k=options.top_k or brand.top_k,
+            mode=mode, filters=filters or None)
+
+    def _relevant(self, hits: list[SearchHit] | None, brand: BrandLike,
+                  request: ChatRequest) -> list[SearchHit] | None:
+        """Drop dense hits under the cosine floor; other modes' scores are not comparable."""
+        if hits is None or (request.retrieval.mode or brand.mode) != "dense":
+            return hits
+        return [hit for hit in hits if hit.score >= self.settings.min_dense_score]
+
+    def _fit(self, prompt: _Prompt, max_tokens: int) -> tuple[str, int, int, int]:
+        """(text, tokens, sources kept, first turn kept) of the largest prompt that fits.
+
+        Sources go first (lowest-ranked first), then the oldest turns; the last turn is
+        always kept. Token counts are monotonic in both, so each is a binary search.
+        """
+        budget = self.engine.max_model_len - max_tokens
+        n_hits = len(prompt.hits or [])
+        measure = self._measurer(prompt)
+        if measure(n_hits, 0)[1] <= budget:
+            return (*measure(n_hits, 0), n_hits, 0)
+        kept = _largest(lambda n: measure(n, 0)[1] <= budget, 0, n_hits)
+        if kept is not None:
+            return (*measure(kept, 0), kept, 0)
+        last = len(prompt.turns) - 1
+        first = _smallest(lambda t: measure(0, t)[1] <= budget, 0, last)
+        if first is None:
+            tokens = measure(0, last)[1]
+            raise InvalidInput(
+                f"the last message needs {tokens} prompt tokens; with max_tokens={max_tokens} "
+                f"that exceeds the context of {self.engine.max_model_len} tokens",
+                param="messages", code="context_length_exceeded")
+        return (*measure(0, first), 0, first)
+
+    def _measurer(self, prompt: _Prompt) -> Callable[[int, int], tuple[str, int]]:
+        cache: dict[tuple[int, int], tuple[str, int]] = {}
+
+        def measure(n_hits: int, first_turn: int) -> tuple[str, int]:
+            key = (n_hits, first_turn)
+            if key not in cache:
+                text = self.engine.render_chat(prompt.messages(n_hits, first_turn))
+                cache[key] = (text, self.engine.count_tokens(text))
+            return cache[key]
+
+        return measure
+
+    async def _abort(self, prepared: PreparedChat) -> None:
+        # Shielded: the caller is usually being cancelled, and the abort must still run.
+        task = asyncio.ensure_future(self.engine.abort(prepared.request_id))
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            log.exception("abort failed request=%s tenant=%s brand=%s", prepared.request_id,
+                          prepared.tenant_id, prepared.brand)
+        else:
+            log.info("aborted request=%s tenant=%s brand=%s", prepared.request_id,
+                     prepared.tenant_id, prepared.brand)
+
+
+def usage_of(prepared: PreparedChat, last: GenerationChunk | None) -> Usage:
+    """Token usage from the engine's last chunk (its own counts when it gives them)."""
+    if last is None:
+        return Usage(prepared.prompt_tokens, 0)
+    return Usage(last.prompt_tokens or prepared.prompt_tokens, last.completion_tokens)
+
+
+# -- prompt parts ---------------------------------------------------------------------------
+
+def _check_messages(messages: Sequence[dict]) -> None:
+    if not messages:
+        raise InvalidInput("messages must not be empty", param="messages")
+    for i, message in enumerate(messages):
+        if message.get("role") not in ROLES:
+            raise InvalidInput(f"role must be one of {', '.join(ROLES)}", param=f"messages[{i}].role")
+        if not isinstance(message.get("content"), str):
+            raise InvalidInput("content must be a string", param=f"messages[{i}].content")
+    if not any(m["role"] == "user" for m in messages):
+        raise InvalidInput("messages must contain a user message", param="messages")
+
+
+def _last_user_text(messages: Sequence[dict]) -> str:
+    return next(m["content"] for m in reversed(messages) if m["role"] == "user")
+
+
+def _join_system(brand_prompt: str, messages: Sequence[dict]) -> str:
+    """The brand's system prompt, then any system messages of the request."""
+    parts = [brand_prompt] + [m["content"] for m in messages if m["role"] == "system"]
+    return "\n\n".join(p.strip() for p in parts if p and p.strip())
+
+
+def _turns(messages: Sequence[dict]) -> list[list[dict]]:
+    """The conversation split into turns, each starting at a user message."""
+    turns: list[list[dict]] = []
+    for message in messages:
+        if message["role"] == "system":
+            continue
+        if message["role"] == "user" or not turns:
+            turns.append([])
+        turns[-1].append({"role": message["role"], "content": message["content"]})
+    return turns
+
+
+def _system_text(system: str, hits: list[SearchHit] | None, n_hits: int) -> str:
+    if hits is None:
+        return system
+    if not hits:
+        sources = NOTHING_FOUND
+    elif n_hits == 0:
+        sources = NOTHING_FITS
+    else:
+        sources = SOURCES_INSTRUCTIONS + "\n\nSources:\n\n" + "\n\n".join(
+            _source_text(i + 1, hit) for i, hit in enumerate(hits[:n_hits]))
+    return f"{system}\n\n{sources}" if system else sources
+
+
+def _source_text(number: int, hit: SearchHit) -> str:
+    heading = f"[{number}]" + (f" {hit.title}" if hit.title else "")
+    return f"{heading}\n{hit.text.strip()}"
+
+
+def _citation(number: int, hit: SearchHit) -> Citation:
+    return Citation(number, hit.document_id, hit.chunk_id, hit.title, hit.source, float(hit.score))
+
+
+def _largest(fits: Callable[[int], bool], low: int, high: int) -> int | None:
+    """The largest n in [low, high] with fits(n), for fits monotonic (true then false)."""
+    if not fits(low):
+        return None
+    while low < high:
+        mid = (low + high + 1) // 2
+        low, high = (mid, high) if fits(mid) else (low, mid - 1)
+    return low
+
+
+def _smallest(fits: Callable[[int], bool], low: int, high: int) -> int | None:
+    """The smallest n in [low, high] with fits(n), for fits monotonic (false then true)."""
+    if not fits(high):
+        return None
+    while low < high:
+        mid = (low + high) // 2
+        low, high = (low, mid) if fits(mid) else (mid + 1, high)
+    return low

@@ -1,0 +1,368 @@
+"""ChatService with fakes: brand resolution, retrieval options, the prompt, citations,
+the token budget at its edges, and aborting the engine when the consumer goes away."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from adapters.engine import AdapterRef, GenerationChunk
+from lorag.chat import NOTHING_FITS, NOTHING_FOUND, ChatRequest, ChatService, RetrievalOptions
+from lorag.config import ChatSettings
+from lorag.errors import InvalidInput, NotFound
+from retrieval.types import SearchHit
+
+
+@dataclass
+class FakeBrand:
+    name: str
+    adapter_name: str | None = None
+    system_prompt: str = "You are Acme's assistant."
+    top_k: int | None = None
+    mode: str | None = None
+    filters: dict | None = None
+
+
+class FakeBrands:
+    def __init__(self, brands: dict[tuple[str, str], FakeBrand]):
+        self.brands = brands
+
+    def get(self, tenant: str, name: str) -> FakeBrand:
+        try:
+            return self.brands[tenant, name]
+        except KeyError:
+            raise NotFound(f"brand {name!r} not found", param="brand") from None
+
+
+class FakeAdapters:
+    def resolve(self, tenant: str, name: str) -> AdapterRef:
+        if name == "gone":
+            raise NotFound("adapter gone", param="adapter")
+        return AdapterRef(tenant, name, 1, 7, Path("/adapters") / tenant / name / "1")
+
+
+class FakeRetrieval:
+    def __init__(self, hits: list[SearchHit]):
+        self.hits = hits
+        self.calls: list[dict] = []
+
+    def search(self, tenant, query, *, k=None, mode=None, filters=None, document_ids=None):
+        self.calls.append(dict(tenant=tenant, query=query, k=k, mode=mode, filters=filters))
+        return self.hits[: k or 5]
+
+
+class FakeEngine:
+    """One token per whitespace-separated word; the template is ``<role>`` + content."""
+
+    def __init__(self, max_model_len: int = 400, reply: tuple[str, ...] = ("Hello", " there")):
+        self.max_model_len = max_model_len
+        self.reply = reply
+        self.requests: list = []
+        self.aborted: list[str] = []
+
+    def render_chat(self, messages: list[dict]) -> str:
+        return " ".join(f"<{m['role']}> {m['content']}" for m in messages) + " <assistant>"
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    async def generate(self, request):
+        self.requests.append(request)
+        for i, text in enumerate(self.reply):
+            await asyncio.sleep(0)
+            last = i == len(self.reply) - 1
+            yield GenerationChunk(text=text, finish_reason="stop" if last else None,
+                                  prompt_tokens=self.count_tokens(request.prompt),
+                                  completion_tokens=i + 1)
+
+    async def abort(self, request_id: str) -> None:
+        self.aborted.append(request_id)
+
+
+def hit(n: int, words: int = 5, score: float | None = None) -> SearchHit:
+    return SearchHit(chunk_id=100 + n, document_id=f"doc-{n}", position=0,
+                     text=" ".join(f"w{n}" for _ in range(words)), title=f"Title {n}",
+                     source=f"file{n}.md", score=score if score is not None else 1.0 - n / 10)
+
+
+@dataclass
+class Setup:
+    brands: dict = field(default_factory=lambda: {
+        ("acme", "support"): FakeBrand("support", adapter_name="voice"),
+        ("acme", "plain"): FakeBrand("plain", system_prompt="", top_k=2, mode="lexical",
+                                     filters={"lang": "en"}),
+        ("other", "secret"): FakeBrand("secret")})
+    hits: list = field(default_factory=lambda: [hit(i) for i in range(1, 6)])
+    max_model_len: int = 400
+
+    def build(self) -> tuple[ChatService, FakeRetrieval, FakeEngine]:
+        retrieval = FakeRetrieval(self.hits)
+        engine = FakeEngine(self.max_model_len)
+        service = ChatService(brands=FakeBrands(self.brands), adapters=FakeAdapters(),
+                              retrieval=retrieval, engine=engine,
+                              settings=ChatSettings(default_max_tokens=50))
+        return service, retrieval, engine
+
+
+def ask(text: str = "what is w1?", brand: str = "support", **kwargs) -> ChatRequest:
+    return ChatRequest(brand=brand, messages=[{"role": "user", "content": text}], **kwargs)
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_prompt_has_system_prompt_numbered_sources_and_conversation():
+    service, retrieval, engine = Setup().build()
+    prepared = run(service.prepare("acme", ask(retrieval=RetrievalOptions(top_k=3))))
+    assert prepared.prompt.startswith("<system> You are Acme's assistant.")
+    for n in (1, 2, 3):
+        assert f"[{n}] Title {n}\nw{n}" in prepared.prompt
+    assert "[4]" not in prepared.prompt
+    assert prepared.prompt.endswith("<user> what is w1? <assistant>")
+    assert prepared.prompt_tokens == engine.count_tokens(prepared.prompt)
+    assert retrieval.calls == [dict(tenant="acme", query="what is w1?", k=3, mode=None, filters=None)]
+
+
+def test_citations_match_the_numbers_given_to_the_model():
+    service, _, _ = Setup().build()
+    prepared = run(service.prepare("acme", ask()))
+    assert [c.number for c in prepared.citations] == [1, 2, 3, 4, 5]
+    for citation in prepared.citations:
+        expected = hit(citation.number)
+        assert (citation.document_id, citation.chunk_id, citation.title, citation.source) == (
+            expected.document_id, expected.chunk_id, expected.title, expected.source)
+        assert citation.score == pytest.approx(expected.score)
+        assert f"[{citation.number}] {citation.title}\n{expected.text}" in prepared.prompt
+
+
+def test_brand_defaults_apply_and_request_overrides_them():
+    service, retrieval, _ = Setup().build()
+    run(service.prepare("acme", ask(brand="plain")))
+    run(service.prepare("acme", ask(brand="plain", retrieval=RetrievalOptions(
+        top_k=1, mode="dense", filters={"lang": "fr"}))))
+    assert retrieval.calls[0] | {"query": None} == dict(
+        tenant="acme", query=None, k=2, mode="lexical", filters={"lang": "en"})
+    assert retrieval.calls[1] | {"query": None} == dict(
+        tenant="acme", query=None, k=1, mode="dense", filters={"lang": "fr"})
+
+
+@pytest.mark.parametrize("tenant,brand", [("other", "support"), ("acme", "secret"), ("acme", "nope")])
+def test_brand_of_another_tenant_or_unknown_is_not_found_on_model(tenant, brand):
+    service, retrieval, _ = Setup().build()
+    with pytest.raises(NotFound) as err:
+        run(service.prepare(tenant, ask(brand=brand)))
+    assert err.value.param == "model"
+    assert "secret" not in err.value.message or brand == "secret"
+    assert retrieval.calls == []
+
+
+def test_adapter_of_the_brand_reaches_the_engine():
+    service, _, engine = Setup().build()
+    result = run(service.complete("acme", ask()))
+    assert engine.requests[0].adapter.name == "voice"
+    assert engine.requests[0].adapter.tenant_id == "acme"
+    assert result.text == "Hello there"
+    assert result.finish_reason == "stop"
+    assert result.usage.completion_tokens == 2
+    assert result.usage.prompt_tokens == engine.count_tokens(engine.requests[0].prompt)
+
+
+def test_brand_without_adapter_uses_the_base_model():
+    service, _, engine = Setup().build()
+    run(service.complete("acme", ask(brand="plain")))
+    assert engine.requests[0].adapter is None
+
+
+def test_missing_adapter_is_not_found_on_model():
+    setup = Setup()
+    setup.brands[("acme", "broken")] = FakeBrand("broken", adapter_name="gone")
+    service, _, _ = setup.build()
+    with pytest.raises(NotFound) as err:
+        run(service.prepare("acme", ask(brand="broken")))
+    assert err.value.param == "model"
+
+
+def test_retrieval_off_gives_no_sources_and_no_search():
+    service, retrieval, _ = Setup().build()
+    prepared = run(service.prepare("acme", ask(retrieval=RetrievalOptions(mode="off"))))
+    assert retrieval.calls == []
+    assert prepared.citations == ()
+    assert "[1]" not in prepared.prompt and NOTHING_FOUND not in prepared.prompt
+
+
+def test_nothing_found_tells_the_model_so():
+    setup = Setup(hits=[])
+    service, _, _ = setup.build()
+    prepared = run(service.prepare("acme", ask()))
+    assert NOTHING_FOUND in prepared.prompt
+    assert prepared.citations == ()
+
+
+def test_dense_hits_under_the_relevance_floor_are_not_shown():
+    setup = Setup(hits=[hit(1, score=0.9), hit(2, score=0.05)])
+    service, _, _ = setup.build()
+    prepared = run(service.prepare("acme", ask(retrieval=RetrievalOptions(mode="dense"))))
+    assert [c.document_id for c in prepared.citations] == ["doc-1"]
+    nothing = Setup(hits=[hit(2, score=0.05)]).build()[0]
+    prepared = run(nothing.prepare("acme", ask(retrieval=RetrievalOptions(mode="dense"))))
+    assert NOTHING_FOUND in prepared.prompt and prepared.citations == ()
+
+
+def test_client_system_messages_follow_the_brand_prompt():
+    service, _, _ = Setup().build()
+    request = ChatRequest(brand="support", messages=[
+        {"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}])
+    prepared = run(service.prepare("acme", request))
+    assert prepared.prompt.startswith("<system> You are Acme's assistant.\n\nBe brief.\n\n")
+    assert prepared.prompt.count("<system>") == 1
+
+
+# -- the token budget ---------------------------------------------------------------------
+
+def _tokens_with(service: ChatService, request: ChatRequest, n_hits: int) -> int:
+    """Prompt tokens when exactly the first ``n_hits`` sources fit (via a huge context)."""
+    engine = service.engine
+    saved, engine.max_model_len = engine.max_model_len, 10**6
+    try:
+        opts = RetrievalOptions(top_k=n_hits) if n_hits else RetrievalOptions(mode="off")
+        return run(service.prepare("acme", ChatRequest(
+            brand=request.brand, messages=request.messages, max_tokens=request.max_tokens,
+            retrieval=opts))).prompt_tokens
+    finally:
+        engine.max_model_len = saved
+
+
+@pytest.mark.parametrize("slack,kept", [(0, 5), (-1, 4)])
+def test_budget_edge_all_sources_fit_exactly_or_the_last_one_goes(slack, kept):
+    service, _, engine = Setup().build()
+    request = ask(max_tokens=10)
+    full = _tokens_with(service, request, 5)
+    engine.max_model_len = full + 10 + slack
+    prepared = run(service.prepare("acme", request))
+    assert len(prepared.citations) == kept
+    assert [c.number for c in prepared.citations] == list(range(1, kept + 1))
+    assert prepared.prompt_tokens + prepared.sampling.max_tokens <= engine.max_model_len
+    assert prepared.prompt_tokens == engine.count_tokens(prepared.prompt)
+
+
+def test_budget_drops_lowest_ranked_sources_first():
+    service, _, engine = Setup().build()
+    request = ask(max_tokens=10)
+    engine.max_model_len = _tokens_with(service, request, 2) + 10
+    prepared = run(service.prepare("acme", request))
+    assert [c.document_id for c in prepared.citations] == ["doc-1", "doc-2"]
+    assert "w3" not in prepared.prompt
+
+
+def _conversation(turns: int) -> list[dict]:
+    messages = []
+    for i in range(turns):
+        messages += [{"role": "user", "content": f"question{i} " * 5},
+                     {"role": "assistant", "content": f"answer{i} " * 5}]
+    return messages + [{"role": "user", "content": "last question"}]
+
+
+def test_budget_drops_all_sources_then_oldest_turns_never_the_last():
+    service, _, engine = Setup().build()
+    request = ChatRequest(brand="support", messages=_conversation(3), max_tokens=10)
+    off = ChatRequest(brand="support", messages=request.messages, max_tokens=10,
+                      retrieval=RetrievalOptions(mode="off"))
+    no_sources_all_turns = run(service.prepare("acme", off)).prompt_tokens + len(NOTHING_FITS.split())
+    engine.max_model_len = no_sources_all_turns - 15 + 10  # one and a half turns too many
+    prepared = run(service.prepare("acme", request))
+    assert prepared.citations == ()
+    assert NOTHING_FITS in prepared.prompt
+    assert "question0" not in prepared.prompt and "answer0" not in prepared.prompt
+    assert "last question" in prepared.prompt
+    assert prepared.dropped_turns == 2  # 12 tokens a turn, 15 too many
+    assert "question2" in prepared.prompt
+    assert prepared.prompt_tokens + 10 <= engine.max_model_len
+    # whole turns are dropped: no assistant answer without its question
+    for i in range(3):
+        assert ("question%d" % i in prepared.prompt) == ("answer%d" % i in prepared.prompt)
+
+
+def test_last_message_that_cannot_fit_is_a_400_on_messages():
+    service, _, engine = Setup().build()
+    engine.max_model_len = 40
+    with pytest.raises(InvalidInput) as err:
+        run(service.prepare("acme", ask("word " * 60, max_tokens=5)))
+    assert err.value.param == "messages"
+    assert err.value.code == "context_length_exceeded"
+
+
+@pytest.mark.parametrize("max_tokens", [0, -1, 400, 10_000])
+def test_max_tokens_out_of_range_names_max_tokens(max_tokens):
+    service, _, _ = Setup().build()
+    with pytest.raises(InvalidInput) as err:
+        run(service.prepare("acme", ask(max_tokens=max_tokens)))
+    assert err.value.param == "max_tokens"
+
+
+def test_default_max_tokens_is_reserved():
+    service, _, _ = Setup().build()
+    prepared = run(service.prepare("acme", ask()))
+    assert prepared.sampling.max_tokens == 50
+
+
+@pytest.mark.parametrize("messages,param", [
+    ([], "messages"),
+    ([{"role": "assistant", "content": "hi"}], "messages"),
+    ([{"role": "user", "content": "hi"}, {"role": "tool", "content": "x"}], "messages[1].role"),
+    ([{"role": "user", "content": None}], "messages[0].content"),
+])
+def test_bad_messages_name_the_field(messages, param):
+    service, _, _ = Setup().build()
+    with pytest.raises(InvalidInput) as err:
+        run(service.prepare("acme", ChatRequest(brand="support", messages=messages)))
+    assert err.value.param == param
+
+
+# -- generation and abort -------------------------------------------------------------------
+
+def test_consumer_that_stops_early_aborts_the_engine_request():
+    service, _, engine = Setup().build()
+
+    async def first_chunk_only():
+        prepared = await service.prepare("acme", ask())
+        stream = service.generate(prepared)
+        async for _ in stream:
+            break
+        await stream.aclose()
+        return prepared.request_id
+
+    request_id = run(first_chunk_only())
+    assert engine.aborted == [request_id]
+
+
+def test_cancelled_generation_aborts_the_engine_request():
+    service, _, engine = Setup().build()
+    engine.reply = ("a",) * 1000
+
+    async def cancel_midway():
+        prepared = await service.prepare("acme", ask())
+
+        async def consume():
+            async for _ in service.generate(prepared):
+                await asyncio.sleep(0.001)
+
+        task = asyncio.create_task(consume())
+        await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.sleep(0)
+        return prepared.request_id
+
+    request_id = run(cancel_midway())
+    assert engine.aborted == [request_id]
+
+
+def test_finished_generation_is_not_aborted():
+    service, _, engine = Setup().build()
+    run(service.complete("acme", ask()))
+    assert engine.aborted == []
