@@ -19,5 +19,11 @@ class EngineSettings(BaseModel):
     seed: int = 0
 
 
+class TrainingSettings(BaseModel):
+    threads: int = Field(2, ge=1, description="torch threads while training (process-wide).")
+    progress: bool = Field(True, description="Show a progress bar when training from the CLI.")
+
+
 class AdapterSettings(BaseModel):
+    training: TrainingSettings = TrainingSettings()
     max_upload_bytes: int = Field(512 * 2**20, ge=1, description="Largest adapter archive accepted.")

@@ -35,6 +35,22 @@ class Lorag:
         self.tenants  # the jobs table references tenants
         return JobStore(self.catalog)
 
+    @cached_property
+    def trainer(self):
+        """LoRA training runs as ``train`` jobs; results are registered as adapter versions."""
+        from adapters.models import resolve_base_model
+        from adapters.training import Trainer
+        from adapters.training.corpus import general_texts, tenant_document_texts
+
+        return Trainer(
+            self.settings.adapters.training, self.layout, self.jobs, self.tenants,
+            base_model=lambda: resolve_base_model(self.settings.engine.model, self.layout),
+            register=lambda tenant, name, folder: self.adapters.register(tenant, name, folder),
+            tenant_texts=lambda tenant: tenant_document_texts(self.layout, tenant),
+            general_texts=general_texts)
+
     def close(self) -> None:
         """Release everything that was built; safe to call twice."""
+        if "trainer" in self.__dict__:
+            self.trainer.shutdown()
         self.catalog.close()
