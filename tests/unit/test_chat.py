@@ -5,96 +5,19 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 
-from adapters.engine import AdapterRef, GenerationChunk
 from lorag.chat import NOTHING_FITS, NOTHING_FOUND, ChatRequest, ChatService, RetrievalOptions
 from lorag.config import ChatSettings
 from lorag.errors import InvalidInput, NotFound
-from retrieval.types import SearchHit
-
-
-@dataclass
-class FakeBrand:
-    name: str
-    adapter_name: str | None = None
-    system_prompt: str = "You are Acme's assistant."
-    top_k: int | None = None
-    mode: str | None = None
-    filters: dict | None = None
-
-
-class FakeBrands:
-    def __init__(self, brands: dict[tuple[str, str], FakeBrand]):
-        self.brands = brands
-
-    def get(self, tenant: str, name: str) -> FakeBrand:
-        try:
-            return self.brands[tenant, name]
-        except KeyError:
-            raise NotFound(f"brand {name!r} not found", param="brand") from None
-
-
-class FakeAdapters:
-    def resolve(self, tenant: str, name: str) -> AdapterRef:
-        if name == "gone":
-            raise NotFound("adapter gone", param="adapter")
-        return AdapterRef(tenant, name, 1, 7, Path("/adapters") / tenant / name / "1")
-
-
-class FakeRetrieval:
-    def __init__(self, hits: list[SearchHit]):
-        self.hits = hits
-        self.calls: list[dict] = []
-
-    def search(self, tenant, query, *, k=None, mode=None, filters=None, document_ids=None):
-        self.calls.append(dict(tenant=tenant, query=query, k=k, mode=mode, filters=filters))
-        return self.hits[: k or 5]
-
-
-class FakeEngine:
-    """One token per whitespace-separated word; the template is ``<role>`` + content."""
-
-    def __init__(self, max_model_len: int = 400, reply: tuple[str, ...] = ("Hello", " there")):
-        self.max_model_len = max_model_len
-        self.reply = reply
-        self.requests: list = []
-        self.aborted: list[str] = []
-
-    def render_chat(self, messages: list[dict]) -> str:
-        return " ".join(f"<{m['role']}> {m['content']}" for m in messages) + " <assistant>"
-
-    def count_tokens(self, text: str) -> int:
-        return len(text.split())
-
-    async def generate(self, request):
-        self.requests.append(request)
-        for i, text in enumerate(self.reply):
-            await asyncio.sleep(0)
-            last = i == len(self.reply) - 1
-            yield GenerationChunk(text=text, finish_reason="stop" if last else None,
-                                  prompt_tokens=self.count_tokens(request.prompt),
-                                  completion_tokens=i + 1)
-
-    async def abort(self, request_id: str) -> None:
-        self.aborted.append(request_id)
-
-
-def hit(n: int, words: int = 5, score: float | None = None) -> SearchHit:
-    return SearchHit(chunk_id=100 + n, document_id=f"doc-{n}", position=0,
-                     text=" ".join(f"w{n}" for _ in range(words)), title=f"Title {n}",
-                     source=f"file{n}.md", score=score if score is not None else 1.0 - n / 10)
+from tests.unit.chat_fakes import (FakeAdapters, FakeBrand, FakeBrands, FakeEngine, FakeRetrieval,
+                                   default_brands, hit)
 
 
 @dataclass
 class Setup:
-    brands: dict = field(default_factory=lambda: {
-        ("acme", "support"): FakeBrand("support", adapter_name="voice"),
-        ("acme", "plain"): FakeBrand("plain", system_prompt="", top_k=2, mode="lexical",
-                                     filters={"lang": "en"}),
-        ("other", "secret"): FakeBrand("secret")})
+    brands: dict = field(default_factory=default_brands)
     hits: list = field(default_factory=lambda: [hit(i) for i in range(1, 6)])
     max_model_len: int = 400
 

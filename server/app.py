@@ -1,0 +1,114 @@
+"""The FastAPI app factory: routes, error mapping, limits, metrics, warm-up and shutdown.
+
+Start-up answers /health at once and warms up in the background (/ready is 503 until
+the engine and the stores are loaded); shutdown lets uvicorn finish the requests in
+flight, then stops the engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator, Callable
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from pydantic.json_schema import models_json_schema
+
+import lorag
+from server import schemas
+from server.errors import install_error_handlers
+from server.limits import BodyLimit
+from server.metrics import Metrics, MetricsMiddleware
+from server.routes import ROUTERS
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """\
+Retrieval-augmented chat for many tenants from one base model, with a LoRA adapter
+per brand. `/v1/...` routes take a tenant's API key (`Authorization: Bearer lrg-...`),
+`/admin/...` routes the admin key. Every error is `{"error": {message, type, param, code}}`.
+"""
+
+
+def create_app(container: Any, *, on_ready: Callable[[], None] | None = None,
+               on_failure: Callable[[BaseException], None] | None = None) -> FastAPI:
+    """The HTTP app over a ``lorag.services.Lorag`` container (which the caller closes).
+
+    ``on_ready`` runs once warm-up is done; ``on_failure`` if warm-up fails.
+    """
+    app = FastAPI(title="lorag", version=lorag.__version__, description=DESCRIPTION,
+                  lifespan=_lifespan)
+    app.state.lorag = container
+    app.state.metrics = Metrics(container)
+    app.state.ready = False
+    app.state.warm_up_error = None
+    app.state.hooks = (on_ready, on_failure)
+    install_error_handlers(app)
+    for router in ROUTERS:
+        app.include_router(router)
+    settings = container.settings
+    app.add_middleware(BodyLimit, default=settings.server.max_body_bytes, per_path=[
+        (r"/admin/tenants/[^/]+/adapters", settings.adapters.max_upload_bytes)])
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)  # outermost: sees all
+    app.openapi = lambda: _openapi(app)
+    return app
+
+
+def _openapi(app: FastAPI) -> dict:
+    """FastAPI's document, with validation errors as the 400s they are (not 422s) and
+    the bodies that routes parse themselves."""
+    if app.openapi_schema is None:
+        document = get_openapi(title=app.title, version=app.version,
+                               description=app.description, routes=app.routes)
+        error = {"description": "Bad Request", "content": {"application/json": {
+            "schema": {"$ref": "#/components/schemas/ErrorResponse"}}}}
+        for operation in (op for path in document["paths"].values() for op in path.values()):
+            if operation["responses"].pop("422", None) is not None:
+                operation["responses"].setdefault("400", error)
+        components = document["components"]["schemas"]
+        for name in ("HTTPValidationError", "ValidationError"):
+            components.pop(name, None)
+        _, extra = models_json_schema([(m, "validation") for m in schemas.EXTRA_OPENAPI_MODELS],
+                                      ref_template="#/components/schemas/{model}")
+        components.update(extra["$defs"])
+        app.openapi_schema = document
+    return app.openapi_schema
+
+
+async def warm_up(container: Any) -> None:
+    """Load everything a request needs, so the first one is not slow."""
+    await asyncio.to_thread(container.jobs.fail_interrupted)
+    await asyncio.to_thread(container.embedder.warm_up)
+    await container.engine.warm_up()
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    task = asyncio.create_task(_warm_up_in_background(app))
+    try:
+        yield
+    finally:
+        app.state.ready = False
+        task.cancel()
+        engine = vars(app.state.lorag).get("engine")  # only if it was ever built
+        if engine is not None:
+            await engine.shutdown()
+        log.info("stopped")
+
+
+async def _warm_up_in_background(app: FastAPI) -> None:
+    on_ready, on_failure = app.state.hooks
+    try:
+        await warm_up(app.state.lorag)
+    except Exception as exc:
+        log.exception("warm-up failed")
+        app.state.warm_up_error = str(exc) or type(exc).__name__
+        if on_failure:
+            on_failure(exc)
+        return
+    app.state.ready = True
+    log.info("ready")
+    if on_ready:
+        on_ready()

@@ -1,0 +1,106 @@
+"""The one place where errors become HTTP: every error a client sees, streamed or not,
+is ``{"error": {"message", "type", "param", "code"}}`` and never holds a traceback."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from contextlib import contextmanager
+from typing import Iterator
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from lorag.errors import AuthenticationFailed, ClientError, LoragError, PayloadTooLarge, ServerError
+
+log = logging.getLogger(__name__)
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
+_LOCATIONS = ("body", "query", "path", "header", "cookie")
+# pydantic adds the member type of a union to an error's location ("str", "list[TextPart]",
+# "function-after[...]", a model's class name); field names are lowercase identifiers.
+_TYPE_TAG = re.compile(r"^(str|int|float|bool|bytes|none|[A-Z]\w*)$|[\[\]-]")
+
+
+def as_lorag_error(exc: BaseException) -> LoragError:
+    """``exc`` itself when it is a LoragError; else a generic 500 (logged with its traceback)."""
+    if isinstance(exc, LoragError):
+        return exc
+    log.error("unhandled error", exc_info=exc)
+    return ServerError("internal server error")
+
+
+def error_response(exc: BaseException) -> JSONResponse:
+    error = as_lorag_error(exc)
+    if error.status >= 500:
+        log.warning("%s: %s", type(error).__name__, error.message)
+    headers = {"WWW-Authenticate": "Bearer"} if isinstance(error, AuthenticationFailed) else None
+    return JSONResponse(error.to_dict(), status_code=error.status, headers=headers)
+
+
+def sse_error(exc: BaseException) -> str:
+    """An error as one server-sent event, for failures after a stream has started."""
+    return f"data: {json.dumps(as_lorag_error(exc).to_dict())}\n\n"
+
+
+@contextmanager
+def params_renamed(**names: str) -> Iterator[None]:
+    """Rename the ``param`` of a LoragError raised inside, from a service's name for a
+    value to the request field that carried it (e.g. ``k`` -> ``top_k``)."""
+    try:
+        yield
+    except LoragError as exc:
+        exc.param = names.get(exc.param, exc.param) if exc.param else exc.param
+        raise
+
+
+def field_path(loc: tuple) -> str | None:
+    """``("body", "messages", 0, "role")`` -> ``"messages[0].role"``."""
+    parts = list(loc[1:] if loc and loc[0] in _LOCATIONS else loc)
+    path = ""
+    for part in parts:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif not _TYPE_TAG.search(str(part)):
+            path += f".{part}" if path else str(part)
+    return path or (loc[0] if loc else None)
+
+
+def validation_error(exc: RequestValidationError) -> ClientError:
+    """FastAPI's 422 as a 400 that names the first offending field."""
+    first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+    if first.get("type") == "json_invalid":
+        return ClientError(f"the body is not valid JSON: {first.get('msg')}", param="body",
+                           code="invalid_json")
+    param = field_path(tuple(first.get("loc", ())))
+    message = first.get("msg", "invalid value")
+    if first.get("type") == "extra_forbidden":
+        message = "unrecognized field"
+    return ClientError(f"{param}: {message}" if param else message, param=param,
+                       code="invalid_value")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def on_lorag_error(request: Request, exc: LoragError) -> JSONResponse:
+        return error_response(exc)
+
+    async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(validation_error(exc))
+
+    async def on_http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        if exc.status_code == 413:  # raised by server.limits while the body is read
+            return error_response(PayloadTooLarge(str(exc.detail), param="body"))
+        error = ClientError(str(exc.detail), code=_HTTP_CODES.get(exc.status_code, "invalid_request"))
+        error.status = exc.status_code
+        return error_response(error)
+
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        return error_response(exc)
+
+    app.add_exception_handler(LoragError, on_lorag_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(HTTPException, on_http_error)
+    app.add_exception_handler(Exception, on_unexpected)

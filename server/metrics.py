@@ -1,0 +1,131 @@
+"""Prometheus metrics of one app: HTTP requests by route, tenant and brand; chat
+tokens and time to first token; retrieval latency; adapter loads and residency (from
+the engine); ingestion jobs and documents (from the catalog). One registry per app, so
+several apps (tests) never share counters."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger(__name__)
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class Metrics:
+    def __init__(self, lorag: Any = None):
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("lorag_http_requests", "HTTP requests answered.",
+                                ["route", "method", "status", "tenant", "brand"], registry=r)
+        self.latency = Histogram("lorag_http_request_duration_seconds",
+                                 "Time from request to the last byte of the response.",
+                                 ["route", "method", "tenant", "brand"],
+                                 buckets=LATENCY_BUCKETS, registry=r)
+        self.tokens = Counter("lorag_chat_tokens", "Chat tokens, prompt (in) and completion (out).",
+                              ["tenant", "brand", "kind"], registry=r)
+        self.ttft = Histogram("lorag_chat_time_to_first_token_seconds",
+                              "Time from a chat request to its first generated text.",
+                              ["tenant", "brand"], buckets=LATENCY_BUCKETS, registry=r)
+        self.retrieval = Histogram("lorag_retrieval_duration_seconds",
+                                   "Time to search a tenant's index.", ["tenant", "route"],
+                                   buckets=LATENCY_BUCKETS, registry=r)
+        self.documents_submitted = Counter("lorag_ingest_documents_submitted",
+                                           "Documents submitted for ingestion over HTTP.",
+                                           ["tenant"], registry=r)
+        if lorag is not None:
+            r.register(StateCollector(lorag))
+
+    def observe_request(self, route: str, method: str, status: int, tenant: str, brand: str,
+                        seconds: float) -> None:
+        self.requests.labels(route, method, str(status), tenant, brand).inc()
+        self.latency.labels(route, method, tenant, brand).observe(seconds)
+
+    def observe_chat(self, tenant: str, brand: str, prompt_tokens: int,
+                     completion_tokens: int) -> None:
+        self.tokens.labels(tenant, brand, "prompt").inc(prompt_tokens)
+        self.tokens.labels(tenant, brand, "completion").inc(completion_tokens)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class StateCollector:
+    """Read at scrape time: engine adapter stats and catalog job counts."""
+
+    def __init__(self, lorag: Any):
+        self.lorag = lorag
+
+    def describe(self) -> list[Metric]:
+        return []  # no eager collect at registration
+
+    def collect(self) -> Iterable[Metric]:
+        try:
+            yield from self._engine()
+            yield from self._jobs()
+        except Exception:  # a scrape must never fail the endpoint
+            log.exception("metrics collection failed")
+
+    def _engine(self) -> Iterable[Metric]:
+        engine = vars(self.lorag).get("engine")  # only if built; a scrape builds nothing
+        stats = getattr(engine, "stats", None)
+        if stats is None:
+            return
+        for name, value in stats().items():
+            yield GaugeMetricFamily(f"lorag_engine_{name}", f"Engine statistic {name}.", value=value)
+
+    def _jobs(self) -> Iterable[Metric]:
+        rows = self.lorag.jobs.db.query(
+            "SELECT kind, status, COUNT(*) AS n, COALESCE(SUM(completed), 0) AS completed, "
+            "COALESCE(SUM(failed), 0) AS failed FROM jobs GROUP BY kind, status")
+        jobs = GaugeMetricFamily("lorag_jobs", "Jobs by kind and status.", labels=["kind", "status"])
+        items = GaugeMetricFamily("lorag_job_items", "Items of jobs by kind and outcome.",
+                                  labels=["kind", "outcome"])
+        totals: dict[tuple[str, str], int] = {}
+        for row in rows:
+            jobs.add_metric([row["kind"], row["status"]], row["n"])
+            for outcome in ("completed", "failed"):
+                key = (row["kind"], outcome)
+                totals[key] = totals.get(key, 0) + row[outcome]
+        for (kind, outcome), value in totals.items():
+            items.add_metric([kind, outcome], value)
+        yield jobs
+        yield items
+
+
+class MetricsMiddleware:
+    """Counts and times every HTTP request by route template, tenant and brand (pure
+    ASGI: the time covers a whole streamed response)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics):
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = time.perf_counter()
+        status = 500
+
+        async def send_and_record_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_record_status)
+        finally:
+            route = scope.get("route")
+            state = scope.get("state", {})
+            self.metrics.observe_request(
+                getattr(route, "path", "unmatched"), scope["method"], status,
+                state.get("tenant", ""), state.get("brand", ""), time.perf_counter() - started)
