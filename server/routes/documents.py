@@ -10,10 +10,12 @@ import uuid
 from pathlib import Path
 
 from fastapi import APIRouter, Path as PathParam, Query, Request, status
+from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
-from lorag.errors import InvalidInput
+from lorag.errors import InvalidInput, NotFound
+from lorag.jobs import QUEUED, RUNNING
 from server import schemas
 from server.deps import AppMetrics, Lorag, TenantId
 from server.routes.jobs import to_job
@@ -38,12 +40,20 @@ UPLOAD_SCHEMA = {"type": "object", "required": ["files"], "properties": {
         "multipart/form-data": {"schema": UPLOAD_SCHEMA}}}})
 async def create_documents(request: Request, tenant: TenantId, lorag: Lorag,
                            metrics: AppMetrics) -> schemas.Job:
+    folder = None
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
-        inputs = await _save_uploads(request, lorag.layout.uploads_dir / tenant)
+        folder = lorag.layout.uploads_dir / tenant / uuid.uuid4().hex
+        inputs = await _save_uploads(request, folder)
     else:
         inputs = [doc.model_dump() for doc in (await _json_batch(request)).documents]
-    job_id = await asyncio.to_thread(lorag.documents.start_job, tenant, inputs)
+    try:
+        job_id = await asyncio.to_thread(lorag.documents.start_job, tenant, inputs)
+    except BaseException:
+        _remove(folder)
+        raise
     metrics.documents_submitted.labels(tenant).inc(len(inputs))
+    if folder is not None:
+        _keep(asyncio.create_task(_remove_when_done(lorag.jobs, tenant, job_id, folder)))
     return to_job(lorag.jobs.get(tenant, job_id))
 
 
@@ -51,7 +61,7 @@ async def create_documents(request: Request, tenant: TenantId, lorag: Lorag,
             responses=schemas.error_responses(400, 401), summary="The caller's documents")
 def list_documents(tenant: TenantId, lorag: Lorag, limit: int = Query(100, ge=1, le=1000),
                    offset: int = Query(0, ge=0)) -> schemas.DocumentList:
-    documents = lorag.documents.list(tenant, limit + 1, offset)
+    documents = lorag.documents.list(tenant, limit=limit + 1, offset=offset)
     return schemas.DocumentList(data=[to_document(d) for d in documents[:limit]],
                                 has_more=len(documents) > limit)
 
@@ -84,31 +94,50 @@ async def _json_batch(request: Request) -> schemas.DocumentsCreate:
     try:
         return schemas.DocumentsCreate.model_validate_json(body)
     except ValidationError as exc:
-        from fastapi.exceptions import RequestValidationError
-
         raise RequestValidationError(
             [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
 
 
-async def _save_uploads(request: Request, root: Path) -> list[Path]:
-    """Each uploaded file, saved under its (sanitised) name in a folder of its own."""
-    form = await request.form(max_files=MAX_FILES, max_fields=MAX_FILES)
-    files = [f for f in form.getlist("files") if isinstance(f, UploadFile)]
-    if not files:
-        raise InvalidInput("upload one or more files in the form field 'files'", param="files")
-    folder = root / uuid.uuid4().hex
-    folder.mkdir(parents=True)
-    saved = []
-    for i, upload in enumerate(files):
-        name = _safe_name(upload.filename, i)
-        target = folder / name
-        if target.exists():
-            raise InvalidInput(f"two files are named {name!r}", param=f"files[{i}]")
-        with target.open("wb") as out:
-            await asyncio.to_thread(shutil.copyfileobj, upload.file, out)
-        saved.append(target)
-    await form.close()
-    return saved
+async def _save_uploads(request: Request, folder: Path) -> list[Path]:
+    """Each uploaded file, saved in ``folder`` under its (sanitised) name, which becomes
+    its document id."""
+    async with request.form(max_files=MAX_FILES, max_fields=MAX_FILES) as form:
+        files = [f for f in form.getlist("files") if isinstance(f, UploadFile)]
+        if not files:
+            raise InvalidInput("upload one or more files in the form field 'files'", param="files")
+        names = [_safe_name(upload.filename, i) for i, upload in enumerate(files)]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                raise InvalidInput(f"two files are named {name!r}", param=f"files[{i}]")
+        folder.mkdir(parents=True)
+        for upload, name in zip(files, names):
+            with (folder / name).open("wb") as out:
+                await asyncio.to_thread(shutil.copyfileobj, upload.file, out)
+    return [folder / name for name in names]
+
+
+_tasks: set[asyncio.Task] = set()
+
+
+def _keep(task: asyncio.Task) -> None:
+    _tasks.add(task)  # the loop holds tasks weakly
+    task.add_done_callback(_tasks.discard)
+
+
+async def _remove_when_done(jobs, tenant: str, job_id: str, folder: Path) -> None:
+    """Uploaded files are only read by their job: remove them once it has ended."""
+    try:
+        while jobs.get(tenant, job_id).status in (QUEUED, RUNNING):
+            await asyncio.sleep(1.0)
+    except NotFound:
+        pass  # the tenant was deleted, with its jobs
+    finally:
+        _remove(folder)
+
+
+def _remove(folder: Path | None) -> None:
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _safe_name(filename: str | None, index: int) -> str:

@@ -1,0 +1,72 @@
+"""``lorag serve [--host --port --demo]``: the HTTP API on uvicorn.
+
+SIGTERM / Ctrl-C: uvicorn stops accepting, lets requests in flight finish (up to
+``--graceful-seconds``), then the app's shutdown stops the engine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from pydantic import SecretStr
+
+from lorag.config import Settings
+from lorag.services import Lorag
+
+
+def register(subparsers) -> None:
+    serve = subparsers.add_parser("serve", help="serve the OpenAI-compatible HTTP API")
+    serve.add_argument("--host", default=None, help="default: settings.server.host (127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="default: settings.server.port (8000)")
+    serve.add_argument("--demo", action="store_true",
+                       help="set up (or reuse) two demo tenants with a brand, an adapter and a "
+                            "sample corpus each, and print how to call them")
+    serve.add_argument("--graceful-seconds", type=int, default=30,
+                       help="how long requests in flight may finish after SIGTERM")
+    serve.set_defaults(handler=_serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from server.app import create_app
+
+    settings = Settings()
+    host = args.host or settings.server.host
+    port = settings.server.port if args.port is None else args.port
+    container = Lorag(settings)
+    try:
+        announce = _prepare_demo(container) if args.demo else _plain_announcement
+        server: uvicorn.Server | None = None
+        failed: list[BaseException] = []
+
+        def on_failure(exc: BaseException) -> None:
+            failed.append(exc)
+            print(f"lorag could not start: {exc}", file=sys.stderr, flush=True)
+            server.should_exit = True
+
+        app = create_app(container, on_ready=lambda: announce(f"http://{host}:{port}"),
+                         on_failure=on_failure)
+        server = uvicorn.Server(uvicorn.Config(
+            app, host=host, port=port, timeout_graceful_shutdown=args.graceful_seconds,
+            log_level="info", access_log=False))
+        server.run()
+        return 1 if failed else 0
+    finally:
+        container.close()
+
+
+def _prepare_demo(container: Lorag):
+    from lorag.demo import ensure_demo, render_instructions
+
+    print("Setting up the demo (the first start prepares the model and ingests the sample "
+          "corpus; later starts reuse them)...", flush=True)
+    demo = ensure_demo(container)
+    if container.settings.server.admin_key is None:
+        container.settings.server.admin_key = SecretStr(demo.admin_key)
+    return lambda url: print(render_instructions(demo, url), flush=True)
+
+
+def _plain_announcement(url: str) -> None:
+    print(f"lorag is ready on {url} (API docs: {url}/docs)", flush=True)
