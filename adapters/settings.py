@@ -17,6 +17,9 @@ class EngineSettings(BaseModel):
     kv_cache_bytes: int = Field(1 * 2**30, ge=2**20, description="KV cache size (CPU backend).")
     max_num_seqs: int = Field(32, ge=1, description="Sequences batched at once.")
     seed: int = 0
+    enforce_eager: bool = Field(
+        True, description="Run vLLM without torch.compile / CUDA graphs: starts in seconds; "
+                          "set False on GPUs for throughput.")
 
 
 class TrainingSettings(BaseModel):
@@ -27,3 +30,10 @@ class TrainingSettings(BaseModel):
 class AdapterSettings(BaseModel):
     training: TrainingSettings = TrainingSettings()
     max_upload_bytes: int = Field(512 * 2**20, ge=1, description="Largest adapter archive accepted.")
+    max_unpacked_bytes: int = Field(
+        2 * 2**30, ge=1, description="Largest total size of an archive's files once unpacked "
+                                     "(refuses zip bombs).")
+    max_archive_entries: int = Field(1000, ge=1, description="Most files an adapter archive may hold.")
+    check_base_name: bool = Field(
+        True, description="Refuse an adapter whose base_model_name_or_path names another model "
+                          "(the shapes are always checked); False trusts the shapes alone.")

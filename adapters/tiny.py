@@ -72,12 +72,12 @@ def _train_tokenizer(vocab_size: int):
     return fast
 
 
-def _build_model(tokenizer, seed: int):
+def _build_model(tokenizer, seed: int, hidden_size: int):
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
+        vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=32,
         max_position_embeddings=2048, rms_norm_eps=1e-5, tie_word_embeddings=False,
         # A wider init than 0.02 so that logits are far apart and greedy choices are
@@ -93,8 +93,12 @@ def _build_model(tokenizer, seed: int):
     return model
 
 
-def build_tiny_model(folder: Path, *, seed: int = TINY_SEED, vocab_size: int = TINY_VOCAB) -> Path:
+def build_tiny_model(folder: Path, *, seed: int = TINY_SEED, vocab_size: int = TINY_VOCAB,
+                     hidden_size: int = 64) -> Path:
     """Build (once) a tiny random Llama + ChatML tokenizer in ``folder`` and return it.
+
+    Hidden size 64 (another ``hidden_size`` makes an incompatible base for tests), 2
+    layers, 4 query heads and 2 key/value heads of 32, vocabulary ``vocab_size``.
 
     Reuses ``folder`` when it already holds a built model; builds into a temporary
     sibling and renames it into place, so a half-built folder is never seen.
@@ -106,10 +110,11 @@ def build_tiny_model(folder: Path, *, seed: int = TINY_SEED, vocab_size: int = T
     tmp = Path(tempfile.mkdtemp(prefix=".tiny-", dir=folder.parent))
     try:
         tokenizer = _train_tokenizer(vocab_size)
-        model = _build_model(tokenizer, seed)
+        model = _build_model(tokenizer, seed, hidden_size)
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        (tmp / ".complete").write_text(json.dumps({"seed": seed, "vocab_size": vocab_size}))
+        (tmp / ".complete").write_text(json.dumps({"seed": seed, "vocab_size": vocab_size,
+                                                    "hidden_size": hidden_size}))
         try:
             os.rename(tmp, folder)
         except OSError:  # another process won the race, or an old partial folder is there

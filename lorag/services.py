@@ -49,6 +49,48 @@ class Lorag:
             tenant_texts=lambda tenant: tenant_document_texts(self.layout, tenant),
             general_texts=general_texts)
 
+    @cached_property
+    def base_model_path(self) -> str:
+        """The served base model: ``settings.engine.model``, or the prepared SmolLM2
+        (prepared on first use, ~30 s once)."""
+        from adapters.models import resolve_base_model
+
+        return resolve_base_model(self.settings.engine.model, self.layout)
+
+    @cached_property
+    def adapters(self):
+        """Validated, versioned LoRA adapters; deletes and new versions unload the engine's copy."""
+        from adapters.registry import AdapterStore
+        from adapters.validation import BaseModelSpec
+
+        self.tenants  # the adapters table references tenants
+        store = AdapterStore(self.catalog, self.layout, self.settings.adapters,
+                             max_rank=self.settings.engine.max_lora_rank,
+                             base_model=lambda: BaseModelSpec.from_folder(self.base_model_path))
+        store.on_unload(self._unload_from_engine)
+        return store
+
+    @cached_property
+    def brands(self):
+        """Brands of tenants: adapter name, system prompt, retrieval defaults."""
+        from adapters.brands import BrandStore
+
+        return BrandStore(self.catalog, self.adapters)
+
+    @cached_property
+    def engine(self):
+        """The InferenceEngine ``settings.engine.backend`` names; ``await warm_up()`` loads it."""
+        from adapters.engines import build_engine
+
+        return build_engine(self.settings.engine, model=self.base_model_path,
+                            work_dir=self.layout.data_dir / "engine")
+
+    def _unload_from_engine(self, ref) -> None:
+        if "engine" in self.__dict__:  # never build an engine just to unload from it
+            from adapters.engines import schedule_unload
+
+            schedule_unload(self.engine, ref)
+
     def close(self) -> None:
         """Release everything that was built; safe to call twice."""
         if "trainer" in self.__dict__:

@@ -1,0 +1,149 @@
+"""Brands: a tenant's personas. A brand names an adapter (None = the base model), a
+system prompt and retrieval defaults. It names the adapter, not a version: the newest
+version is resolved per request, so registering a new version switches every brand
+using it at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from adapters.registry import AdapterStore
+from lorag.db import Database
+from lorag.errors import Conflict, InvalidInput, NotFound
+from lorag.layout import check_name
+
+log = logging.getLogger(__name__)
+
+BRAND_MODES = ("dense", "lexical", "hybrid", "off")
+MAX_TOP_K = 100
+MAX_SYSTEM_PROMPT = 20_000
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS brands (
+    tenant_id TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    adapter_name TEXT,
+    system_prompt TEXT NOT NULL DEFAULT '',
+    retrieval TEXT NOT NULL DEFAULT '{}',
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (tenant_id, name)
+);
+"""
+
+_UNSET: Any = object()
+
+
+@dataclass(frozen=True)
+class Brand:
+    tenant_id: str
+    name: str
+    adapter_name: str | None = None
+    system_prompt: str = ""
+    top_k: int | None = None  # None = the retrieval default
+    mode: str | None = None  # dense | lexical | hybrid | off; None = the retrieval default
+    filters: dict | None = None
+    created_at: float = field(default=0.0, compare=False)
+    updated_at: float = field(default=0.0, compare=False)
+
+    def retrieval(self) -> dict:
+        return {"top_k": self.top_k, "mode": self.mode, "filters": self.filters}
+
+    def to_dict(self) -> dict:
+        return {"tenant": self.tenant_id, "name": self.name, "adapter": self.adapter_name,
+                "system_prompt": self.system_prompt, "retrieval": self.retrieval(),
+                "created_at": self.created_at, "updated_at": self.updated_at}
+
+
+def _row(row) -> Brand:
+    retrieval = json.loads(row["retrieval"])
+    return Brand(row["tenant_id"], row["name"], row["adapter_name"], row["system_prompt"],
+                 retrieval.get("top_k"), retrieval.get("mode"), retrieval.get("filters"),
+                 row["created_at"], row["updated_at"])
+
+
+class BrandStore:
+    """CRUD of brands; every method raises InvalidInput with the field named."""
+
+    def __init__(self, db: Database, adapters: AdapterStore):
+        self.db = db
+        self.adapters = adapters
+        db.apply_schema(SCHEMA)
+
+    def create(self, tenant_id: str, name: str, *, adapter: str | None = None,
+               system_prompt: str = "", top_k: int | None = None, mode: str | None = None,
+               filters: dict | None = None) -> Brand:
+        """Create a brand; raises NotFound (tenant, adapter), Conflict, InvalidInput."""
+        brand = Brand(tenant_id, check_name(name, "brand"), adapter, system_prompt,
+                      top_k, mode, filters)
+        self._check(brand)
+        now = time.time()
+        with self.db.transaction() as conn:
+            if conn.execute("SELECT 1 FROM tenants WHERE id=?", (tenant_id,)).fetchone() is None:
+                raise NotFound(f"tenant {tenant_id!r} not found", param="tenant")
+            if conn.execute("SELECT 1 FROM brands WHERE tenant_id=? AND name=?",
+                            (tenant_id, name)).fetchone():
+                raise Conflict(f"brand {name!r} already exists", param="brand")
+            conn.execute("INSERT INTO brands VALUES (?,?,?,?,?,?,?)",
+                         (tenant_id, name, adapter, system_prompt,
+                          json.dumps(brand.retrieval()), now, now))
+        log.info("created brand tenant=%s brand=%s adapter=%s", tenant_id, name, adapter)
+        return replace(brand, created_at=now, updated_at=now)
+
+    def update(self, tenant_id: str, name: str, *, adapter: str | None = _UNSET,
+               system_prompt: str = _UNSET, top_k: int | None = _UNSET,
+               mode: str | None = _UNSET, filters: dict | None = _UNSET) -> Brand:
+        """Change the given fields (``adapter=None`` = the base model); raises NotFound."""
+        changes = {k: v for k, v in dict(adapter_name=adapter, system_prompt=system_prompt,
+                                         top_k=top_k, mode=mode, filters=filters).items()
+                   if v is not _UNSET}
+        brand = replace(self.get(tenant_id, name), **changes, updated_at=time.time())
+        self._check(brand)
+        with self.db.transaction() as conn:
+            conn.execute("UPDATE brands SET adapter_name=?, system_prompt=?, retrieval=?, "
+                         "updated_at=? WHERE tenant_id=? AND name=?",
+                         (brand.adapter_name, brand.system_prompt, json.dumps(brand.retrieval()),
+                          brand.updated_at, tenant_id, name))
+        log.info("updated brand tenant=%s brand=%s adapter=%s", tenant_id, name, brand.adapter_name)
+        return brand
+
+    def get(self, tenant_id: str, name: str) -> Brand:
+        """The brand; raises NotFound(brand), also for another tenant's brand."""
+        row = self.db.query_one("SELECT * FROM brands WHERE tenant_id=? AND name=?",
+                                (tenant_id, name))
+        if row is None:
+            raise NotFound(f"brand {name!r} not found", param="brand")
+        return _row(row)
+
+    def list(self, tenant_id: str) -> list[Brand]:
+        rows = self.db.query("SELECT * FROM brands WHERE tenant_id=? ORDER BY name", (tenant_id,))
+        return [_row(r) for r in rows]
+
+    def delete(self, tenant_id: str, name: str) -> None:
+        """Delete the brand (its adapter stays); raises NotFound(brand)."""
+        with self.db.transaction() as conn:
+            cur = conn.execute("DELETE FROM brands WHERE tenant_id=? AND name=?", (tenant_id, name))
+        if cur.rowcount == 0:
+            raise NotFound(f"brand {name!r} not found", param="brand")
+        log.info("deleted brand tenant=%s brand=%s", tenant_id, name)
+
+    def _check(self, brand: Brand) -> None:
+        if brand.adapter_name is not None:
+            check_name(brand.adapter_name, "adapter")
+            if not self.adapters.exists(brand.tenant_id, brand.adapter_name):
+                raise NotFound(f"adapter {brand.adapter_name!r} not found", param="adapter")
+        if not isinstance(brand.system_prompt, str) or len(brand.system_prompt) > MAX_SYSTEM_PROMPT:
+            raise InvalidInput(f"system_prompt must be a string of at most {MAX_SYSTEM_PROMPT} "
+                               "characters", param="system_prompt")
+        if brand.top_k is not None and (isinstance(brand.top_k, bool) or not isinstance(brand.top_k, int)
+                                        or not 1 <= brand.top_k <= MAX_TOP_K):
+            raise InvalidInput(f"top_k must be between 1 and {MAX_TOP_K}", param="top_k")
+        if brand.mode is not None and brand.mode not in BRAND_MODES:
+            raise InvalidInput(f"mode must be one of {', '.join(BRAND_MODES)}", param="mode")
+        if brand.filters is not None and not isinstance(brand.filters, dict):
+            raise InvalidInput("filters must be an object", param="filters")

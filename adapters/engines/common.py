@@ -1,0 +1,142 @@
+"""Pieces both engines share: prompt checks, adapter file snapshots, in-flight counts."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+from collections import Counter
+from pathlib import Path
+
+from adapters.engine import AdapterRef, GenerationRequest, InferenceEngine
+from lorag.errors import InvalidInput, NotFound
+
+log = logging.getLogger(__name__)
+
+PROMPT_PARAM = "messages"
+
+
+def prompt_text(engine: InferenceEngine, request: GenerationRequest) -> str:
+    """The text to generate from: ``prompt`` as given, or ``messages`` rendered with
+    the chat template. Raises InvalidInput when neither or both are given."""
+    if (request.prompt is None) == (request.messages is None):
+        raise InvalidInput("give exactly one of prompt or messages", param=PROMPT_PARAM)
+    if request.prompt is not None:
+        return request.prompt
+    return engine.render_chat(list(request.messages))
+
+
+def room_for(prompt_tokens: int, max_tokens: int, max_model_len: int) -> int:
+    """Tokens the completion may use; raises InvalidInput when the prompt fills the context."""
+    if prompt_tokens >= max_model_len:
+        raise InvalidInput(f"the prompt has {prompt_tokens} tokens; the model's context is "
+                           f"{max_model_len} tokens", param=PROMPT_PARAM)
+    if max_tokens < 1:
+        raise InvalidInput("max_tokens must be at least 1", param="max_tokens")
+    return min(max_tokens, max_model_len - prompt_tokens)
+
+
+def adapter_label(ref: AdapterRef) -> str:
+    return f"{ref.tenant_id}/{ref.name}/v{ref.version}"
+
+
+class AdapterSnapshots:
+    """Engine-private, hard-linked copies of adapter folders, keyed by int id.
+
+    An engine reads adapter files lazily (vLLM reloads an evicted adapter from disk
+    while its requests may still be running); serving from a snapshot means deleting a
+    version from the store can never pull files from under a running request. A
+    snapshot is removed when the engine drops the adapter. Int ids are never reused,
+    so a snapshot never stands for other weights.
+    """
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        shutil.rmtree(self.root, ignore_errors=True)  # left by a previous run
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def path(self, ref: AdapterRef) -> Path:
+        """The snapshot of ``ref`` (made on first use); raises NotFound when the version
+        was deleted before the engine first saw it."""
+        target = self.root / str(ref.int_id)
+        if target.is_dir():
+            return target
+        source = Path(ref.path)
+        if not (source / "adapter_config.json").is_file():
+            raise NotFound(f"adapter {ref.name!r} version {ref.version} was deleted",
+                           param="adapter", code="adapter_not_found")
+        tmp = self.root / f".{ref.int_id}.{os.getpid()}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            shutil.copytree(source, tmp, copy_function=_link_or_copy)
+            os.rename(tmp, target)
+        except FileNotFoundError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise NotFound(f"adapter {ref.name!r} version {ref.version} was deleted",
+                           param="adapter", code="adapter_not_found") from None
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if not target.is_dir():  # lost a race with another request: theirs is fine
+                raise
+        return target
+
+    def drop(self, ref: AdapterRef) -> None:
+        shutil.rmtree(self.root / str(ref.int_id), ignore_errors=True)
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:  # another filesystem
+        shutil.copy2(src, dst)
+
+
+class InFlight:
+    """Counts running requests per adapter id, so an adapter is dropped only when idle."""
+
+    def __init__(self) -> None:
+        self._counts: Counter[int] = Counter()
+        self._idle: dict[int, asyncio.Event] = {}
+
+    def add(self, int_id: int | None) -> None:
+        if int_id is not None:
+            self._counts[int_id] += 1
+
+    def done(self, int_id: int | None) -> None:
+        if int_id is None:
+            return
+        self._counts[int_id] -= 1
+        if self._counts[int_id] <= 0:
+            del self._counts[int_id]
+            event = self._idle.pop(int_id, None)
+            if event is not None:
+                event.set()
+
+    async def wait_idle(self, int_id: int) -> None:
+        while self._counts[int_id] > 0:
+            await self._idle.setdefault(int_id, asyncio.Event()).wait()
+
+
+_background: set[asyncio.Future] = set()
+
+
+def schedule_unload(engine: InferenceEngine, ref: AdapterRef) -> None:
+    """Ask ``engine`` to drop ``ref`` from any thread; no-op before warm-up.
+
+    Registered as the adapter store's unload listener: the store is synchronous (CLI,
+    HTTP handlers) and the engine lives on its event loop.
+    """
+    loop: asyncio.AbstractEventLoop | None = getattr(engine, "loop", None)
+    if loop is None or loop.is_closed() or not engine.ready():
+        return
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is not loop:
+        asyncio.run_coroutine_threadsafe(engine.remove_adapter(ref), loop)
+        return
+    task = loop.create_task(engine.remove_adapter(ref))
+    _background.add(task)  # keep the task alive until it finishes
+    task.add_done_callback(_background.discard)

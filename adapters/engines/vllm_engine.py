@@ -1,0 +1,235 @@
+"""The vLLM engine: an in-process ``AsyncLLM`` with LoRA enabled, one ``LoRARequest``
+per request.
+
+vLLM keeps ``max_loras`` adapters active per batch and ``max_cpu_loras`` in host memory,
+loading others from disk on demand. lorag gives it adapters by their stable int id
+(never reused), so its caches can never serve stale weights. A new adapter is loaded
+with ``add_lora`` before its first request: a load failure then fails that request
+(with the reason) instead of the engine's step loop, so everyone else keeps being served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from pathlib import Path
+from typing import AsyncIterator
+
+from adapters.engine import AdapterRef, GenerationChunk, GenerationRequest, Sampling
+from adapters.engines.common import AdapterSnapshots, InFlight, adapter_label, prompt_text, room_for
+from adapters.settings import EngineSettings
+from adapters.validation import InvalidAdapter
+from lorag.errors import InvalidInput, LoragError, NotFound, ServerError, Unavailable
+
+log = logging.getLogger(__name__)
+
+# vLLM accepts only these max_lora_rank values; the engine takes the smallest that fits.
+VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+
+
+def vllm_lora_rank(max_rank: int) -> int:
+    for rank in VLLM_LORA_RANKS:
+        if rank >= max_rank:
+            return rank
+    raise InvalidInput(f"max_lora_rank {max_rank} is above vLLM's largest ({VLLM_LORA_RANKS[-1]})",
+                       param="engine.max_lora_rank")
+
+
+class VLLMEngine:
+    """InferenceEngine on vLLM. Construction is cheap; ``warm_up()`` starts vLLM."""
+
+    def __init__(self, settings: EngineSettings, *, model: str, work_dir: Path):
+        self.settings = settings
+        self.model = str(model)
+        self.max_model_len = settings.max_model_len
+        self.work_dir = Path(work_dir)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._llm = None
+        self._tokenizer = None
+        self._snapshots: AdapterSnapshots | None = None
+        self._inflight = InFlight()
+        self._loaded: set[int] = set()
+        self._locks: dict[int, asyncio.Lock] = {}
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def warm_up(self) -> None:
+        """Start vLLM (seconds for small models) and run one token; raises ServerError."""
+        if self._llm is not None:
+            return
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        started = time.perf_counter()
+        try:
+            from transformers import AutoTokenizer
+            from vllm.engine.arg_utils import AsyncEngineArgs
+            from vllm.v1.engine.async_llm import AsyncLLM
+
+            self._tokenizer = AutoTokenizer.from_pretrained(self.model)
+            self._llm = AsyncLLM.from_engine_args(AsyncEngineArgs(**self._engine_args()))
+        except LoragError:
+            raise
+        except Exception as exc:
+            raise ServerError(f"vLLM failed to start on {self.model}: {exc}") from exc
+        self.loop = asyncio.get_running_loop()
+        self._snapshots = AdapterSnapshots(self.work_dir / "vllm-loras")
+        async for _ in self.generate(GenerationRequest("warm-up", prompt="Hello",
+                                                       sampling=Sampling(max_tokens=1))):
+            pass
+        log.info("vLLM engine ready model=%s in %.1f s", self.model, time.perf_counter() - started)
+
+    def _engine_args(self) -> dict:
+        s = self.settings
+        return dict(
+            model=self.model, tokenizer=self.model, dtype=s.dtype, seed=s.seed,
+            max_model_len=s.max_model_len, max_num_seqs=s.max_num_seqs,
+            enable_lora=True, max_loras=s.max_loras, max_cpu_loras=max(s.max_cpu_loras, s.max_loras),
+            max_lora_rank=vllm_lora_rank(s.max_lora_rank),
+            kv_cache_memory_bytes=s.kv_cache_bytes, enforce_eager=s.enforce_eager,
+            disable_log_stats=True)
+
+    def ready(self) -> bool:
+        return self._llm is not None and not getattr(self._llm, "errored", False)
+
+    async def shutdown(self) -> None:
+        llm, self._llm = self._llm, None
+        if llm is not None:
+            llm.shutdown()
+            log.info("vLLM engine shut down model=%s", self.model)
+
+    # -- prompts -----------------------------------------------------------------------
+
+    def render_chat(self, messages: list[dict]) -> str:
+        self._require_ready()
+        return self._tokenizer.apply_chat_template(messages, tokenize=False,
+                                                   add_generation_prompt=True)
+
+    def count_tokens(self, text: str) -> int:
+        self._require_ready()
+        return len(self._tokenizer.encode(text, add_special_tokens=False))
+
+    def _require_ready(self) -> None:
+        if not self.ready():
+            raise Unavailable("the inference engine is not running", param="model")
+
+    # -- generation --------------------------------------------------------------------
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+        """Stream deltas. Raises InvalidInput (messages too long), NotFound (a deleted
+        adapter), InvalidAdapter (vLLM refused the adapter), Unavailable (not running)."""
+        self._require_ready()
+        ids = self._tokenizer.encode(prompt_text(self, request), add_special_tokens=False)
+        params = self._sampling(request.sampling, room_for(len(ids), request.sampling.max_tokens,
+                                                           self.max_model_len))
+        lora = await self._lora(request.adapter) if request.adapter else None
+        int_id = request.adapter.int_id if request.adapter else None
+        self._inflight.add(int_id)
+        try:
+            async for chunk in self._stream(request, ids, params, lora):
+                yield chunk
+        finally:
+            self._inflight.done(int_id)
+
+    async def _stream(self, request: GenerationRequest, ids: list[int], params,
+                      lora) -> AsyncIterator[GenerationChunk]:
+        produced = 0
+        try:
+            async for out in self._llm.generate({"prompt_token_ids": ids}, params,
+                                                request.request_id, lora_request=lora):
+                output = out.outputs[0]
+                produced += len(output.token_ids)
+                yield GenerationChunk(
+                    text=output.text, token_ids=list(output.token_ids),
+                    logprobs=_sampled_logprobs(output) if request.sampling.logprobs else [],
+                    finish_reason=_finish_reason(output.finish_reason) if out.finished else None,
+                    prompt_tokens=len(ids), completion_tokens=produced)
+        except (asyncio.CancelledError, GeneratorExit):
+            raise
+        except Exception as exc:  # vLLM's own errors: translate, never leak a traceback
+            raise self._translate(exc, request) from exc
+
+    def _translate(self, exc: Exception, request: GenerationRequest) -> LoragError:
+        name = type(exc).__name__
+        adapter = adapter_label(request.adapter) if request.adapter else "base"
+        log.error("generation failed request=%s adapter=%s: %s: %s", request.request_id,
+                  adapter, name, exc)
+        if name == "EngineDeadError" or not self.ready():
+            return Unavailable("the inference engine stopped", param="model")
+        if name in ("VLLMValidationError", "ValueError"):
+            return InvalidInput(str(exc), param="messages")
+        return ServerError(f"generation failed: {name}")
+
+    def _sampling(self, sampling: Sampling, max_tokens: int):
+        from vllm.sampling_params import RequestOutputKind, SamplingParams
+
+        return SamplingParams(
+            n=1, max_tokens=max_tokens, temperature=sampling.temperature, top_p=sampling.top_p,
+            stop=list(sampling.stop) or None, seed=sampling.seed,
+            logprobs=0 if sampling.logprobs else None, output_kind=RequestOutputKind.DELTA)
+
+    # -- adapters ----------------------------------------------------------------------
+
+    async def _lora(self, ref: AdapterRef):
+        """The LoRARequest for ``ref``, loading it into vLLM on first use (once, under a
+        per-adapter lock). Raises NotFound for a deleted version, InvalidAdapter when
+        vLLM refuses the files."""
+        from vllm.lora.request import LoRARequest
+
+        if not (Path(ref.path) / "adapter_config.json").is_file():
+            raise NotFound(f"adapter {ref.name!r} version {ref.version} was deleted",
+                           param="adapter", code="adapter_not_found")
+        lora = LoRARequest(lora_name=adapter_label(ref), lora_int_id=ref.int_id,
+                           lora_path=str(self._snapshots.path(ref)))
+        if ref.int_id in self._loaded:
+            return lora
+        async with self._locks.setdefault(ref.int_id, asyncio.Lock()):
+            if ref.int_id not in self._loaded:
+                await self._load(ref, lora)
+        return lora
+
+    async def _load(self, ref: AdapterRef, lora) -> None:
+        started = time.perf_counter()
+        try:
+            await self._llm.add_lora(lora)
+        except Exception as exc:
+            log.error("adapter load failed tenant=%s adapter=%s version=%s id=%s: %s",
+                      ref.tenant_id, ref.name, ref.version, ref.int_id, exc)
+            self._snapshots.drop(ref)
+            raise InvalidAdapter(f"the engine could not load adapter {ref.name!r}: {exc}",
+                                 param="adapter") from None
+        self._loaded.add(ref.int_id)
+        log.info("loaded adapter tenant=%s adapter=%s version=%s id=%s in %.3f s", ref.tenant_id,
+                 ref.name, ref.version, ref.int_id, time.perf_counter() - started)
+
+    async def remove_adapter(self, adapter: AdapterRef) -> None:
+        """Drop ``adapter`` from vLLM's caches once its running requests have finished."""
+        if self._llm is None:
+            return
+        await self._inflight.wait_idle(adapter.int_id)
+        async with self._locks.setdefault(adapter.int_id, asyncio.Lock()):
+            self._loaded.discard(adapter.int_id)
+            try:
+                await self._llm.remove_lora(adapter.int_id)
+            except Exception as exc:  # already evicted, or the engine stopped
+                log.warning("unload failed tenant=%s adapter=%s version=%s id=%s: %s",
+                            adapter.tenant_id, adapter.name, adapter.version, adapter.int_id, exc)
+            self._snapshots.drop(adapter)
+        self._locks.pop(adapter.int_id, None)
+        log.info("unloaded adapter tenant=%s adapter=%s version=%s id=%s", adapter.tenant_id,
+                 adapter.name, adapter.version, adapter.int_id)
+
+    async def abort(self, request_id: str) -> None:
+        if self._llm is not None:
+            await self._llm.abort(request_id)
+
+
+def _sampled_logprobs(output) -> list[float]:
+    """The log-probability of each sampled token (vLLM returns it with ``logprobs=0``)."""
+    if not output.logprobs:
+        return []
+    return [step[token].logprob for token, step in zip(output.token_ids, output.logprobs)]
+
+
+def _finish_reason(reason: str | None) -> str:
+    return reason or "stop"

@@ -1,0 +1,255 @@
+"""The adapter store: validated, versioned copies of tenants' LoRA adapters.
+
+    <data_dir>/adapters/<tenant>/<name>/<version>/   adapter_config.json, adapter_model.safetensors
+
+Registering validates a private staging copy of the caller's folder or archive against
+the served base model, then renames it into place and records it in the catalog; lorag
+never serves from a caller's path. Each version gets an integer id from an
+AUTOINCREMENT column, so an id is never reused for different weights, and version
+numbers of a name only grow (even after deletes), so a path is never reused either.
+Brands name an adapter; ``resolve`` gives its newest version at request time, which makes
+switching versions atomic.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from adapters.engine import AdapterRef
+from adapters.settings import AdapterSettings
+from adapters.validation import (
+    AdapterInfo,
+    BaseModelSpec,
+    copy_adapter_files,
+    is_archive,
+    unpack_archive,
+    validate_adapter,
+)
+from lorag.db import Database
+from lorag.errors import InvalidInput, NotFound, PayloadTooLarge
+from lorag.layout import Layout, check_name
+
+log = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS adapter_names (
+    tenant_id TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    last_version INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, name)
+);
+CREATE TABLE IF NOT EXISTS adapters (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant_id TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    path TEXT NOT NULL,
+    rank INTEGER NOT NULL,
+    alpha REAL NOT NULL,
+    targets TEXT NOT NULL,
+    base_model TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'ready',
+    created_at REAL NOT NULL,
+    UNIQUE (tenant_id, name, version)
+);
+"""
+
+UnloadListener = Callable[[AdapterRef], None]
+
+
+@dataclass(frozen=True)
+class AdapterVersion:
+    id: int
+    tenant_id: str
+    name: str
+    version: int
+    path: Path
+    rank: int
+    alpha: float
+    targets: tuple[str, ...]
+    base_model: str
+    status: str
+    created_at: float
+
+    def ref(self) -> AdapterRef:
+        return AdapterRef(self.tenant_id, self.name, self.version, self.id, self.path)
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, "tenant": self.tenant_id, "name": self.name,
+                "version": self.version, "rank": self.rank, "alpha": self.alpha,
+                "targets": list(self.targets), "base_model": self.base_model,
+                "status": self.status, "created_at": self.created_at}
+
+
+def _row(row) -> AdapterVersion:
+    return AdapterVersion(row["id"], row["tenant_id"], row["name"], row["version"],
+                          Path(row["path"]), row["rank"], row["alpha"],
+                          tuple(json.loads(row["targets"])), row["base_model"], row["status"],
+                          row["created_at"])
+
+
+class AdapterStore:
+    """Registers, resolves and deletes adapter versions. Safe for concurrent use.
+
+    ``base_model`` is called (once) to describe the served model for validation, so
+    building the store never loads or prepares a model.
+    """
+
+    def __init__(self, db: Database, layout: Layout, settings: AdapterSettings, *,
+                 max_rank: int, base_model: Callable[[], BaseModelSpec]):
+        self.db = db
+        self.layout = layout
+        self.settings = settings
+        self.max_rank = max_rank
+        self._base_model = base_model
+        self._base: BaseModelSpec | None = None
+        self._listeners: list[UnloadListener] = []
+        db.apply_schema(SCHEMA)
+
+    def base(self) -> BaseModelSpec:
+        if self._base is None:
+            self._base = self._base_model()
+        return self._base
+
+    def on_unload(self, listener: UnloadListener) -> None:
+        """Call ``listener(ref)`` when a version is deleted or superseded (engines drop it)."""
+        self._listeners.append(listener)
+
+    # -- register ----------------------------------------------------------------------
+
+    def register(self, tenant_id: str, name: str, source: Path | str) -> AdapterVersion:
+        """Validate ``source`` (a PEFT LoRA folder or a .zip/.tar/.tar.gz of one) and
+        store it as the next version of ``name``.
+
+        Raises NotFound (tenant, path), InvalidAdapter (param names the failing part),
+        UnsafeArchive / PayloadTooLarge (param ``archive``). Nothing is stored on error.
+        """
+        check_name(name, "adapter")
+        self._require_tenant(tenant_id)
+        source = Path(source)
+        staging_root = self.layout.adapters_dir / ".staging"
+        staging_root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=staging_root) as tmp:
+            staged = self._stage(source, Path(tmp))
+            try:
+                info = validate_adapter(staged, self.base(), max_rank=self.max_rank,
+                                        check_base_name=self.settings.check_base_name)
+            except InvalidInput as exc:
+                log.warning("refused adapter tenant=%s adapter=%s param=%s: %s", tenant_id,
+                            name, exc.param, exc.message)
+                raise
+            version = self._commit(tenant_id, name, staged, info)
+        log.info("registered adapter tenant=%s adapter=%s version=%s id=%s rank=%s",
+                 tenant_id, name, version.version, version.id, version.rank)
+        self._unload_older(version)
+        return version
+
+    def _stage(self, source: Path, tmp: Path) -> Path:
+        """A private copy of the adapter files in ``tmp``: validation reads this copy, so
+        the caller cannot change the files between the check and the store."""
+        limits = dict(max_bytes=self.settings.max_unpacked_bytes,
+                      max_files=self.settings.max_archive_entries)
+        if is_archive(source):
+            if source.stat().st_size > self.settings.max_upload_bytes:
+                raise PayloadTooLarge(f"archive is larger than {self.settings.max_upload_bytes} "
+                                      "bytes", param="archive")
+            return unpack_archive(source, tmp / "adapter", **limits)
+        if source.is_symlink() or not source.is_dir():
+            raise NotFound(f"{source} is not an adapter folder or archive (.zip, .tar.gz)",
+                           param="path")
+        copy_adapter_files(source, tmp / "adapter", **limits)
+        return tmp / "adapter"
+
+    def _commit(self, tenant_id: str, name: str, staged: Path, info: AdapterInfo) -> AdapterVersion:
+        with self.db.transaction() as conn:
+            row = conn.execute("SELECT last_version FROM adapter_names WHERE tenant_id=? AND name=?",
+                               (tenant_id, name)).fetchone()
+            version = (row["last_version"] if row else 0) + 1
+            conn.execute("INSERT INTO adapter_names VALUES (?,?,?) ON CONFLICT (tenant_id, name) "
+                         "DO UPDATE SET last_version=excluded.last_version",
+                         (tenant_id, name, version))
+            final = self.layout.adapter_dir(tenant_id, name, version)
+            cur = conn.execute(
+                "INSERT INTO adapters (tenant_id, name, version, path, rank, alpha, targets, "
+                "base_model, status, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (tenant_id, name, version, str(final), info.rank, info.alpha,
+                 json.dumps(list(info.targets)), info.base_model, "ready", time.time()))
+            final.parent.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(final, ignore_errors=True)  # left by a crash before a commit
+            staged.rename(final)
+            row = conn.execute("SELECT * FROM adapters WHERE id=?", (cur.lastrowid,)).fetchone()
+        return _row(row)
+
+    def _unload_older(self, version: AdapterVersion) -> None:
+        for old in self.list(version.tenant_id, version.name):
+            if old.version < version.version:
+                self._notify(old.ref())
+
+    # -- read --------------------------------------------------------------------------
+
+    def resolve(self, tenant_id: str, name: str) -> AdapterRef:
+        """The newest version of ``name`` as an engine sees it; raises NotFound(adapter)."""
+        return self.get(tenant_id, name).ref()
+
+    def get(self, tenant_id: str, name: str, version: int | None = None) -> AdapterVersion:
+        """One version (the newest when ``version`` is None); raises NotFound(adapter)."""
+        sql = "SELECT * FROM adapters WHERE tenant_id=? AND name=? AND status='ready'"
+        params: tuple = (tenant_id, name)
+        if version is not None:
+            sql, params = sql + " AND version=?", params + (version,)
+        row = self.db.query_one(sql + " ORDER BY version DESC LIMIT 1", params)
+        if row is None:
+            which = f" version {version}" if version is not None else ""
+            raise NotFound(f"adapter {name!r}{which} not found", param="adapter")
+        return _row(row)
+
+    def exists(self, tenant_id: str, name: str) -> bool:
+        return self.db.query_one("SELECT 1 FROM adapters WHERE tenant_id=? AND name=?",
+                                 (tenant_id, name)) is not None
+
+    def list(self, tenant_id: str, name: str | None = None) -> list[AdapterVersion]:
+        """All versions of the tenant's adapters (of ``name`` only, when given)."""
+        sql, params = "SELECT * FROM adapters WHERE tenant_id=?", (tenant_id,)
+        if name is not None:
+            sql, params = sql + " AND name=?", params + (name,)
+        return [_row(r) for r in self.db.query(sql + " ORDER BY name, version", params)]
+
+    # -- delete ------------------------------------------------------------------------
+
+    def delete(self, tenant_id: str, name: str, version: int | None = None) -> list[AdapterVersion]:
+        """Delete one version, or every version when ``version`` is None: rows, engine
+        caches (through the unload listeners) and files. Raises NotFound(adapter)."""
+        sql, params = "FROM adapters WHERE tenant_id=? AND name=?", (tenant_id, name)
+        if version is not None:
+            sql, params = sql + " AND version=?", params + (version,)
+        with self.db.transaction() as conn:
+            removed = [_row(r) for r in conn.execute("SELECT * " + sql, params).fetchall()]
+            if not removed:
+                which = f" version {version}" if version is not None else ""
+                raise NotFound(f"adapter {name!r}{which} not found", param="adapter")
+            conn.execute("DELETE " + sql, params)
+        for gone in removed:
+            self._notify(gone.ref())
+            shutil.rmtree(gone.path, ignore_errors=True)
+            log.info("deleted adapter tenant=%s adapter=%s version=%s id=%s", tenant_id, name,
+                     gone.version, gone.id)
+        return removed
+
+    def _notify(self, ref: AdapterRef) -> None:
+        for listener in self._listeners:
+            try:
+                listener(ref)
+            except Exception:  # an engine failing to drop a cache must not undo a delete
+                log.exception("unload failed tenant=%s adapter=%s version=%s id=%s",
+                              ref.tenant_id, ref.name, ref.version, ref.int_id)
+
+    def _require_tenant(self, tenant_id: str) -> None:
+        if self.db.query_one("SELECT 1 FROM tenants WHERE id=?", (tenant_id,)) is None:
+            raise NotFound(f"tenant {tenant_id!r} not found", param="tenant")
