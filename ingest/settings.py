@@ -16,3 +16,6 @@ class IngestSettings(BaseModel):
     chunking: ChunkingSettings = ChunkingSettings()
     max_document_bytes: int = Field(20 * 2**20, ge=1, description="Larger documents are rejected.")
     progress: bool = Field(True, description="Show a progress bar in the CLI.")
+    commit_chunks: int = Field(
+        512, ge=1, description="Chunks embedded in one call and committed in one transaction. "
+        "Larger groups batch better; smaller ones lose less work to a crash.")

@@ -36,6 +36,30 @@ class Lorag:
         return JobStore(self.catalog)
 
     @cached_property
+    def embedder(self):
+        """The configured Embedder (cached per configuration; loads its model on first use)."""
+        from retrieval.embedders import get_embedder
+
+        return get_embedder(self.settings.retrieval.embedder)
+
+    @cached_property
+    def retrieval(self):
+        """Per-tenant search; deleting a tenant evicts its cached index."""
+        from retrieval.service import Retrieval
+
+        service = Retrieval(self.settings.retrieval, self.layout, lambda: self.embedder,
+                            tenant_exists=self.tenants.exists)
+        self.tenants.on_delete.append(service.forget)
+        return service
+
+    @cached_property
+    def documents(self):
+        """Ingestion (batches and background jobs) and document management."""
+        from ingest.service import DocumentService
+
+        return DocumentService(self.settings.ingest, self.retrieval, self.tenants, self.jobs)
+
+    @cached_property
     def trainer(self):
         """LoRA training runs as ``train`` jobs; results are registered as adapter versions."""
         from adapters.models import resolve_base_model
@@ -95,4 +119,6 @@ class Lorag:
         """Release everything that was built; safe to call twice."""
         if "trainer" in self.__dict__:
             self.trainer.shutdown()
+        if "retrieval" in self.__dict__:
+            self.retrieval.close()
         self.catalog.close()

@@ -63,6 +63,9 @@ class TenantStore:
     def __init__(self, db: Database, layout: Layout):
         self.db = db
         self.layout = layout
+        # Called with the tenant id after its rows are deleted, before its files are:
+        # caches (loaded indexes, open stores) let go of the tenant here.
+        self.on_delete: list = []
         db.apply_schema(SCHEMA)
 
     def create(self, tenant_id: str, display_name: str | None = None) -> Tenant:
@@ -96,6 +99,8 @@ class TenantStore:
         with self.db.transaction() as conn:
             if conn.execute("DELETE FROM tenants WHERE id=?", (tenant_id,)).rowcount == 0:
                 raise NotFound(f"tenant {tenant_id!r} not found", param="tenant")
+        for callback in self.on_delete:
+            callback(tenant_id)
         for folder in (self.layout.tenant_dir(tenant_id), self.layout.adapters_dir / tenant_id):
             shutil.rmtree(folder, ignore_errors=True)
         log.info("deleted tenant=%s", tenant_id)

@@ -16,6 +16,8 @@ class EmbedderSettings(BaseModel):
 
 
 class IndexSettings(BaseModel):
+    kind: Literal["auto", "flat", "hnsw"] = Field(
+        "auto", description="Vector index kind; auto = flat below ann_threshold chunks, hnsw above.")
     ann_threshold: int = Field(
         200_000, ge=1, description="A tenant with at least this many chunks gets an ANN (HNSW) index.")
     hnsw_m: int = Field(32, ge=4, le=128, description="HNSW graph degree.")
@@ -24,6 +26,12 @@ class IndexSettings(BaseModel):
     cache_tenants: int = Field(
         64, ge=1, description="Per-tenant indexes kept in memory (LRU); others are loaded on use.")
     search_threads: int = Field(1, ge=1, description="FAISS OpenMP threads for serving queries.")
+    save_seconds: float = Field(
+        30.0, ge=0, description="During ingestion, the index file is rewritten at most this often "
+        "(and always at the end); it is a cache that catches up from the store on load.")
+    deletion_log_max: int = Field(
+        100_000, ge=0, description="Deletion-log rows kept per tenant before pruning; a process "
+        "whose index is older than the pruned log rebuilds it from the store.")
 
 
 class RetrievalSettings(BaseModel):
@@ -32,3 +40,9 @@ class RetrievalSettings(BaseModel):
     default_k: int = Field(5, ge=1, le=100, description="Chunks returned when k is not given.")
     default_mode: Literal["dense", "lexical", "hybrid"] = "hybrid"
     rrf_k: int = Field(60, ge=1, description="Reciprocal rank fusion constant.")
+    hybrid_candidates: int = Field(
+        50, ge=1, le=1000, description="Chunks taken from each of the dense and lexical lists "
+        "before fusing (at least k).")
+    exact_filter_limit: int = Field(
+        4096, ge=0, description="A filter allowing at most this many chunks is answered by exact "
+        "scoring of their stored vectors instead of an index search with an IDSelector.")

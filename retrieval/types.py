@@ -21,3 +21,43 @@ class SearchHit:
     source: str | None
     metadata: dict = field(default_factory=dict)
     score: float = 0.0
+
+
+@dataclass(frozen=True)
+class StoredDocument:
+    """A document as the tenant's store holds it (its text lives in its chunks)."""
+
+    id: str
+    title: str | None
+    source: str | None
+    metadata: dict
+    content_hash: str
+    chunks: int
+    characters: int
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class ChunkWrite:
+    """One chunk to store: its place in the normalised document text and its token count."""
+
+    position: int
+    text: str
+    char_start: int
+    char_end: int
+    token_count: int
+
+
+@dataclass
+class DocumentWrite:
+    """A document with its chunks and their vectors (one row per chunk), stored atomically."""
+
+    id: str
+    title: str | None
+    source: str | None
+    metadata: dict
+    content_hash: str
+    characters: int
+    chunks: list[ChunkWrite]
+    vectors: "object"  # np.ndarray (len(chunks), dimension) float32

