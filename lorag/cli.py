@@ -12,7 +12,8 @@ from lorag.errors import LoragError
 from lorag.logs import setup_logging
 
 # Modules with a ``register(subparsers)`` function adding their commands.
-COMMAND_MODULES = ["lorag.tenant_commands", "adapters.train_commands", "server.commands"]
+COMMAND_MODULES = ["lorag.tenant_commands", "adapters.train_commands", "adapters.commands",
+                   "server.commands"]
 
 
 def build_parser() -> argparse.ArgumentParser:
