@@ -21,7 +21,7 @@ from retrieval.embedders import Embedder
 from retrieval.settings import IndexSettings
 from retrieval.store import ChunkStore, VectorChanges
 from retrieval.vector_index import (CorruptIndexFile, IndexHeader, VectorIndex, create_index,
-                                    read_index_file, write_index_file)
+                                    read_index_file, remove_stale_temp_files, write_index_file)
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,7 @@ class TenantIndex:
             return self._index
 
     def _load(self) -> None:
+        remove_stale_temp_files(self.path)
         try:
             header, index = read_index_file(self.path, self.settings)
         except FileNotFoundError:

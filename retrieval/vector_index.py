@@ -235,6 +235,19 @@ def write_index_file(path: Path, header: IndexHeader, payload: bytes) -> None:
         os.close(dir_fd)
 
 
+def remove_stale_temp_files(path: Path, older_than: float = 3600.0) -> None:
+    """Delete temp files a killed writer left next to ``path`` (only old ones: a live
+    writer in another process may be about to rename a fresh one)."""
+    import time
+
+    for tmp in path.parent.glob(path.name + ".*.tmp"):
+        try:
+            if time.time() - tmp.stat().st_mtime > older_than:
+                tmp.unlink()
+        except FileNotFoundError:
+            pass
+
+
 class CorruptIndexFile(Exception):
     """The file is not a complete lorag index file; the caller rebuilds from the store."""
 

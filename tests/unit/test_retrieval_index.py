@@ -48,3 +48,18 @@ def test_index_file_round_trip_and_damage(tmp_path, kind):
     path.write_bytes(path.read_bytes()[:-3])
     with pytest.raises(CorruptIndexFile):
         read_index_file(path, SETTINGS)
+
+
+def test_only_old_temp_files_of_killed_writers_are_removed(tmp_path):
+    import os
+    import time
+
+    from retrieval.vector_index import remove_stale_temp_files
+
+    path = tmp_path / "index.faiss"
+    old, fresh = tmp_path / "index.faiss.abc.tmp", tmp_path / "index.faiss.def.tmp"
+    old.write_bytes(b"x")
+    fresh.write_bytes(b"y")
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    remove_stale_temp_files(path)
+    assert not old.exists() and fresh.exists()
