@@ -14,7 +14,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from lorag.errors import AuthenticationFailed, ClientError, LoragError, PayloadTooLarge, ServerError
+from lorag.errors import (AuthenticationFailed, ClientError, LoragError, PayloadTooLarge,
+                          ServerError, Unavailable)
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ def as_lorag_error(exc: BaseException) -> LoragError:
 
 def error_response(exc: BaseException) -> JSONResponse:
     error = as_lorag_error(exc)
-    if error.status >= 500:
+    if error.status >= 500 and not isinstance(error, Unavailable):  # 503s are expected
         log.warning("%s: %s", type(error).__name__, error.message)
     headers = {"WWW-Authenticate": "Bearer"} if isinstance(error, AuthenticationFailed) else None
     return JSONResponse(error.to_dict(), status_code=error.status, headers=headers)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from typing import Any, AsyncIterator, Awaitable
 
@@ -119,7 +120,13 @@ class ChatServing:
     def _event(self, choices: list[schemas.ChunkChoice], **extra: Any) -> str:
         chunk = schemas.ChatCompletionChunk(id=self.prepared.request_id, created=self.created,
                                             model=self.prepared.brand, choices=choices, **extra)
-        return f"data: {chunk.model_dump_json(exclude_none=True)}\n\n"
+        data = chunk.model_dump(mode="json")
+        for key in ("usage", "citations"):  # only on the chunks that carry them
+            if data[key] is None:
+                del data[key]
+        for choice in data["choices"]:
+            choice["delta"] = {k: v for k, v in choice["delta"].items() if v is not None}
+        return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
 async def cancel_on_disconnect(request: Request, work: Awaitable[Any]) -> Any:
