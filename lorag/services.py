@@ -109,6 +109,14 @@ class Lorag:
         return build_engine(self.settings.engine, model=self.base_model_path,
                             work_dir=self.layout.data_dir / "engine")
 
+    @cached_property
+    def chat(self):
+        """Chat as a brand: retrieval -> numbered sources within the token budget -> engine."""
+        from lorag.chat import ChatService
+
+        return ChatService(brands=self.brands, adapters=self.adapters, retrieval=self.retrieval,
+                           engine=self.engine, settings=self.settings.chat)
+
     def _unload_from_engine(self, ref) -> None:
         if "engine" in self.__dict__:  # never build an engine just to unload from it
             from adapters.engines import schedule_unload
