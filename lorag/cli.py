@@ -13,7 +13,7 @@ from lorag.logs import setup_logging
 
 # Modules with a ``register(subparsers)`` function adding their commands.
 COMMAND_MODULES = ["lorag.tenant_commands", "adapters.train_commands", "adapters.commands",
-                   "server.commands"]
+                   "server.commands", "ingest.commands", "retrieval.commands"]
 
 
 def build_parser() -> argparse.ArgumentParser:
