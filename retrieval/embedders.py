@@ -178,7 +178,10 @@ class SentenceTransformerEmbedder:
 
     @property
     def dimension(self) -> int:
-        return int(self.model.get_sentence_embedding_dimension())
+        model = self.model
+        get = getattr(model, "get_embedding_dimension", None) or \
+            model.get_sentence_embedding_dimension  # sentence-transformers < 5.2
+        return int(get())
 
     @property
     def max_tokens(self) -> int:
