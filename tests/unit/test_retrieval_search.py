@@ -172,3 +172,52 @@ def test_large_tenant_switches_to_hnsw_and_back(tmp_path):
     assert index.kind == "flat"
     assert index.vector_ids().tolist() == index.store.chunk_ids().tolist()
     app.close()
+
+
+def test_vectors_from_another_embedder_are_refused(app):
+    from lorag.errors import Conflict
+    from lorag.jobs import FAILED
+
+    store = app.retrieval.tenant_index("acme").store
+    with store.db.transaction() as conn:
+        conn.execute("UPDATE meta SET value = 'other-model' WHERE key = 'embedder'")
+    app.retrieval.forget("acme")
+    with pytest.raises(Conflict) as caught:
+        app.retrieval.search("acme", "barn", mode="dense")
+    assert caught.value.param == "embedder"
+    with pytest.raises(Conflict):
+        app.documents.ingest("acme", [DocumentInput("new", "text")])
+    job_id = app.documents.start_job("acme", [DocumentInput("new", "text")])
+    app.documents.wait(job_id, timeout=30)
+    job = app.jobs.get("acme", job_id)
+    assert job.status == FAILED and "other-model" in job.error
+
+
+def test_a_reader_behind_a_pruned_deletion_log_rebuilds(tmp_path):
+    behind = make_app(tmp_path, index=IndexSettings(deletion_log_max=0))
+    behind.documents.ingest("acme", ANIMALS)
+    assert found(behind, "barn", mode="dense", k=10)  # loaded at this generation
+    writer = Lorag(behind.settings)
+    writer.documents.delete("acme", "hen")   # saves the index file, then prunes the log
+    writer.documents.delete("acme", "cat")
+    store = writer.retrieval.tenant_index("acme").store
+    assert store.deletion_log_size() == 0 and store.state().log_floor > 0
+    assert set(found(behind, "barn", mode="dense", k=10)) == {"dog", "cow"}
+    index = behind.retrieval.tenant_index("acme")
+    assert index.vector_ids().tolist() == index.store.chunk_ids().tolist()
+    writer.close()
+    behind.close()
+
+
+def test_search_while_a_background_job_ingests(app):
+    docs = [DocumentInput(f"bulk{i}", f"bulk document {i} about barns and meadows")
+            for i in range(300)]
+    job_id = app.documents.start_job("acme", docs)
+    seen = 0
+    while not app.documents.wait(job_id, timeout=0.01):
+        for mode in ("dense", "lexical", "hybrid"):
+            seen = max(seen, len(app.retrieval.search("acme", "bulk barns", mode=mode, k=100)))
+    assert app.jobs.get("acme", job_id).completed == 300
+    assert len(app.retrieval.search("acme", "bulk barns", mode="dense", k=100)) == 100
+    index = app.retrieval.tenant_index("acme")
+    assert index.vector_ids().tolist() == index.store.chunk_ids().tolist()
