@@ -15,6 +15,7 @@ generation) can catch up: chunks with a larger id were added, and
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -130,25 +131,46 @@ class ChunkStore:
     def __init__(self, path: Path):
         self.path = Path(path)
         self._db: Database | None = None
+        self._inode: int | None = None
         self._lock = threading.Lock()
 
     def exists(self) -> bool:
-        return self._db is not None or self.path.exists()
+        with self._lock:
+            self._close_if_replaced()
+        return self.path.exists()
+
+    @property
+    def identity(self) -> int | None:
+        """The open file's inode: changes when the tenant was deleted and created again
+        (possibly by another process), so caches built on the old file can be dropped."""
+        return self._inode
 
     @property
     def db(self) -> Database:
         with self._lock:
+            self._close_if_replaced()
             if self._db is None:
                 db = Database(self.path)
                 db.apply_schema(SCHEMA)
-                self._db = db
+                self._db, self._inode = db, os.stat(self.path).st_ino
             return self._db
+
+    def _close_if_replaced(self) -> None:
+        if self._db is None:
+            return
+        try:
+            inode = os.stat(self.path).st_ino
+        except FileNotFoundError:
+            inode = None
+        if inode != self._inode:
+            self._db.close()
+            self._db, self._inode = None, None
 
     def close(self) -> None:
         with self._lock:
             if self._db is not None:
                 self._db.close()
-                self._db = None
+                self._db, self._inode = None, None
 
     @contextmanager
     def snapshot(self) -> Iterator[sqlite3.Connection]:

@@ -36,6 +36,7 @@ class TenantIndex:
         self.store = ChunkStore(layout.tenant_store(tenant))
         self.path = layout.tenant_index(tenant)
         self._index: VectorIndex | None = None
+        self._store_identity: int | None = None
         self._covered = 0
         self._generation = 0
         self._dirty = False
@@ -59,10 +60,14 @@ class TenantIndex:
         has no store yet. Raises Conflict for an embedder mismatch."""
         with self._lock:
             if not self.store.exists():
+                self._index = None
                 return None
+            if self._index is not None and self._store_identity != self.store.identity:
+                self._index = None  # the tenant was deleted and created again meanwhile
             if self._index is None:
                 self.check_embedder()
                 self._load()
+                self._store_identity = self.store.identity
             self._catch_up()
             return self._index
 

@@ -221,3 +221,14 @@ def test_search_while_a_background_job_ingests(app):
     assert len(app.retrieval.search("acme", "bulk barns", mode="dense", k=100)) == 100
     index = app.retrieval.tenant_index("acme")
     assert index.vector_ids().tolist() == index.store.chunk_ids().tolist()
+
+
+def test_tenant_deleted_and_recreated_by_another_process_leaks_nothing(app):
+    assert found(app, "barn", mode="dense", k=10)  # this process caches acme's index
+    other = Lorag(app.settings)                    # e.g. the CLI while the server runs
+    other.tenants.delete("acme")
+    other.tenants.create("acme")
+    other.documents.ingest("acme", [DocumentInput("fresh", "a fresh start in a new barn")])
+    for mode in ("dense", "lexical", "hybrid"):
+        assert found(app, "barn cows hens mice", mode=mode, k=10) == ["fresh"]
+    other.close()
