@@ -49,9 +49,27 @@ def corpus_files(limit: int | None) -> list[Path]:
     return files
 
 
+class ModelClock:
+    """Wraps the embedder's embed_documents to time the model inside lorag's ingest."""
+
+    def __init__(self, embedder):
+        self.seconds = 0.0
+        self._embed = embedder.embed_documents
+        embedder.embed_documents = self
+
+    def __call__(self, texts):
+        with timed() as timer:
+            vectors = self._embed(texts)
+        self.seconds += timer.seconds
+        return vectors
+
+
 def ingest_once(app, tenant: str, files: list[Path]):
+    clock = app.embedder.embed_documents
+    clock.seconds = 0.0
     with timed() as timer:
         report = app.documents.ingest(tenant, files)
+    timer.model_seconds = clock.seconds
     return report, timer
 
 
@@ -106,6 +124,7 @@ def main() -> int:
             app.embedder.embed_documents(["warm up"])
         batch_size = app.settings.retrieval.embedder.batch_size
         model = app.embedder.model
+        ModelClock(app.embedder)
         model.encode(["word " * 300] * batch_size, batch_size=batch_size)  # full-size batch
         print(f"model load: {load.seconds:.1f}s, batch size {batch_size}, "
               f"torch threads {__import__('torch').get_num_threads()}")
@@ -117,7 +136,9 @@ def main() -> int:
             print(f"run {repeat + 1}: first ingest {first.seconds:.1f}s "
                   f"(cpu {first.cpu_seconds:.1f}s, {report.chunks_embedded} chunks), "
                   f"re-ingest {reingest.seconds:.2f}s, raw encode {raw.seconds:.1f}s "
-                  f"(cpu {raw.cpu_seconds:.1f}s)")
+                  f"(cpu {raw.cpu_seconds:.1f}s); inside lorag's ingest, the model took "
+                  f"{first.model_seconds:.1f}s and everything else "
+                  f"{first.seconds - first.model_seconds:.1f}s")
         app.close()
     chunks = report.chunks_embedded
     first, reingest, raw = (statistics.median(t.seconds for t in x)
@@ -125,8 +146,10 @@ def main() -> int:
     first_cpu, raw_cpu = (statistics.median(t.cpu_seconds for t in x) for x in (firsts, raws))
     print(f"lorag end-to-end: {chunks / first:.1f} chunks/s; raw encode: {chunks / raw:.1f} chunks/s")
     print(f"re-ingest speed-up (first / unchanged re-ingest): {first / reingest:.1f}x  (bar >= 20x)")
+    model_time = statistics.median(t.model_seconds for t in firsts)
     print(f"overhead (lorag / raw encode, same chunks, batch {batch_size}): wall {first / raw:.3f}, "
           f"cpu {first_cpu / raw_cpu:.3f}  (bar <= 1.10)")
+    print(f"pipeline share (lorag ingest / its own model time): {first / model_time:.3f}")
     return 0 if first / reingest >= 20 and first / raw <= 1.10 else 1
 
 
