@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 ROLES = ("system", "user", "assistant")
 RETRIEVAL_MODES = ("dense", "lexical", "hybrid", "off")
 RETRIEVAL_OFF = "off"
+# Search arguments -> the ChatRequest fields they come from.
+_RETRIEVAL_FIELDS = {"k": "retrieval.top_k", "mode": "retrieval.mode",
+                     "filters": "retrieval.filters", "query": "messages"}
 
 SOURCES_INSTRUCTIONS = (
     "Answer from the numbered sources below. Cite the sources you use with their number "
@@ -241,9 +244,13 @@ class ChatService:
                                param="retrieval.mode")
         filters = options.filters if options.filters is not None else brand.filters
         query = _last_user_text(request.messages)
-        return await asyncio.to_thread(
-            self.retrieval.search, tenant_id, query, k=options.top_k or brand.top_k,
-            mode=mode, filters=filters or None)
+        try:
+            return await asyncio.to_thread(
+                self.retrieval.search, tenant_id, query, k=options.top_k or brand.top_k,
+                mode=mode, filters=filters or None)
+        except InvalidInput as exc:  # name the request's field, not the search argument's
+            exc.param = _RETRIEVAL_FIELDS.get(exc.param, exc.param)
+            raise
 
     def _relevant(self, hits: list[SearchHit] | None, brand: BrandLike,
                   request: ChatRequest) -> list[SearchHit] | None:

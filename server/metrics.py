@@ -38,6 +38,9 @@ class Metrics:
         self.ttft = Histogram("lorag_chat_time_to_first_token_seconds",
                               "Time from a chat request to its first generated text.",
                               ["tenant", "brand"], buckets=LATENCY_BUCKETS, registry=r)
+        self.aborted = Counter("lorag_chat_aborted", "Chat requests whose client went away "
+                               "before the answer ended (the engine request is aborted).",
+                               ["tenant", "brand"], registry=r)
         self.retrieval = Histogram("lorag_retrieval_duration_seconds",
                                    "Time to search a tenant's index.", ["tenant", "route"],
                                    buckets=LATENCY_BUCKETS, registry=r)

@@ -103,11 +103,15 @@ class ChatServing:
     async def _chunks(self) -> AsyncIterator[Any]:
         first = True
         tenant, brand = self.prepared.tenant_id, self.prepared.brand
-        async for chunk in self.chat.generate(self.prepared):
-            if first and (chunk.text or chunk.finish_reason):
-                self.metrics.ttft.labels(tenant, brand).observe(time.perf_counter() - self.started)
-                first = False
-            yield chunk
+        try:
+            async for chunk in self.chat.generate(self.prepared):
+                if first and (chunk.text or chunk.finish_reason):
+                    self.metrics.ttft.labels(tenant, brand).observe(time.perf_counter() - self.started)
+                    first = False
+                yield chunk
+        except (asyncio.CancelledError, GeneratorExit):  # the client went away
+            self.metrics.aborted.labels(tenant, brand).inc()
+            raise
 
     def _usage(self, last: Any) -> schemas.Usage:
         usage = usage_of(self.prepared, last)

@@ -10,6 +10,7 @@ from fastapi import APIRouter
 
 from server import schemas
 from server.deps import AppMetrics, Lorag, TenantId
+from server.errors import params_renamed
 
 router = APIRouter(tags=["documents"])
 
@@ -19,8 +20,9 @@ router = APIRouter(tags=["documents"])
 async def search(body: schemas.SearchRequest, tenant: TenantId, lorag: Lorag,
                  metrics: AppMetrics) -> schemas.SearchResponse:
     started = time.perf_counter()
-    hits = await asyncio.to_thread(lorag.retrieval.search, tenant, body.query, k=body.top_k,
-                                   mode=body.mode, filters=body.filters,
-                                   document_ids=body.document_ids)
+    with params_renamed(k="top_k"):
+        hits = await asyncio.to_thread(lorag.retrieval.search, tenant, body.query, k=body.top_k,
+                                       mode=body.mode, filters=body.filters,
+                                       document_ids=body.document_ids)
     metrics.retrieval.labels(tenant, "search").observe(time.perf_counter() - started)
     return schemas.SearchResponse(data=[schemas.SearchResult(**asdict(h)) for h in hits])

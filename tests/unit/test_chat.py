@@ -289,3 +289,15 @@ def test_finished_generation_is_not_aborted():
     service, _, engine = Setup().build()
     run(service.complete("acme", ask()))
     assert engine.aborted == []
+
+
+def test_search_errors_name_the_request_field():
+    class Refusing(FakeRetrieval):
+        def search(self, tenant, query, **kwargs):
+            raise InvalidInput("bad filter key", param="filters")
+
+    service, _, _ = Setup().build()
+    service.retrieval = Refusing([])
+    with pytest.raises(InvalidInput) as err:
+        run(service.prepare("acme", ask(retrieval=RetrievalOptions(filters={"bad key": 1}))))
+    assert err.value.param == "retrieval.filters"
