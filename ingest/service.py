@@ -258,11 +258,12 @@ class DocumentService:
         """Delete a document with its chunks and vectors; raises NotFound (``document_id``)."""
         self.tenants.get(tenant)
         index = self.retrieval.tenant_index(tenant)
-        with self._tenant_lock(tenant):
-            if not index.store.exists() or not index.store.delete_documents([document_id]):
-                raise NotFound(f"document {document_id!r} not found", param="document_id")
-            index.sync()
-            index.save()
+        # No ingest lock: one SQLite transaction suffices, and a delete must not wait
+        # for a long ingest job of the same tenant to end.
+        if not index.store.exists() or not index.store.delete_documents([document_id]):
+            raise NotFound(f"document {document_id!r} not found", param="document_id")
+        index.sync()
+        index.save_if_due()  # the file is a cache: a later load catches up from the store
         log.info("deleted document tenant=%s id=%s", tenant, document_id)
 
 

@@ -198,8 +198,9 @@ def test_a_reader_behind_a_pruned_deletion_log_rebuilds(tmp_path):
     behind.documents.ingest("acme", ANIMALS)
     assert found(behind, "barn", mode="dense", k=10)  # loaded at this generation
     writer = Lorag(behind.settings)
-    writer.documents.delete("acme", "hen")   # saves the index file, then prunes the log
+    writer.documents.delete("acme", "hen")
     writer.documents.delete("acme", "cat")
+    writer.retrieval.tenant_index("acme").save()  # writes the index file, then prunes the log
     store = writer.retrieval.tenant_index("acme").store
     assert store.deletion_log_size() == 0 and store.state().log_floor > 0
     assert set(found(behind, "barn", mode="dense", k=10)) == {"dog", "cow"}
