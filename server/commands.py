@@ -63,9 +63,11 @@ def _prepare_demo(container: Lorag):
     print("Setting up the demo (the first start prepares the model and ingests the sample "
           "corpus; later starts reuse them)...", flush=True)
     demo = ensure_demo(container)
-    if container.settings.server.admin_key is None:
+    own_admin_key = container.settings.server.admin_key is None
+    if own_admin_key:
         container.settings.server.admin_key = SecretStr(demo.admin_key)
-    return lambda url: print(render_instructions(demo, url), flush=True)
+    return lambda url: print(render_instructions(demo, url, show_admin_key=own_admin_key),
+                             flush=True)
 
 
 def _plain_announcement(url: str) -> None:
