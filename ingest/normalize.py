@@ -15,12 +15,21 @@ _BLANK_LINES = re.compile(r"\n{3,}")
 
 
 def normalize_text(text: str) -> str:
-    """NFKC, one newline style, no control characters, single spaces, at most one blank
-    line in a row (paragraph breaks survive), no leading/trailing blanks."""
+    """NFKC, one newline style, no control characters, single spaces inside lines, line
+    indentation kept (code stays readable; tabs become 4 spaces), at most one blank line
+    in a row (paragraph breaks survive), no blank start or end."""
     text = unicodedata.normalize("NFKC", text.replace("\r\n", "\n").replace("\r", "\n"))
     text = text.translate(_DROP)
-    lines = [_SPACES.sub(" ", line).strip() for line in text.split("\n")]
-    return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
+    lines = [_normalize_line(line) for line in text.split("\n")]
+    return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip("\n").rstrip()
+
+
+def _normalize_line(line: str) -> str:
+    body = line.lstrip()
+    if not body:
+        return ""
+    indent = line[:len(line) - len(body)].replace("\t", "    ")
+    return " " * len(indent) + _SPACES.sub(" ", body).rstrip()
 
 
 def looks_binary(data: bytes) -> bool:
@@ -50,7 +59,8 @@ _VOID = {"br", "hr", "img", "input", "meta", "link", "area", "base", "col", "emb
          "source", "track", "wbr"}
 
 
-_PARAGRAPH, _LINEBREAK = "\x1e", "\x1f"  # our own breaks, kept apart from source newlines
+# Our own breaks, kept apart from source newlines (only <pre> keeps those).
+_PARAGRAPH, _LINEBREAK, _PRE_NEWLINE = "\x1e", "\x1f", "\x1d"
 
 
 class _TextExtractor(HTMLParser):
@@ -85,7 +95,7 @@ class _TextExtractor(HTMLParser):
             self.title_parts.append(data)
         elif not self._skip_depth:
             # Outside <pre>, a source newline is only wrapping.
-            self.parts.append(data.replace("\n", _LINEBREAK if self._pre_depth else " "))
+            self.parts.append(data.replace("\n", _PRE_NEWLINE if self._pre_depth else " "))
 
     def _break(self, tag: str, end: bool = False) -> None:
         if tag in _BLOCK:
@@ -103,4 +113,5 @@ def html_to_text(html: str) -> tuple[str | None, str]:
     parser.close()
     title = normalize_text("".join(parser.title_parts)) or None
     body = "".join(parser.parts).replace(_PARAGRAPH, "\n\n").replace(_LINEBREAK, "\n")
-    return title, body
+    body = re.sub(r"\n[ \t]+", "\n", body)  # markup indentation is not the text's
+    return title, body.replace(_PRE_NEWLINE, "\n")

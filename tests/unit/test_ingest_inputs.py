@@ -39,8 +39,8 @@ def make_pdf(text: str) -> bytes:
 
 
 def test_normalize_text_unicode_and_whitespace():
-    raw = "  ﬁne\u00a0\u00a0print\r\n\r\n\r\n\r\nnext\tpara\x07graph \u200b\n  indented  "
-    assert normalize_text(raw) == "fine print\n\nnext paragraph\nindented"
+    raw = "\n\n ﬁne\u00a0\u00a0print\r\n\r\n\r\n\r\nnext\tpara\x07graph \u200b\n\tindented  x  "
+    assert normalize_text(raw) == " fine print\n\nnext paragraph\n    indented x"
     assert normalize_text("e\u0301") == "é"  # composed
 
 
@@ -48,9 +48,10 @@ def test_html_to_text_drops_scripts_and_keeps_paragraphs():
     title, text = html_to_text(
         "<html><head><title>Weather &amp; more</title><style>p{color:red}</style></head>"
         "<body><script>alert(1)</script><h1>Rain</h1><p>Rain falls\nfrom clouds.</p>"
-        "<ul><li>drizzle</li><li>storm</li></ul><pre>a = 1\nb = 2</pre></body></html>")
+        "<ul>\n  <li>drizzle</li>\n  <li>storm</li></ul><pre>if x:\n    y = 2</pre></body></html>")
     assert title == "Weather & more"
-    assert normalize_text(text) == "Rain\n\nRain falls from clouds.\n\ndrizzle\nstorm\n\na = 1\nb = 2"
+    assert normalize_text(text) == ("Rain\n\nRain falls from clouds.\n\ndrizzle\nstorm\n\n"
+                                    "if x:\n    y = 2")
 
 
 def test_each_file_type_loads(app, tmp_path):
