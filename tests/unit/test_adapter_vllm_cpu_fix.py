@@ -1,0 +1,34 @@
+"""vLLM's torch-native LoRA ops give tokens with LoRA index -1 (no adapter) nothing."""
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("vllm.lora.ops.torch_ops")
+
+from adapters.engines import vllm_cpu_fix  # noqa: E402
+from vllm.lora.ops.torch_ops import lora_ops  # noqa: E402
+
+
+def test_negative_index_gets_no_adapter():
+    vllm_cpu_fix.apply()
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 8, generator=gen)
+    a = torch.randn(2, 1, 4, 8, generator=gen)  # 2 slots, rank 4, in 8
+    b = torch.randn(2, 1, 6, 4, generator=gen)  # out 6
+    indices = torch.tensor([-1, 0, 1])
+    mid = torch.zeros(3, 4)
+    lora_ops.bgmv_shrink(x, a, mid, indices, 1.0)
+    out = torch.ones(3, 6)
+    lora_ops.bgmv_expand(mid, b, out, indices, True)
+    assert torch.equal(out[0], torch.ones(6))  # base-model token untouched
+    for row, slot in ((1, 0), (2, 1)):
+        expected = 1 + b[slot, 0] @ (a[slot, 0] @ x[row])
+        assert torch.allclose(out[row], expected, atol=1e-5)
+    sliced = torch.ones(3, 10)
+    lora_ops.bgmv_expand_slice(mid, b, sliced, indices, 2, 6, True)
+    assert torch.equal(sliced[0], torch.ones(10))
+
+
+def test_apply_is_idempotent():
+    vllm_cpu_fix.apply()
+    assert vllm_cpu_fix.apply() is False
