@@ -142,7 +142,11 @@ def _folder_sources(folder: Path, max_bytes: int) -> tuple[list[Source], int]:
 def _file_source(path: Path, document_id: str, max_bytes: int) -> Source:
     kind = _file_type(path)
     if kind == ".jsonl":
-        return JsonlSource(path, max_bytes)
+        try:
+            return JsonlSource(path, max_bytes)
+        except OSError as exc:
+            return ErrorSource(DocumentError(FailureCode.INVALID_JSONL, f"unreadable: {exc}",
+                                             source=str(path)))
     if kind not in SUPPORTED_TYPES:
         return ErrorSource(DocumentError(
             FailureCode.UNSUPPORTED_TYPE, f"unsupported file type {kind or '(none)'!r}; "

@@ -121,9 +121,9 @@ class DocumentService:
                    Progress(self.jobs, job_id, total, description=f"ingest {tenant}", bar=progress),
                    on_commit)
         index = self.retrieval.tenant_index(tenant)
-        index.check_embedder()
         log.info("ingest start tenant=%s job=%s documents=%d", tenant, job_id, total)
         try:
+            index.check_embedder()
             self._run_sources(index, sources, run)
             if prune:
                 self._prune(index, run)
