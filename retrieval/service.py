@@ -12,7 +12,6 @@ import threading
 from collections import OrderedDict
 from typing import Callable
 
-import faiss
 import numpy as np
 
 from lorag.errors import InvalidInput, NotFound
@@ -50,7 +49,6 @@ class Retrieval:
         self._tenant_exists = tenant_exists
         self._indexes: OrderedDict[str, TenantIndex] = OrderedDict()
         self._lock = threading.Lock()
-        faiss.omp_set_num_threads(settings.index.search_threads)
 
     @property
     def embedder(self) -> Embedder:

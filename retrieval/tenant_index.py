@@ -12,7 +12,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from contextlib import contextmanager
+from typing import Iterator
 
+import faiss
 import numpy as np
 
 from lorag.errors import Conflict
@@ -24,6 +27,21 @@ from retrieval.vector_index import (CorruptIndexFile, IndexHeader, VectorIndex, 
                                     read_index_file, remove_stale_temp_files, write_index_file)
 
 log = logging.getLogger(__name__)
+
+
+@contextmanager
+def search_threads(count: int) -> Iterator[None]:
+    """FAISS OpenMP threads for one search, in this thread only.
+
+    OpenMP's thread count is per calling thread and torch shares the same runtime, so
+    setting it process-wide would also slow the embedder (e.g. an ingest) to ``count``.
+    """
+    previous = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(count)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(previous)
 
 
 class TenantIndex:
@@ -180,7 +198,8 @@ class TenantIndex:
             index = self.sync()
             if index is None:
                 return []
-            ids, scores = index.search(query, k, allowed)
+            with search_threads(self.settings.search_threads):
+                ids, scores = index.search(query, k, allowed)
         return list(zip(ids.tolist(), scores.tolist()))
 
     def exact(self, query: np.ndarray, k: int, allowed: np.ndarray) -> list[tuple[int, float]]:

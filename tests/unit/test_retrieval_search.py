@@ -233,3 +233,11 @@ def test_tenant_deleted_and_recreated_by_another_process_leaks_nothing(app):
     for mode in ("dense", "lexical", "hybrid"):
         assert found(app, "barn cows hens mice", mode=mode, k=10) == ["fresh"]
     other.close()
+
+
+def test_search_threads_setting_does_not_leak_into_the_embedder(app):
+    import faiss
+
+    before = faiss.omp_get_max_threads()  # the same OpenMP runtime as torch's
+    app.retrieval.search("acme", "barn", mode="dense")
+    assert faiss.omp_get_max_threads() == before
