@@ -129,11 +129,10 @@ class DocumentService:
                 self._prune(index, run)
             index.save()
         except BaseException as exc:
-            run.progress.finish(run.report.to_dict(), error=f"{type(exc).__name__}: {exc}")
+            run.progress.finish(_counts(run.report), error=f"{type(exc).__name__}: {exc}")
             raise
-        run.progress.finish(run.report.to_dict())
-        log.info("ingest done tenant=%s job=%s %s", tenant, job_id,
-                 {k: v for k, v in run.report.to_dict().items() if k != "failures"})
+        run.progress.finish(_counts(run.report))
+        log.info("ingest done tenant=%s job=%s %s", tenant, job_id, _counts(run.report))
         return run.report
 
     def _run_sources(self, index: TenantIndex, sources, run: _Run) -> None:
@@ -265,6 +264,11 @@ class DocumentService:
         index.sync()
         index.save_if_due()  # the file is a cache: a later load catches up from the store
         log.info("deleted document tenant=%s id=%s", tenant, document_id)
+
+
+def _counts(report: IngestReport) -> dict:
+    """The report without its failures (a job keeps those in its own failure list)."""
+    return {k: v for k, v in report.to_dict().items() if k not in ("failures", "job_id")}
 
 
 def _document_write(doc: LoadedDocument, digest: str, chunks: list, vectors) -> DocumentWrite:
