@@ -168,6 +168,12 @@ class EngineConformance:
         kit.run(close_early())
         assert len(greedy(kit, kit.refs["b"], max_tokens=5).tokens) == 5
 
+    def test_stats_for_metrics(self, kit):
+        greedy(kit, kit.refs["a"], max_tokens=2)
+        stats = kit.engine.stats()
+        assert stats["adapters_loaded"] >= 1 and stats["adapter_loads"] >= 1
+        assert stats["requests_running"] == 0
+
     def test_removed_adapter_reloads_on_next_use(self, kit):
         before = greedy(kit, kit.refs["b"]).tokens
         kit.run(kit.engine.remove_adapter(kit.refs["b"]))

@@ -113,6 +113,9 @@ class InFlight:
             if event is not None:
                 event.set()
 
+    def total(self) -> int:
+        return sum(self._counts.values())
+
     async def wait_idle(self, int_id: int) -> None:
         while self._counts[int_id] > 0:
             await self._idle.setdefault(int_id, asyncio.Event()).wait()

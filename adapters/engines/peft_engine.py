@@ -58,7 +58,10 @@ class PeftEngine:
         self._snapshots: AdapterSnapshots | None = None
         self._inflight = InFlight()
         self._loaded: set[int] = set()
+        self._locks: dict[int, asyncio.Lock] = {}
+        self._running: set[str] = set()
         self._aborted: set[str] = set()
+        self._counts = {"adapter_loads": 0, "adapter_load_failures": 0, "adapter_unloads": 0}
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -90,6 +93,11 @@ class PeftEngine:
 
     def ready(self) -> bool:
         return self._base is not None
+
+    def stats(self) -> dict[str, float]:
+        """Numbers for /metrics: adapters loaded, running requests, load counts."""
+        return {"adapters_loaded": len(self._loaded), "requests_running": len(self._running),
+                **self._counts}
 
     async def shutdown(self) -> None:
         self._base = self._peft = None
@@ -130,10 +138,10 @@ class PeftEngine:
                 request.sampling.seed if request.sampling.seed is not None else time.time_ns() % 2**31)
         int_id = request.adapter.int_id if request.adapter else None
         self._inflight.add(int_id)
+        self._running.add(request.request_id)
         try:
             while True:
                 if request.request_id in self._aborted:
-                    self._aborted.discard(request.request_id)
                     return
                 chunk = await self._run(self._step, state)
                 chunk.prompt_tokens, chunk.completion_tokens = len(ids), len(state.tokens)
@@ -148,6 +156,8 @@ class PeftEngine:
             raise ServerError(f"generation failed: {type(exc).__name__}") from exc
         finally:
             self._inflight.done(int_id)
+            self._running.discard(request.request_id)
+            self._aborted.discard(request.request_id)
 
     def _step(self, state: _Decode) -> GenerationChunk:
         """One forward pass and one sampled token (worker thread)."""
@@ -187,30 +197,40 @@ class PeftEngine:
                                finish_reason=finish)
 
     async def abort(self, request_id: str) -> None:
-        self._aborted.add(request_id)
+        if request_id in self._running:
+            self._aborted.add(request_id)
 
     # -- adapters ----------------------------------------------------------------------
 
     async def _adapter(self, ref: AdapterRef) -> str:
-        """The PEFT adapter name of ``ref``, loading it on first use."""
+        """The PEFT adapter name of ``ref``, loading it on first use (under its lock)."""
         if not (Path(ref.path) / "adapter_config.json").is_file():
             raise NotFound(f"adapter {ref.name!r} version {ref.version} was deleted",
                            param="adapter", code="adapter_not_found")
         key = f"a{ref.int_id}"
-        if ref.int_id not in self._loaded:
-            path = self._snapshots.path(ref)
-            started = time.perf_counter()
-            try:
-                await self._run(self._load_adapter, key, path)
-            except Exception as exc:
-                log.error("adapter load failed tenant=%s adapter=%s version=%s id=%s: %s",
-                          ref.tenant_id, ref.name, ref.version, ref.int_id, exc)
-                raise InvalidAdapter(f"the engine could not load adapter {ref.name!r}: {exc}",
-                                     param="adapter") from None
-            self._loaded.add(ref.int_id)
-            log.info("loaded adapter tenant=%s adapter=%s version=%s id=%s in %.3f s",
-                     ref.tenant_id, ref.name, ref.version, ref.int_id, time.perf_counter() - started)
+        if ref.int_id in self._loaded:
+            return key
+        async with self._locks.setdefault(ref.int_id, asyncio.Lock()):
+            if ref.int_id not in self._loaded:
+                await self._load(ref, key)
         return key
+
+    async def _load(self, ref: AdapterRef, key: str) -> None:
+        started = time.perf_counter()
+        try:
+            await self._run(self._load_adapter, key, self._snapshots.path(ref))
+        except LoragError:
+            raise
+        except Exception as exc:
+            log.error("adapter load failed tenant=%s adapter=%s version=%s id=%s: %s",
+                      ref.tenant_id, ref.name, ref.version, ref.int_id, exc)
+            self._counts["adapter_load_failures"] += 1
+            raise InvalidAdapter(f"the engine could not load adapter {ref.name!r}: {exc}",
+                                 param="adapter") from None
+        self._loaded.add(ref.int_id)
+        self._counts["adapter_loads"] += 1
+        log.info("loaded adapter tenant=%s adapter=%s version=%s id=%s in %.3f s",
+                 ref.tenant_id, ref.name, ref.version, ref.int_id, time.perf_counter() - started)
 
     def _load_adapter(self, key: str, path: Path) -> None:
         if self._peft is not None and key in self._peft.peft_config:
@@ -224,12 +244,16 @@ class PeftEngine:
 
     async def remove_adapter(self, adapter: AdapterRef) -> None:
         """Delete the adapter's weights from the model once its requests have finished."""
-        if self._peft is None or adapter.int_id not in self._loaded:
+        if self._peft is None:
             return
-        await self._inflight.wait_idle(adapter.int_id)
-        self._loaded.discard(adapter.int_id)
-        await self._run(self._delete_adapter, f"a{adapter.int_id}")
-        self._snapshots.drop(adapter)
+        async with self._locks.setdefault(adapter.int_id, asyncio.Lock()):
+            if adapter.int_id not in self._loaded:
+                return
+            self._loaded.discard(adapter.int_id)
+            await self._inflight.wait_idle(adapter.int_id)
+            await self._run(self._delete_adapter, f"a{adapter.int_id}")
+            self._snapshots.drop(adapter)
+        self._counts["adapter_unloads"] += 1
         log.info("unloaded adapter tenant=%s adapter=%s version=%s id=%s", adapter.tenant_id,
                  adapter.name, adapter.version, adapter.int_id)
 

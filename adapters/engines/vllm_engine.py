@@ -52,6 +52,7 @@ class VLLMEngine:
         self._inflight = InFlight()
         self._loaded: set[int] = set()
         self._locks: dict[int, asyncio.Lock] = {}
+        self._counts = {"adapter_loads": 0, "adapter_load_failures": 0, "adapter_unloads": 0}
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -94,6 +95,11 @@ class VLLMEngine:
 
     def ready(self) -> bool:
         return self._llm is not None and not getattr(self._llm, "errored", False)
+
+    def stats(self) -> dict[str, float]:
+        """Numbers for /metrics: adapters loaded by lorag, running requests, load counts."""
+        return {"adapters_loaded": len(self._loaded), "requests_running": self._inflight.total(),
+                **self._counts}
 
     async def shutdown(self) -> None:
         llm, self._llm = self._llm, None
@@ -199,26 +205,32 @@ class VLLMEngine:
             log.error("adapter load failed tenant=%s adapter=%s version=%s id=%s: %s",
                       ref.tenant_id, ref.name, ref.version, ref.int_id, exc)
             self._snapshots.drop(ref)
+            self._counts["adapter_load_failures"] += 1
             raise InvalidAdapter(f"the engine could not load adapter {ref.name!r}: {exc}",
                                  param="adapter") from None
         self._loaded.add(ref.int_id)
+        self._counts["adapter_loads"] += 1
         log.info("loaded adapter tenant=%s adapter=%s version=%s id=%s in %.3f s", ref.tenant_id,
                  ref.name, ref.version, ref.int_id, time.perf_counter() - started)
 
     async def remove_adapter(self, adapter: AdapterRef) -> None:
-        """Drop ``adapter`` from vLLM's caches once its running requests have finished."""
+        """Drop ``adapter`` from vLLM's caches once its running requests have finished.
+
+        Under the adapter's lock, and after marking it unloaded, so a request arriving
+        meanwhile waits and then loads it afresh instead of losing its files mid-run.
+        """
         if self._llm is None:
             return
-        await self._inflight.wait_idle(adapter.int_id)
         async with self._locks.setdefault(adapter.int_id, asyncio.Lock()):
             self._loaded.discard(adapter.int_id)
+            await self._inflight.wait_idle(adapter.int_id)
             try:
                 await self._llm.remove_lora(adapter.int_id)
             except Exception as exc:  # already evicted, or the engine stopped
                 log.warning("unload failed tenant=%s adapter=%s version=%s id=%s: %s",
                             adapter.tenant_id, adapter.name, adapter.version, adapter.int_id, exc)
             self._snapshots.drop(adapter)
-        self._locks.pop(adapter.int_id, None)
+        self._counts["adapter_unloads"] += 1
         log.info("unloaded adapter tenant=%s adapter=%s version=%s id=%s", adapter.tenant_id,
                  adapter.name, adapter.version, adapter.int_id)
 
