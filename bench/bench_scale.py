@@ -1,0 +1,215 @@
+"""Scale: 1,000 tenants, each with its own index and its own registered adapter.
+
+Set-up: every tenant gets ``chunks`` chunks (10 documents; real corpus text, random
+unit vectors, written through its chunk store) and a brand whose adapter is one of 8
+random LoRAs on the tiny model, registered for that tenant (so 1,000 adapter
+versions with distinct ids: vLLM treats each as its own adapter). Configured caches:
+``retrieval.index.cache_tenants`` (64) tenant indexes in memory, vLLM ``max_loras``
+(4) adapters active and ``max_cpu_loras`` (16) in host memory.
+
+Then every tenant is touched once in turn: its first search (a cold tenant: index not
+in memory) and a second one (warm), then its first chat (cold: adapter not loaded in
+vLLM, index evicted meanwhile) and a second chat (warm). Resident memory (RSS of this
+process and vLLM's engine process) is sampled as tenants are touched: once the caches
+are full it must stay flat. Bar: RSS after all tenants <= 1.10 x RSS when the caches
+had just filled, and the caches never hold more than configured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench import corpus, models
+from bench.common import BenchResult, Options, latency_summary, main
+
+GROWTH_BAR = 1.10
+QUESTION = "How do I open a file and read it line by line?"
+
+
+def run(opts: Options) -> BenchResult:
+    return asyncio.run(_run(opts))
+
+
+async def _run(opts: Options) -> BenchResult:
+    result = BenchResult("scale")
+    tenants = opts.pick(1000, 150, 12)
+    chunks = opts.pick(200, 100, 20)
+    caches = opts.pick((64, 4, 16), (32, 4, 16), (4, 2, 4))
+    with tempfile.TemporaryDirectory(prefix="lorag-bench-scale-") as tmp:
+        app = _app(Path(tmp), *caches)
+        started = time.perf_counter()
+        _populate(app, tenants, chunks)
+        result.metrics["setup_s"] = round(time.perf_counter() - started, 1)
+        await app.engine.warm_up()
+        memory = _Memory()
+        search = _touch_searches(app, tenants, memory, caches[0])
+        chat = await _touch_chats(app, tenants, memory, caches[0])
+        await app.engine.shutdown()
+        app.close()
+    _report(result, tenants, chunks, caches, search, chat, memory)
+    return result
+
+
+def _app(root: Path, cache_tenants: int, max_loras: int, max_cpu_loras: int):
+    from adapters.settings import EngineSettings
+    from lorag.config import Settings
+    from lorag.services import Lorag
+    from retrieval.settings import IndexSettings, RetrievalSettings
+
+    engine = EngineSettings(model=str(models.model_path("tiny")), max_model_len=1024,
+                            max_loras=max_loras, max_cpu_loras=max_cpu_loras, max_lora_rank=16,
+                            kv_cache_bytes=256 * 2**20)
+    retrieval = RetrievalSettings(index=IndexSettings(cache_tenants=cache_tenants))
+    return Lorag(Settings(data_dir=root / "data", environment="test", engine=engine,
+                          retrieval=retrieval))
+
+
+def _populate(app, tenants: int, chunks: int) -> None:
+    from retrieval.types import ChunkWrite, DocumentWrite
+
+    texts = _texts(chunks * 4)
+    loras = models.loras("tiny", 8)
+    dimension, name = app.embedder.dimension, app.embedder.name
+    rng = np.random.default_rng(0)
+    for t in range(tenants):
+        tenant = f"t{t:04d}"
+        app.tenants.create(tenant)
+        vectors = rng.standard_normal((chunks, dimension)).astype(np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        per_doc = max(1, chunks // 10)
+        writes = []
+        for d in range(0, chunks, per_doc):
+            part = [texts[(t * 7 + i) % len(texts)] for i in range(d, min(d + per_doc, chunks))]
+            writes.append(DocumentWrite(
+                id=f"doc{d // per_doc}", title=None, source=None, metadata={},
+                content_hash=f"{t}-{d}", characters=sum(map(len, part)),
+                chunks=[ChunkWrite(i, x, 0, len(x), len(x.split())) for i, x in enumerate(part)],
+                vectors=vectors[d:d + len(part)]))
+        handle = app.retrieval.tenant_index(tenant)
+        handle.store.write(writes, embedder=name, dimension=dimension)
+        handle.sync()
+        handle.save()
+        app.adapters.register(tenant, "voice", loras[t % len(loras)])
+        app.brands.create(tenant, "support", adapter="voice")
+    for tenant in app.retrieval.loaded_tenants():  # start with nothing in memory
+        app.retrieval.forget(tenant)
+
+
+def _texts(n: int) -> list[str]:
+    files, _ = corpus.corpus_files(40)
+    words = re.sub(r"\s+", " ", " ".join(p.read_text(errors="replace") for p in files)).split()
+    return [" ".join(words[i:i + 80]) for i in range(0, min(len(words), n * 80), 80)]
+
+
+class _Memory:
+    """RSS samples (MiB) of this process and vLLM's engine-core children."""
+
+    def __init__(self):
+        self.samples: list[tuple[str, int, float, float]] = []
+
+    def sample(self, phase: str, touched: int) -> None:
+        import psutil
+
+        me = psutil.Process()
+        children = sum(c.memory_info().rss for c in me.children(recursive=True)
+                       if c.is_running()) / 2**20
+        self.samples.append((phase, touched, me.memory_info().rss / 2**20, children))
+
+
+def _every(tenants: int) -> int:
+    return max(1, tenants // 25)
+
+
+def _touch_searches(app, tenants: int, memory: _Memory, cache_tenants: int) -> dict:
+    cold, warm, loaded_max = [], [], 0
+    memory.sample("search", 0)
+    for t in range(tenants):
+        tenant = f"t{t:04d}"
+        for bucket in (cold, warm):
+            started = time.perf_counter()
+            app.retrieval.search(tenant, QUESTION, k=5, mode="dense")
+            bucket.append(time.perf_counter() - started)
+        loaded_max = max(loaded_max, len(app.retrieval.loaded_tenants()))
+        if (t + 1) % _every(tenants) == 0 or t + 1 == cache_tenants:
+            memory.sample("search", t + 1)
+    return {"cold": latency_summary(cold), "warm": latency_summary(warm),
+            "loaded_max": loaded_max}
+
+
+async def _touch_chats(app, tenants: int, memory: _Memory, cache_tenants: int) -> dict:
+    from lorag.chat import ChatRequest
+
+    cold, warm = [], []
+    memory.sample("chat", 0)
+    message = ({"role": "user", "content": QUESTION},)
+    for t in range(tenants):
+        tenant = f"t{t:04d}"
+        for bucket in (cold, warm):
+            started = time.perf_counter()
+            await app.chat.complete(tenant, ChatRequest("support", message, max_tokens=8,
+                                                        temperature=0.0))
+            bucket.append(time.perf_counter() - started)
+        if (t + 1) % _every(tenants) == 0 or t + 1 == cache_tenants:
+            memory.sample("chat", t + 1)
+    return {"cold": latency_summary(cold), "warm": latency_summary(warm),
+            "loaded_max": len(app.retrieval.loaded_tenants())}
+
+
+def _report(result, tenants, chunks, caches, search, chat, memory: _Memory) -> None:
+    cache_tenants, max_loras, max_cpu_loras = caches
+    totals = [(phase, n, me + kids) for phase, n, me, kids in memory.samples]
+    full = next(total for phase, n, total in totals if phase == "search" and n >= cache_tenants)
+    end = totals[-1][2]
+    growth = end / full
+    result.metrics.update({
+        "tenants": tenants, "chunks_per_tenant": chunks, "cache_tenants": cache_tenants,
+        "max_loras": max_loras, "max_cpu_loras": max_cpu_loras,
+        "rss_when_caches_full_mb": round(full, 1), "rss_at_end_mb": round(end, 1),
+        "rss_growth": round(growth, 3), "loaded_indexes_max": search["loaded_max"],
+        "search": search, "chat": chat,
+        "memory_samples": [[p, n, round(a, 1), round(b, 1)] for p, n, a, b in memory.samples]})
+    result.bar("scale.memory_within_caches",
+               f"RSS after touching all {tenants:,} tenants (search, then chat) / RSS when "
+               f"the {cache_tenants} cached indexes had filled", round(growth, 3), "<=",
+               GROWTH_BAR, why=f"{full:.0f} MiB -> {end:.0f} MiB (lorag process + vLLM engine "
+               f"process); at most {search['loaded_max']} indexes in memory "
+               f"(cache_tenants={cache_tenants})",
+               to_meet="" if growth <= GROWTH_BAR else
+               "find what is kept per tenant outside the caches (open SQLite connections, "
+               "per-adapter state in the engine) and bound it")
+    result.bar("scale.index_cache_bound", "most tenant indexes held in memory at once / "
+               "cache_tenants", search["loaded_max"] / cache_tenants, "<=", 1.0,
+               why=f"{search['loaded_max']} of {cache_tenants}",
+               to_meet="" if search["loaded_max"] <= cache_tenants else "evict on insert")
+    rows = [[what, *_ms(search[k] if what.startswith("search") else chat[k])]
+            for what, k in (("search, first (cold tenant)", "cold"), ("search, second (warm)", "warm"),
+                            ("chat, first (cold tenant and adapter)", "cold"),
+                            ("chat, second (warm)", "warm"))]
+    result.table(f"{tenants:,} tenants x {chunks} chunks, an adapter each (tiny model); caches: "
+                 f"{cache_tenants} indexes, vLLM max_loras {max_loras}, max_cpu_loras "
+                 f"{max_cpu_loras}. Latency in ms (chat: 8 tokens, retrieval on)",
+                 ["request", "p50", "p99", "mean"], rows)
+    result.figure("scale_memory.png", f"Resident memory while touching {tenants:,} tenants",
+                  "tenants touched", "RSS, MiB (lorag + vLLM engine)",
+                  [{"label": phase, "x": [n for p, n, _ in totals if p == phase],
+                    "y": [m for p, _, m in totals if p == phase]} for phase in ("search", "chat")])
+    result.notes.append(
+        f"Vectors are random (the latency of a search does not depend on them); texts are "
+        f"corpus windows. RSS counts this process and its children (vLLM's engine core). "
+        f"The chat phase starts after the search phase, so its first tenants' indexes are "
+        f"already evicted: every first chat is cold for both the index and the adapter.")
+
+
+def _ms(summary: dict) -> list[str]:
+    return [f"{summary['p50_ms']:.1f}", f"{summary['p99_ms']:.1f}", f"{summary['mean_ms']:.1f}"]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(run))
