@@ -35,8 +35,9 @@ CACHE = REPO / ".cache" / "python-doc"
 SOURCES = "usr/share/doc/python3.11/html/_sources"
 
 
-def corpus_files(limit: int | None) -> list[Path]:
-    """The .rst.txt sources, downloaded and unpacked on first use."""
+def corpus_folder(limit: int | None, work: Path) -> Path:
+    """A folder of the .rst.txt sources (downloaded and unpacked on first use); with
+    ``limit``, a folder of links to that many files spread over the whole corpus."""
     root = CACHE / "root" / SOURCES
     if not root.is_dir():
         CACHE.mkdir(parents=True, exist_ok=True)
@@ -44,9 +45,15 @@ def corpus_files(limit: int | None) -> list[Path]:
         deb = next(CACHE.glob("python3.11-doc_*.deb"))
         subprocess.run(["dpkg-deb", "-x", str(deb), str(CACHE / "root")], check=True)
     files = sorted(root.rglob("*.rst.txt"))
-    if limit and limit < len(files):  # spread over the whole corpus, not its first folder
-        files = [files[i * len(files) // limit] for i in range(limit)]
-    return files
+    if not limit or limit >= len(files):
+        return root
+    sample = work / "python-docs"
+    for i in range(limit):
+        source = files[i * len(files) // limit]
+        link = sample / source.relative_to(root)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(source)
+    return sample
 
 
 class ModelClock:
@@ -64,11 +71,11 @@ class ModelClock:
         return vectors
 
 
-def ingest_once(app, tenant: str, files: list[Path]):
+def ingest_once(app, tenant: str, folder: Path):
     clock = app.embedder.embed_documents
     clock.seconds = 0.0
     with timed() as timer:
-        report = app.documents.ingest(tenant, files)
+        report = app.documents.ingest(tenant, [folder])
     timer.model_seconds = clock.seconds
     return report, timer
 
@@ -85,17 +92,17 @@ def chunk_texts(app, tenant: str) -> list[str]:
     return [r[0] for r in store.db.query("SELECT text FROM chunks ORDER BY id")]
 
 
-def one_round(app, model, tenant: str, files: list[Path], batch_size: int, raw_first: bool):
+def one_round(app, model, tenant: str, folder: Path, batch_size: int, raw_first: bool):
     """(first ingest, re-ingest, raw encode) timers and the report; the raw encode runs
     before or after lorag's so that both meet the same share of the machine's noise."""
     if raw_first:  # the chunks are lorag's: take them from a throwaway tenant
         app.tenants.create(tenant + "-chunks")
-        ingest_once(app, tenant + "-chunks", files)
+        ingest_once(app, tenant + "-chunks", folder)
         raw = raw_encode(model, chunk_texts(app, tenant + "-chunks"), batch_size)
     app.tenants.create(tenant)
-    report, first = ingest_once(app, tenant, files)
+    report, first = ingest_once(app, tenant, folder)
     assert report.failed == 0, report.failures[:3]
-    again, reingest = ingest_once(app, tenant, files)
+    again, reingest = ingest_once(app, tenant, folder)
     assert again.chunks_embedded == 0 and again.unchanged == report.added
     if not raw_first:
         raw = raw_encode(model, chunk_texts(app, tenant), batch_size)
@@ -113,12 +120,13 @@ def main() -> int:
     from lorag.config import Settings
     from lorag.services import Lorag
 
-    files = corpus_files(args.limit)
-    words = sum(len(f.read_text(encoding="utf-8").split()) for f in files)
     print(f"machine: {machine()}")
-    print(f"corpus: {len(files)} files, {words} words")
-    with tempfile.TemporaryDirectory() as data_dir:
-        app = Lorag(Settings(data_dir=Path(data_dir), environment="test"))
+    with tempfile.TemporaryDirectory() as work:
+        folder = corpus_folder(args.limit, Path(work))
+        files = list(folder.rglob("*.rst.txt"))
+        words = sum(len(f.read_text(encoding="utf-8").split()) for f in files)
+        print(f"corpus: {len(files)} files, {words} words")
+        app = Lorag(Settings(data_dir=Path(work) / "data", environment="test"))
         with timed() as load:
             app.embedder.warm_up()
             app.embedder.embed_documents(["warm up"])
@@ -130,7 +138,7 @@ def main() -> int:
               f"torch threads {__import__('torch').get_num_threads()}")
         firsts, reingests, raws = [], [], []
         for repeat in range(args.repeats):
-            report, first, reingest, raw = one_round(app, model, f"bench{repeat}", files,
+            report, first, reingest, raw = one_round(app, model, f"bench{repeat}", folder,
                                                      batch_size, raw_first=repeat % 2 == 1)
             firsts.append(first), reingests.append(reingest), raws.append(raw)
             print(f"run {repeat + 1}: first ingest {first.seconds:.1f}s "
