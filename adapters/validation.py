@@ -142,7 +142,7 @@ def read_safetensors_header(path: Path, *, param: str = "adapter.weights") -> di
             if length > min(size - 8, _MAX_HEADER):
                 raise ValueError("header length is larger than the file")
             header = json.loads(fh.read(length))
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
+    except (OSError, ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise InvalidAdapter(f"{path.name} is not a readable safetensors file: {exc}",
                              param=param) from None
     return _check_tensors(header, size - 8 - length, path.name, param)
@@ -159,10 +159,11 @@ def _check_tensors(header: object, data_size: int, filename: str,
         try:
             dtype, shape, (start, end) = info["dtype"], tuple(info["shape"]), info["data_offsets"]
             expected = math.prod(shape) * _DTYPE_BYTES[dtype]
+            inside = 0 <= start <= end <= data_size and end - start == expected
         except (KeyError, TypeError, ValueError):
             raise InvalidAdapter(f"{filename}: tensor {name!r} has a malformed header entry",
                                  param=param) from None
-        if not 0 <= start <= end <= data_size or end - start != expected:
+        if not inside:
             raise InvalidAdapter(f"{filename}: tensor {name!r} lies outside the file "
                                  "(truncated or corrupt)", param=param)
         tensors[name] = (dtype, tuple(int(d) for d in shape))
@@ -190,7 +191,7 @@ def read_adapter_config(folder: Path) -> dict:
         config = json.loads(path.read_text())
     except FileNotFoundError:
         raise InvalidAdapter(f"{CONFIG_FILE} is missing", param="adapter.config") from None
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:  # RecursionError: nested too deep
         raise InvalidAdapter(f"{CONFIG_FILE} is not readable JSON: {exc}",
                              param="adapter.config") from None
     if not isinstance(config, dict):
@@ -334,16 +335,20 @@ def copy_adapter_files(source: Path, dest: Path, *, max_bytes: int, max_files: i
     files and trees over the limits (InvalidAdapter / PayloadTooLarge, param adapter.files)."""
     total, count = 0, 0
     dest.mkdir(parents=True, exist_ok=True)
-    for path in sorted(Path(source).rglob("*")):
+    # Walked lazily (parents before children) and every entry counted, so a huge tree
+    # (say "/") is refused at the limit instead of being listed whole first.
+    for path in Path(source).rglob("*"):
         mode = path.lstat().st_mode
         rel = path.relative_to(source)
         if stat.S_ISLNK(mode) or not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
             raise InvalidAdapter(f"{rel} is a link or special file; adapters are plain files",
                                  param="adapter.files")
+        count += 1
         if stat.S_ISDIR(mode):
+            _check_limits(total, count, max_bytes, max_files, "adapter.files")
             (dest / rel).mkdir(parents=True, exist_ok=True)
             continue
-        total, count = total + path.lstat().st_size, count + 1
+        total += path.lstat().st_size
         _check_limits(total, count, max_bytes, max_files, "adapter.files")
         shutil.copyfile(path, dest / rel, follow_symlinks=False)
 

@@ -94,7 +94,9 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_http_error(request: Request, exc: HTTPException) -> JSONResponse:
         if exc.status_code == 413:  # raised by server.limits while the body is read
             return error_response(PayloadTooLarge(str(exc.detail), param="body"))
-        error = ClientError(str(exc.detail), code=_HTTP_CODES.get(exc.status_code, "invalid_request"))
+        # A 400 here is starlette refusing a malformed body (a broken multipart form).
+        error = ClientError(str(exc.detail), code=_HTTP_CODES.get(exc.status_code, "invalid_request"),
+                            param="body" if exc.status_code == 400 else None)
         error.status = exc.status_code
         return error_response(error)
 

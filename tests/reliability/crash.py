@@ -144,9 +144,15 @@ class CrashLoop:
         self.estimates = {"ingest/server": 3.0, "ingest/cli": 2.0, "delete/cli": 1.0,
                           "delete/server": 1.5, "register/server": 1.0, "register/cli": 1.0,
                           "train/cli": 10.0}
+        self.measured: set[str] = set()
 
     def random_run(self, op: str) -> Run:
-        """``op`` killed at a uniformly random fraction of its last measured duration."""
+        """``op`` killed at a uniformly random fraction of its last measured duration;
+        the first run of each operation is let finish (it measures it, and leaves
+        something acknowledged to lose), then killed."""
+        if op not in self.measured:
+            self.measured.add(op)
+            return self.run(op, kill_after=600)
         return self.run(op, kill_after=self.rng.uniform(0.05, 0.95) * self.estimates[op])
 
     # -- one run -------------------------------------------------------------------------

@@ -20,8 +20,11 @@ LONG_OPS = ["ingest/server", "ingest/cli", "delete/server", "delete/cli", "regis
             "register/cli", "train/cli"]
 
 
-def crash_loop(tmp_path, tiny_model, loras, ops, runs: int, seed: int) -> CrashLoop:
+def crash_loop(tmp_path, tiny_model, loras, ops, runs: int, seed: int,
+               calibrate: bool) -> CrashLoop:
     loop = CrashLoop(tmp_path, tiny_model, loras, write_sft_file(tmp_path / "sft.jsonl"), seed)
+    if not calibrate:  # kill every run at a random moment, from the first one
+        loop.measured.update(ops)
     loop.check()
     for op in itertools.islice(itertools.cycle(ops), runs):
         loop.random_run(op)
@@ -30,14 +33,16 @@ def crash_loop(tmp_path, tiny_model, loras, ops, runs: int, seed: int) -> CrashL
 
 
 def test_three_kills_lose_nothing_acknowledged(tmp_path, tiny_model, loras):
-    loop = crash_loop(tmp_path, tiny_model, loras, SHORT_OPS, runs=3, seed=1)
+    loop = crash_loop(tmp_path, tiny_model, loras, SHORT_OPS, runs=3, seed=1, calibrate=False)
     assert len(loop.runs) == 3
     write_figures("crash_short", loop.figures())
 
 
 @pytest.mark.reliability
 def test_crash_loop(tmp_path, tiny_model, loras):
-    loop = crash_loop(tmp_path, tiny_model, loras, LONG_OPS, runs=28, seed=20261121)
+    loop = crash_loop(tmp_path, tiny_model, loras, LONG_OPS, runs=35, seed=20261121,
+                      calibrate=True)
     figures = loop.figures()
     write_figures("crash_long", figures)
     assert figures["killed_mid_operation"] >= 20, figures
+    assert all(op["acknowledged"] for op in figures["by_operation"].values()), figures
