@@ -7,6 +7,7 @@ SIGTERM / Ctrl-C: uvicorn stops accepting, lets requests in flight finish (up to
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
 from pydantic import SecretStr
@@ -51,6 +52,10 @@ def _serve(args: argparse.Namespace) -> int:
         server = uvicorn.Server(uvicorn.Config(
             app, host=host, port=port, timeout_graceful_shutdown=args.graceful_seconds,
             log_level="info", access_log=False))
+        # uvicorn re-raises the signal that stopped it once it has shut down gracefully;
+        # a no-op handler turns that into a normal return, so close() below still runs.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: None)
         server.run()
         return 1 if failed else 0
     finally:

@@ -50,14 +50,16 @@ class LoragProcess:
     def admin_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.admin_key}"}
 
-    def start(self) -> "LoragProcess":
+    def start(self, wait: bool = True) -> "LoragProcess":
+        """Start the child; with ``wait``, return once /ready answers 200."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         command = [sys.executable, "-m", "lorag", "serve", "--host", "127.0.0.1",
                    "--port", str(self.port), *self.args]
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(command, env=self.env, stdout=log,
                                             stderr=subprocess.STDOUT)
-        self.wait_ready()
+        if wait:
+            self.wait_ready()
         return self
 
     def wait_ready(self) -> None:
