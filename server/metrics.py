@@ -11,7 +11,7 @@ from typing import Any, Iterable
 
 from prometheus_client import (CollectorRegistry, Counter, Histogram, disable_created_metrics,
                                generate_latest)
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+COUNTED = ("loads", "unloads", "failures")  # suffixes of the engine's running totals
 
 disable_created_metrics()  # the *_created series double the output and say little here
 
@@ -86,7 +87,9 @@ class StateCollector:
         if stats is None:
             return
         for name, value in stats().items():
-            yield GaugeMetricFamily(f"lorag_engine_{name}", f"Engine statistic {name}.", value=value)
+            # Running totals (adapter_loads, ..._failures) are counters; the rest are levels.
+            family = CounterMetricFamily if name.endswith(COUNTED) else GaugeMetricFamily
+            yield family(f"lorag_engine_{name}", f"Engine statistic {name}.", value=value)
 
     def _jobs(self) -> Iterable[Metric]:
         rows = self.lorag.jobs.db.query(

@@ -467,7 +467,8 @@ def test_a_broken_brand_fails_alone(admin, oai, tiny_lora_factory):
 def metric(server, name: str, **labels) -> float:
     text = httpx.get(server.url + "/metrics").text
     wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-    match = re.search(rf"^{name}\{{{re.escape(wanted)}\}} (\S+)$", text, re.M)
+    selector = re.escape(f"{{{wanted}}}") if labels else ""
+    match = re.search(rf"^{name}{selector} (\S+)$", text, re.M)
     return float(match.group(1)) if match else 0.0
 
 
@@ -502,6 +503,8 @@ def test_metrics_after_traffic(server, oai):
     assert metric(server, "lorag_ingest_documents_submitted_total", tenant="globex") == 2
     assert metric(server, "lorag_jobs", kind="ingest", status="succeeded") >= 2
     assert 'route="/v1/chat/completions",status="404",tenant="globex"' in text
+    assert metric(server, "lorag_engine_adapters_loaded") >= 1  # residency
+    assert metric(server, "lorag_engine_adapter_loads_total") >= 2
     assert 'lorag_http_request_duration_seconds_bucket{brand="acme-support"' in text
 
 
