@@ -79,13 +79,15 @@ def _openapi(app: FastAPI) -> dict:
 
 async def warm_up(container: Any) -> None:
     """Load everything a request needs, so the first one is not slow."""
-    await asyncio.to_thread(container.jobs.fail_interrupted)
     await asyncio.to_thread(container.embedder.warm_up)
     await container.engine.warm_up()
 
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    # Jobs a dead process left queued/running are failed before the first request is
+    # served: done in the background, it would also fail the jobs started meanwhile.
+    await asyncio.to_thread(app.state.lorag.jobs.fail_interrupted)
     task = asyncio.create_task(_warm_up_in_background(app))
     try:
         yield

@@ -46,3 +46,35 @@ def test_crash_loop(tmp_path, tiny_model, loras):
     write_figures("crash_long", figures)
     assert figures["killed_mid_operation"] >= 20, figures
     assert all(op["acknowledged"] for op in figures["by_operation"].values()), figures
+
+
+def test_a_restart_fails_interrupted_jobs_before_serving_and_only_those(tmp_path, tiny_model):
+    """Regression: the sweep of jobs a dead process left running ran in the background
+    warm-up, after the server already answered, so it could also fail a job started by
+    a request in between (and an upload's files were then removed under its job)."""
+    import time
+
+    from tests.reliability import inprocess
+    from tests.reliability.inprocess import bearer
+
+    app = inprocess.container(tmp_path / "data", tiny_model)
+    app.tenants.create("acme")
+    key = app.tenants.issue_key("acme").secret
+    left = app.jobs.create("acme", "ingest")
+    app.jobs.update(left, status="running")  # by a process that was killed
+    sweep = app.jobs.fail_interrupted
+
+    def slow_sweep():  # a slow catalog widens the window the old code left open
+        time.sleep(1.0)
+        return sweep()
+
+    app.jobs.fail_interrupted = slow_sweep
+    with inprocess.client(app) as client:
+        assert client.get(f"/v1/jobs/{left}", headers=bearer(key)).json()["status"] == "failed"
+        job = client.post("/v1/documents", headers=bearer(key), json={"documents": [
+            {"id": f"d{i}", "text": f"text {i}"} for i in range(50)]}).json()
+        app.documents.wait(job["id"], 30)
+        time.sleep(1.2)
+        done = client.get(f"/v1/jobs/{job['id']}", headers=bearer(key)).json()
+        assert done["status"] == "succeeded" and done["error"] is None, done
+    app.close()
