@@ -75,6 +75,7 @@ class TenantStore:
         with self.db.transaction() as conn:
             if conn.execute("SELECT 1 FROM tenants WHERE id=?", (tenant_id,)).fetchone():
                 raise Conflict(f"tenant {tenant_id!r} already exists", param="tenant")
+            self._remove_files(tenant_id)  # a deleted tenant's, if a crash kept them
             conn.execute("INSERT INTO tenants VALUES (?,?,?)",
                          (tenant.id, tenant.display_name, tenant.created_at))
         log.info("created tenant=%s", tenant_id)
@@ -101,9 +102,12 @@ class TenantStore:
                 raise NotFound(f"tenant {tenant_id!r} not found", param="tenant")
         for callback in self.on_delete:
             callback(tenant_id)
+        self._remove_files(tenant_id)
+        log.info("deleted tenant=%s", tenant_id)
+
+    def _remove_files(self, tenant_id: str) -> None:
         for folder in (self.layout.tenant_dir(tenant_id), self.layout.adapters_dir / tenant_id):
             shutil.rmtree(folder, ignore_errors=True)
-        log.info("deleted tenant=%s", tenant_id)
 
     def issue_key(self, tenant_id: str) -> IssuedKey:
         """A new API key for the tenant; the secret is returned here and only here."""

@@ -78,3 +78,25 @@ def test_a_restart_fails_interrupted_jobs_before_serving_and_only_those(tmp_path
         done = client.get(f"/v1/jobs/{job['id']}", headers=bearer(key)).json()
         assert done["status"] == "succeeded" and done["error"] is None, done
     app.close()
+
+
+def test_a_tenant_created_again_after_a_crash_mid_delete_starts_empty(tmp_path, tiny_model, loras):
+    """Regression: deleting a tenant commits its rows, then removes its files; killed in
+    between, the files stayed, and a new tenant of the same id got the old one's
+    documents (its store.db) back."""
+    from lorag.services import Lorag
+    from tests.reliability.harness import settings
+
+    app = Lorag(settings(tmp_path / "data", tiny_model))
+    app.tenants.create("acme")
+    app.documents.ingest("acme", [{"id": "contract", "text": "the previous owner's contract"}])
+    app.adapters.register("acme", "voice", loras[0])
+    with app.catalog.transaction() as conn:  # SIGKILL after the commit, before the files
+        conn.execute("DELETE FROM tenants WHERE id = 'acme'")
+    app.close()
+    again = Lorag(settings(tmp_path / "data", tiny_model))
+    again.tenants.create("acme")
+    assert again.documents.list("acme") == [] and again.adapters.list("acme") == []
+    assert again.retrieval.search("acme", "contract", mode="lexical") == []
+    assert not (again.layout.adapters_dir / "acme").exists()
+    again.close()
