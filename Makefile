@@ -35,3 +35,18 @@ test-fast: $(STAMP)
 
 clean:
 	rm -rf $(VENV)
+
+# Benchmarks (bench/run.py): lorag against its baselines, measured in the same run. The
+# baselines (LlamaIndex) go into their own .bench-venv, created on first use.
+.PHONY: bench-quick
+
+bench: $(STAMP)
+	$(PY) -m bench.run
+
+bench-quick: $(STAMP)
+	$(PY) -m bench.run --quick
+
+# The long reliability runs (crash loop, fuzzing, load; see tests/RELIABILITY.md).
+.PHONY: reliability
+reliability: $(STAMP)
+	$(PY) -m pytest tests/reliability -m reliability -s

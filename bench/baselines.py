@@ -36,6 +36,11 @@ PINS = [
     "matplotlib==3.11.2",  # bench.plot draws the PNGs here, not in lorag's environment
 ]
 WORKER = BENCH_DIR / "llamaindex_worker.py"
+DISABLED = "LORAG_BENCH_NO_BASELINES"  # set by ``bench.run --no-baselines``
+
+
+def enabled() -> bool:
+    return os.environ.get(DISABLED, "") in ("", "0")
 
 
 def _stamp() -> Path:
@@ -68,6 +73,8 @@ def ensure_venv(quiet: bool = True) -> Path:
 
 def baseline_versions() -> dict:
     """Versions of the baseline packages as installed in ``.bench-venv``."""
+    if not venv_python().exists():
+        return {}
     code = ("import json, importlib.metadata as m; print(json.dumps({n: m.version(n) for n in "
             "['torch', 'llama-index-core', 'llama-index-embeddings-huggingface', "
             "'llama-index-vector-stores-faiss', 'faiss-cpu', 'sentence-transformers', "
@@ -84,12 +91,17 @@ class LlamaIndexWorker:
     """The LlamaIndex worker process; ``call(op, **fields)`` returns its reply."""
 
     def __init__(self):
+        self.proc = None
+        if not enabled():
+            return
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
                "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": ""}
         self.proc = subprocess.Popen([str(ensure_venv()), str(WORKER)], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True, env=env, cwd="/")
 
     def call(self, op: str, **fields) -> dict:
+        if self.proc is None:
+            raise WorkerError("the LlamaIndex baseline was not run (--no-baselines)")
         self.proc.stdin.write(json.dumps({"op": op, **fields}) + "\n")
         self.proc.stdin.flush()
         line = self.proc.stdout.readline()
@@ -101,7 +113,7 @@ class LlamaIndexWorker:
         return reply
 
     def close(self) -> None:
-        if self.proc.poll() is None:
+        if self.proc is not None and self.proc.poll() is None:
             try:
                 self.proc.stdin.write(json.dumps({"op": "quit"}) + "\n")
                 self.proc.stdin.close()

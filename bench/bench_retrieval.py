@@ -133,9 +133,10 @@ def _lorag_with(data_dir: Path, texts: list[str], vectors: np.ndarray, embedder)
 # --- latency -------------------------------------------------------------------------------
 
 def _one_thread() -> None:
-    """One torch and one FAISS thread, as lorag serves queries (``search_threads`` = 1; in
-    lorag's environment FAISS and torch share one OpenMP runtime, so that setting is
-    torch's too). The raw and LlamaIndex sides get exactly the same."""
+    """One torch and one FAISS thread on every side. lorag searches FAISS on
+    ``search_threads`` (1); the query embedding runs on torch's threads, and with two
+    threads on a shared two-core machine OpenMP's barrier waits swing latency by 10x
+    whenever another process runs. The raw and LlamaIndex sides get exactly the same."""
     import faiss
     import torch
 
@@ -193,6 +194,8 @@ def _latency_at(folder: Path, size: int, base_texts, base_vectors, embedder, que
     row = {name: latency_summary(t) if t else None for name, t in times.items()}
     row["size"] = size
     row["agreement"] = {k: v / len(measured) for k, v in agree.items()}
+    if not li_ready:
+        row["agreement"]["LlamaIndex"] = None
     return row
 
 
@@ -233,7 +236,8 @@ def _report_latency(result: BenchResult, sizes, rows, series) -> None:
         table.append([f"{size:,}", *_cells(lorag), *_cells(raw), *_cells(li),
                       f"{lorag['p50_ms'] / raw['p50_ms']:.2f}x",
                       f"{li['p50_ms'] / lorag['p50_ms']:.2f}x" if li else "n/a",
-                      f"{row['agreement']['raw']:.0%} / {row['agreement']['LlamaIndex']:.0%}"])
+                      " / ".join("n/a" if a is None else f"{a:.0%}"
+                                 for a in row["agreement"].values())])
         result.metrics[f"latency_{size}"] = {k: row[k] for k in ("lorag", "raw", "LlamaIndex")}
     result.table("Query latency (ms), k=5, dense, one query at a time",
                  ["chunks", "lorag p50", "lorag p99", "raw p50", "raw p99", "LlamaIndex p50",

@@ -69,6 +69,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--only", nargs="+", choices=list(BY_NAME), metavar="NAME",
                         help=f"run only these ({', '.join(BY_NAME)})")
     parser.add_argument("--out-dir", type=Path, help="where results go (default: see above)")
+    parser.add_argument("--no-baselines", action="store_true",
+                        help="do not create or use .bench-venv: LlamaIndex sides and plots are "
+                             "skipped (the test suite uses this when .bench-venv is missing)")
     return parser.parse_args(argv)
 
 
@@ -80,7 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     logs = out_dir / "logs" if args.out_dir else REPO_DIR / ".cache" / "bench" / "logs" / mode
     logs.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    setup = _setup()
+    if args.no_baselines:
+        os.environ[baselines.DISABLED] = "1"
+    setup = _setup() if baselines.enabled() else 0.0
     selected = [BY_NAME[n] for n in args.only] if args.only else BENCHES
     results = _previous(out_dir / "results.json") if args.only else {}
     for bench in selected:
@@ -92,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         "git_commit": _git_commit(), "versions": versions(LORAG_PACKAGES),
         "baseline_versions": baselines.baseline_versions(), "benchmarks": results}
     (out_dir / "results.json").write_text(json.dumps(data, indent=2))
-    plots = _plots(out_dir)
+    plots = _plots(out_dir) if baselines.enabled() else []
     (out_dir / "RESULTS.md").write_text(report.render(data, plots, out_dir))
     print(f"[bench] {mode} run done in {data['duration_s'] / 60:.1f} min: "
           f"{out_dir / 'RESULTS.md'}", file=sys.stderr)
