@@ -62,7 +62,8 @@ def _ingest(app, clock: ModelClock, tenant: str, folder: Path) -> dict:
 
 def _chunk_texts(app, tenant: str) -> list[str]:
     store = app.retrieval.tenant_index(tenant).store
-    return [r[0] for r in store.db.query("SELECT text FROM chunks ORDER BY id")]
+    # Distinct texts: what lorag embedded (a text met twice is embedded once).
+    return [r[0] for r in store.db.query("SELECT text FROM chunks GROUP BY text ORDER BY min(id)")]
 
 
 def _raw_encode(app, texts: list[str]) -> float:

@@ -18,6 +18,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Callable
 
+import numpy as np
+
 from ingest.chunking import Chunker
 from ingest.loaders import Input, expand_inputs
 from ingest.settings import IngestSettings
@@ -174,7 +176,7 @@ class DocumentService:
         if not pending.documents:
             return
         texts = [c.text for _, _, chunks in pending.documents for c in chunks]
-        vectors = self.retrieval.embedder.embed_documents(texts)
+        vectors, embedded = self._vectors(index, pending, texts, known)
         writes, offset = [], 0
         for doc, digest, chunks in pending.documents:
             writes.append(_document_write(doc, digest, chunks, vectors[offset:offset + len(chunks)]))
@@ -187,10 +189,23 @@ class DocumentService:
             known[write.id] = write.content_hash
         run.report.updated += sum(replaced)
         run.report.added += len(replaced) - sum(replaced)
-        run.report.chunks_embedded += len(texts)
+        run.report.chunks_embedded += embedded
         run.progress.advance(len(writes))
         if run.on_commit is not None:
             run.on_commit([w.id for w in writes])
+
+    def _vectors(self, index: TenantIndex, pending: _Pending, texts: list[str],
+                 known: dict) -> tuple[np.ndarray, int]:
+        """Vectors for ``texts`` and how many were embedded: a replaced document's chunks
+        whose text did not change keep their stored vector, and a text met twice is
+        embedded once; the rest go to the model in one call."""
+        embedder = self.retrieval.embedder
+        replaced = [doc.id for doc, _, _ in pending.documents if doc.id in known]
+        by_text = index.store.vectors_by_text(replaced, embedder.dimension) if replaced else {}
+        missing = list(dict.fromkeys(t for t in texts if t not in by_text))
+        if missing:
+            by_text.update(zip(missing, embedder.embed_documents(missing)))
+        return np.stack([by_text[t] for t in texts]), len(missing)
 
     def _prune(self, index: TenantIndex, run: _Run) -> None:
         keep = run.seen | {f.id for f in run.report.failures if f.id}

@@ -222,6 +222,15 @@ class ChunkStore:
         return (np.array([r[0] for r in rows], dtype=np.int64),
                 _vectors([r[1] for r in rows], dimension))
 
+    def vectors_by_text(self, document_ids: list[str], dimension: int) -> dict[str, np.ndarray]:
+        """Chunk text -> stored vector, over the chunks of the given documents (to reuse
+        the vectors of unchanged chunks when a document is replaced)."""
+        rows = self.db.query("SELECT c.text, c.embedding FROM chunks c JOIN documents d "
+                             "ON d.pk = c.document_pk WHERE d.id IN "
+                             "(SELECT value FROM json_each(?))", (json.dumps(document_ids),))
+        vectors = _vectors([r[1] for r in rows], dimension)
+        return {r[0]: vector for r, vector in zip(rows, vectors)}
+
     def prune_deletion_log(self, up_to_generation: int) -> None:
         """Forget deletions of generations <= ``up_to_generation``; older readers rebuild."""
         with self.db.transaction() as conn:

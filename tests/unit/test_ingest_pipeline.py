@@ -160,3 +160,27 @@ def test_index_survives_restart_and_catches_up(tmp_path):
     assert index.vector_ids().tolist() == index.store.chunk_ids().tolist()
     second.close()
     third.close()
+
+
+def test_update_embeds_only_the_chunks_that_changed(app):
+    paragraphs = [" ".join(f"para{p} word{w}" for w in range(12)) + "." for p in range(6)]
+    app.documents.ingest("acme", [DocumentInput("long", "\n\n".join(paragraphs))])
+    before = app.documents.get("acme", "long").chunks
+    assert before >= 4
+    paragraphs[-1] = "A rewritten last paragraph about otters."
+    embedder = app.embedder
+    texts = embedder.texts_embedded
+    report = app.documents.ingest("acme", [DocumentInput("long", "\n\n".join(paragraphs))])
+    assert report.updated == 1 and 1 <= report.chunks_embedded < before
+    assert embedder.texts_embedded - texts == report.chunks_embedded
+    hits = app.retrieval.search("acme", "para0 word3", mode="dense", k=1)
+    assert hits[0].document_id == "long" and "para0" in hits[0].text
+    assert app.retrieval.search("acme", "otters", mode="lexical")[0].document_id == "long"
+
+
+def test_identical_texts_in_a_batch_are_embedded_once(app):
+    docs = [DocumentInput(f"copy{i}", "the same boilerplate text") for i in range(5)]
+    report = app.documents.ingest("acme", docs)
+    assert (report.added, report.chunks_embedded) == (5, 1)
+    hits = app.retrieval.search("acme", "boilerplate", mode="dense", k=10)
+    assert sorted(h.document_id for h in hits) == [f"copy{i}" for i in range(5)]
