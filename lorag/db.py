@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import weakref
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -20,6 +21,20 @@ def _connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
+class _ThreadConnection:
+    """One thread's connection; closed when the thread ends and its locals are dropped
+    (ingestion jobs each run on a thread of their own: their connections, file
+    descriptors and page caches must not outlive them)."""
+
+    __slots__ = ("conn", "__weakref__")
+
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+
+    def __del__(self) -> None:
+        self.conn.close()
+
+
 class Database:
     """A SQLite file with a connection per thread; each store applies its own schema.
 
@@ -30,7 +45,7 @@ class Database:
     def __init__(self, path: Path):
         self.path = Path(path)
         self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
+        self._all: weakref.WeakSet[_ThreadConnection] = weakref.WeakSet()
         self._lock = threading.Lock()
 
     def apply_schema(self, schema: str) -> None:
@@ -38,13 +53,12 @@ class Database:
         self.connection().executescript(schema)
 
     def connection(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = _connect(self.path)
-            self._local.conn = conn
+        held = getattr(self._local, "held", None)
+        if held is None:
+            held = self._local.held = _ThreadConnection(_connect(self.path))
             with self._lock:
-                self._all.append(conn)
-        return conn
+                self._all.add(held)
+        return held.conn
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -66,7 +80,7 @@ class Database:
 
     def close(self) -> None:
         with self._lock:
-            for conn in self._all:
-                conn.close()
+            for held in list(self._all):
+                held.conn.close()
             self._all.clear()
         self._local = threading.local()

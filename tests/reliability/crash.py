@@ -130,6 +130,7 @@ class CrashLoop:
         self.bystander: Observed | None = None
         self.runs: list[Run] = []
         self.failures: list[str] = []
+        self.leftovers = {"orphan_adapter_folders": 0, "leftover_temp": 0}
         self.ops: dict[str, Callable[[int, Acks], None]] = {
             "ingest/server": self._ingest_server, "ingest/cli": self._ingest_cli,
             "delete/server": self._delete_server, "delete/cli": self._delete_cli,
@@ -153,7 +154,7 @@ class CrashLoop:
         if op not in self.measured:
             self.measured.add(op)
             return self.run(op, kill_after=600)
-        return self.run(op, kill_after=self.rng.uniform(0.05, 0.95) * self.estimates[op])
+        return self.run(op, kill_after=self.rng.uniform(0.05, 0.8) * self.estimates[op])
 
     # -- one run -------------------------------------------------------------------------
 
@@ -220,6 +221,8 @@ class CrashLoop:
 
     def check(self) -> Observed:
         observed = check_data_dir(self.data_dir, self.model)
+        for name in self.leftovers:
+            self.leftovers[name] = max(self.leftovers[name], len(getattr(observed, name)))
         documents = observed.documents.get(TENANT, {})
         for doc_id, allowed in self.allowed.items():
             state = documents.get(doc_id, ABSENT)
@@ -377,6 +380,7 @@ class CrashLoop:
         return {"runs": len(self.runs), "sigkills": len(self.runs),
                 "killed_mid_operation": sum(r.killed_mid_operation for r in self.runs),
                 "failures": len(self.failures), "by_operation": by_op,
+                "most_leftovers_seen": self.leftovers,
                 "runs_detail": [asdict(r) for r in self.runs]}
 
 

@@ -64,6 +64,7 @@ class Observed:
     documents: dict[str, dict[str, int | None]] = field(default_factory=dict)
     adapters: dict[str, dict[tuple[str, int], str]] = field(default_factory=dict)
     orphan_adapter_folders: list[str] = field(default_factory=list)
+    leftover_temp: list[str] = field(default_factory=list)  # staging, uploads of dead jobs
     chunks: int = 0
 
 
@@ -89,6 +90,9 @@ def check_data_dir(data_dir: Path, model: Path, *, search: bool = True) -> Obser
             observed.documents[tenant] = _check_documents(app, tenant, search)
             observed.adapters[tenant] = _check_adapters(app, tenant)
         observed.orphan_adapter_folders = _orphan_adapter_folders(app)
+        observed.leftover_temp = sorted(
+            str(p) for p in [*app.layout.uploads_dir.glob("*/*"),
+                             *(app.layout.adapters_dir / ".staging").glob("*")])
         observed.chunks = sum(app.retrieval.tenant_index(t.id).store.counts()[1]
                               for t in app.tenants.list())
         return observed
