@@ -141,10 +141,15 @@ def _report(result: BenchResult, name: str, files: list[Path], batch: int, runs:
         "peak_rss_mb": round(peak_rss_mb(), 1)})
     result.bar("reingest_speedup", "re-ingest of an unchanged corpus vs first ingest",
                round(speedup, 1), ">=", SPEEDUP_BAR, why="nothing is embedded on re-ingest")
-    result.bar("ingest_overhead", "lorag end-to-end ingest / raw encode of the same chunks",
-               round(overhead, 3), "<=", OVERHEAD_BAR, unit="",
-               why=f"lorag spends {median['first'] / median['model']:.3f}x its own model time",
-               to_meet="a quieter machine: both sides are dominated by the same model")
+    rounds = ", ".join(f"{r['first'] / r['raw']:.3f}" for r in runs)
+    share = median["first"] / median["model"]
+    bar = result.bar(
+        "ingest_overhead", "lorag end-to-end ingest / raw encode of the same chunks",
+        round(overhead, 3), "<=", OVERHEAD_BAR, unit="",
+        why=f"median of rounds ({rounds}); inside the same ingest, lorag's time is "
+            f"{share:.3f}x its model's (the noise-free view of the pipeline's cost)")
+    if not bar.met:
+        bar.to_meet = "a quieter machine: both sides are dominated by the same model call"
     result.table(f"Ingestion, {name}: {len(files)} files, {result.metrics['words']:,} words, "
                  f"{chunks} chunks, batch {batch}",
                  ["round", "raw first", "first ingest s", "model in ingest s", "re-ingest s",
