@@ -50,8 +50,3 @@ bench-quick: $(STAMP)
 .PHONY: reliability
 reliability: $(STAMP)
 	$(PY) -m pytest tests/reliability -m reliability -s
-
-# The long reliability runs (crash loop, fuzzing, load; see tests/RELIABILITY.md).
-.PHONY: reliability
-reliability: $(STAMP)
-	$(PY) -m pytest tests/reliability -m reliability -s
