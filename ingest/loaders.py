@@ -64,6 +64,7 @@ class JsonlSource(Source):
     """One document per non-blank line: {"id", "text", optional "title", "metadata"}."""
 
     path: Path
+    name: str  # how sources name it: its path below the folder given, or its file name
     max_bytes: int
 
     def __post_init__(self) -> None:
@@ -74,7 +75,7 @@ class JsonlSource(Source):
         with self.path.open("rb") as lines:
             for number, raw in enumerate(lines, start=1):
                 if raw.strip():
-                    source = f"{self.path}:{number}"
+                    source = f"{self.name}:{number}"
                     yield _guard(lambda: _jsonl_document(raw, source, self.max_bytes), None, source)
 
 
@@ -143,7 +144,7 @@ def _file_source(path: Path, document_id: str, max_bytes: int) -> Source:
     kind = _file_type(path)
     if kind == ".jsonl":
         try:
-            return JsonlSource(path, max_bytes)
+            return JsonlSource(path, document_id, max_bytes)
         except OSError as exc:
             return ErrorSource(DocumentError(FailureCode.INVALID_JSONL, f"unreadable: {exc}",
                                              source=str(path)))
@@ -175,7 +176,9 @@ def read_file(path: Path, document_id: str, max_bytes: int) -> LoadedDocument:
     else:
         text = decode_text(data)
         title, text = html_to_text(text) if kind in HTML_TYPES else (_heading(text, kind), text)
-    return _document(document_id, text, title or path.name, {}, str(path))
+    # The source is the document's own relative name: never a server path (uploads live
+    # in a temporary folder, and sources are shown to users in citations).
+    return _document(document_id, text, title or path.name, {}, document_id)
 
 
 def decode_text(data: bytes) -> str:

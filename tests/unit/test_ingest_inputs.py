@@ -96,8 +96,8 @@ def test_bad_documents_fail_alone_with_codes(app, tmp_path):
     assert codes == {
         "bad/binary.txt": "binary_content", "bad/latin1.txt": "invalid_encoding",
         "bad/blank.md": "empty_document", "bad/huge.txt": "document_too_large",
-        "bad/broken.pdf": "invalid_pdf", f"{bad}/lines.jsonl:2": "invalid_jsonl",
-        f"{bad}/lines.jsonl:3": "invalid_jsonl", "m": "invalid_document",
+        "bad/broken.pdf": "invalid_pdf", "bad/lines.jsonl:2": "invalid_jsonl",
+        "bad/lines.jsonl:3": "invalid_jsonl", "m": "invalid_document",
         "table.xlsx": "unsupported_type", str(tmp_path / "missing.txt"): "file_not_found",
         "nul": "binary_content", None: "invalid_document", "dup": "duplicate_id",
         "surrogate": "invalid_encoding",
