@@ -1,5 +1,5 @@
 """Retrieval: query latency of lorag's search against raw encode + faiss.search and
-against LlamaIndex's retriever over the same vectors; ANN (HNSW) against exact search.
+against LlamaIndex's retriever over the same vectors.
 
 Latency, at 10k and 100k chunks (``--quick``: 10k; ``--tiny``: 300):
 - lorag: ``Retrieval.search(tenant, query, k=5, mode="dense")``, the whole path a
@@ -16,13 +16,7 @@ them would take most of an hour on two cores, so ``base`` windows are embedded f
 and the rest are noisy copies of those (text gets a copy number, the vector Gaussian
 noise, sigma 0.03 per dimension, renormalised); every system gets the same texts and
 vectors, and exact search costs the same whatever the vectors are.
-
-ANN, at 1M vectors (``--quick``: 100k; ``--tiny``: 5k): lorag's ``HNSWIndex`` (its
-default settings, the index a tenant gets above ``ann_threshold``) against its exact
-``FlatIndex``, one query at a time on one thread. Synthetic vectors: a random point
-on the segment between two real MiniLM embeddings of the corpus, plus noise (sigma 0.01
-per dimension), renormalised; queries are fresh draws of the same kind. Recall@10 is
-against exact search.
+(ANN against exact search is bench_ann.)
 """
 
 from __future__ import annotations
@@ -42,15 +36,13 @@ from bench.common import BenchResult, Options, latency_summary, main, peak_rss_m
 K = 5
 TENANT = "bench"
 COPY_NOISE = 0.03
-ANN_NOISE = 0.01
-EF_SWEEP = (16, 32, 64, 96, 128, 192, 256)
 
 
 def run(opts: Options) -> BenchResult:
     result = BenchResult("retrieval")
     sizes = opts.pick([10_000, 100_000], [10_000], [300])
     base_n = opts.pick(2000, 1000, 100)
-    n_queries = opts.pick(300, 150, 20)
+    n_queries = opts.pick(600, 150, 20)
     texts, base_vectors, embedder = _base_chunks(base_n)
     queries = corpus.queries(n_queries + 10, seed=1)
     result.metrics["base_chunks_embedded"] = len(base_vectors)
@@ -68,7 +60,6 @@ def run(opts: Options) -> BenchResult:
             for name in series:
                 series[name].append(row[name])
     _report_latency(result, sizes, latency_rows, series)
-    _ann(opts, result, base_vectors)
     result.metrics["peak_rss_mb"] = round(peak_rss_mb(), 1)
     return result
 
@@ -193,6 +184,8 @@ def _latency_at(folder: Path, size: int, base_texts, base_vectors, embedder, que
     app.close()
     row = {name: latency_summary(t) if t else None for name, t in times.items()}
     row["size"] = size
+    paired = sorted(a - b for a, b in zip(times["lorag"], times["raw"]))  # same query, back to back
+    row["overhead_ms_median"] = round(paired[len(paired) // 2] * 1e3, 3)
     row["agreement"] = {k: v / len(measured) for k, v in agree.items()}
     if not li_ready:
         row["agreement"]["LlamaIndex"] = None
@@ -220,16 +213,17 @@ def _report_latency(result: BenchResult, sizes, rows, series) -> None:
     table = []
     for size, row in zip(sizes, rows):
         lorag, raw, li = row["lorag"], row["raw"], row["LlamaIndex"]
+        overhead = row["overhead_ms_median"]
+        result.metrics[f"lorag_overhead_ms_median_{size}"] = overhead
         for q in ("p50", "p99"):
             ratio = lorag[f"{q}_ms"] / raw[f"{q}_ms"]
             result.metrics[f"lorag_over_raw_{q}_{size}"] = round(ratio, 3)
             result.bar(f"retrieval.lorag_over_raw.{q}.{size}",
                        f"query latency {q}, {size:,} chunks: lorag / raw encode+faiss.search",
                        round(ratio, 3), "<=", 1.2,
-                       why=f"lorag {lorag[f'{q}_ms']:.2f} ms vs raw {raw[f'{q}_ms']:.2f} ms",
-                       to_meet="" if ratio <= 1.2 else
-                       "the overhead is the tenant check and the SQLite join of the hits; "
-                       "caching chunk rows of hot tenants would remove most of it")
+                       why=f"lorag {lorag[f'{q}_ms']:.2f} ms vs raw {raw[f'{q}_ms']:.2f} ms; "
+                           f"median paired overhead (same query, back to back) {overhead:.2f} ms",
+                       to_meet="" if ratio <= 1.2 else _latency_advice(q, overhead, raw))
             if li:
                 result.metrics[f"llamaindex_over_lorag_{q}_{size}"] = round(
                     li[f"{q}_ms"] / lorag[f"{q}_ms"], 3)
@@ -249,109 +243,20 @@ def _report_latency(result: BenchResult, sizes, rows, series) -> None:
                   kind="bar", x=[f"{s:,} chunks" for s in sizes])
 
 
+def _latency_advice(q: str, overhead_ms: float, raw: dict) -> str:
+    if q == "p99" and overhead_ms <= 0.2 * raw["p50_ms"]:
+        return ("lorag's own cost per query is small (median paired overhead above), so the p99 "
+                "gap is the tail of a shared two-core machine (other processes' bursts land on "
+                "one side's slowest queries); a dedicated machine or more queries would measure "
+                "it without that noise")
+    return ("lorag's overhead is the tenant check and the SQLite join of the hits; caching the "
+            "chunk rows of hot tenants would remove most of it")
+
+
 def _cells(summary: dict | None) -> list[str]:
     if not summary:
         return ["n/a", "n/a"]
     return [f"{summary['p50_ms']:.2f}", f"{summary['p99_ms']:.2f}"]
-
-
-# --- ANN against exact ---------------------------------------------------------------------
-
-def _synthetic(base: np.ndarray, n: int, rng: np.random.Generator, block: int = 100_000):
-    """Points between two real embeddings plus noise, renormalised (float32, in blocks)."""
-    out = np.empty((n, base.shape[1]), dtype=np.float32)
-    for start in range(0, n, block):
-        m = min(block, n - start)
-        i, j = rng.integers(0, len(base), m), rng.integers(0, len(base), m)
-        a = rng.random((m, 1), dtype=np.float32)
-        x = a * base[i] + (1 - a) * base[j]
-        x += rng.standard_normal(x.shape, dtype=np.float32) * ANN_NOISE
-        x /= np.linalg.norm(x, axis=1, keepdims=True)
-        out[start:start + m] = x
-    return out
-
-
-def _ann(opts: Options, result: BenchResult, base: np.ndarray) -> None:
-    import faiss
-
-    from retrieval.settings import IndexSettings
-    from retrieval.vector_index import FlatIndex, HNSWIndex
-
-    n = opts.pick(1_000_000, 100_000, 5_000)
-    n_queries = opts.pick(200, 100, 20)
-    n_exact_timed = opts.pick(50, 50, 20)
-    rng = np.random.default_rng(7)
-    vectors = _synthetic(base, n, rng)
-    queries = _synthetic(base, n_queries, rng)
-    ids = np.arange(1, n + 1, dtype=np.int64)
-    settings = IndexSettings()
-
-    flat = FlatIndex(vectors.shape[1])
-    flat.add(ids, vectors)
-    faiss.omp_set_num_threads(2)  # the ground truth in one batch, on both cores
-    _, truth = flat.index.search(queries, 10)
-    faiss.omp_set_num_threads(1)  # then one query at a time, as served
-    exact = [_timed_search(flat, q, 10)[0] for q in queries[:n_exact_timed]]
-    del flat
-
-    faiss.omp_set_num_threads(2)
-    started = time.perf_counter()
-    hnsw = HNSWIndex(vectors.shape[1], settings)
-    hnsw.add(ids, vectors)
-    build_s = time.perf_counter() - started
-    faiss.omp_set_num_threads(1)
-    del vectors
-    sweep = []
-    for ef in sorted({*EF_SWEEP, settings.hnsw_ef_search}):
-        hnsw.settings = settings.model_copy(update={"hnsw_ef_search": ef})
-        timed = [_timed_search(hnsw, q, 10) for q in queries]
-        recall = float(np.mean([len(set(found.tolist()) & set(t.tolist())) / 10
-                                for (_, found), t in zip(timed, truth)]))
-        sweep.append({"ef_search": ef, "recall_at_10": round(recall, 4),
-                      **latency_summary([s for s, _ in timed])})
-    _report_ann(result, n, settings, exact, build_s, sweep)
-
-
-def _timed_search(index, query: np.ndarray, k: int) -> tuple[float, np.ndarray]:
-    started = time.perf_counter()
-    found, _ = index.search(query, k)
-    return time.perf_counter() - started, found
-
-
-def _report_ann(result, n, settings, exact, build_s, sweep) -> None:
-    exact_summary = latency_summary(exact)
-    default = next(s for s in sweep if s["ef_search"] == settings.hnsw_ef_search)
-    speedup = exact_summary["p50_ms"] / default["p50_ms"]
-    result.metrics.update({"ann_vectors": n, "ann_build_s": round(build_s, 1),
-                           "ann_exact": exact_summary, "ann_sweep": sweep,
-                           "ann_speedup_p50": round(speedup, 1)})
-    meeting = [s for s in sweep if s["recall_at_10"] >= 0.95
-               and exact_summary["p50_ms"] / s["p50_ms"] >= 10]
-    hint = (f"ef_search={meeting[0]['ef_search']} meets both (recall "
-            f"{meeting[0]['recall_at_10']:.3f}, {exact_summary['p50_ms'] / meeting[0]['p50_ms']:.0f}x)"
-            if meeting else "raise hnsw_m / hnsw_ef_construction (a better graph)")
-    where = (f"{n:,} vectors, HNSW M={settings.hnsw_m}, ef_construction="
-             f"{settings.hnsw_ef_construction}, ef_search={settings.hnsw_ef_search} (defaults)")
-    result.bar("retrieval.ann_recall_at_10", f"ANN recall@10 vs exact, {where}",
-               default["recall_at_10"], ">=", 0.95, unit="",
-               to_meet="" if default["recall_at_10"] >= 0.95 else hint)
-    result.bar("retrieval.ann_speedup", f"ANN speed-up over exact search (p50), {where}",
-               round(speedup, 1), ">=", 10,
-               why=f"exact {exact_summary['p50_ms']:.2f} ms vs HNSW {default['p50_ms']:.3f} ms",
-               to_meet="" if speedup >= 10 else hint)
-    result.table(f"ANN (lorag HNSWIndex) vs exact (FlatIndex) at {n:,} vectors; build "
-                 f"{build_s:.0f} s on 2 threads; exact p50 {exact_summary['p50_ms']:.2f} ms",
-                 ["ef_search", "recall@10", "p50 ms", "p99 ms", "speed-up (p50)"],
-                 [[s["ef_search"], f"{s['recall_at_10']:.3f}", f"{s['p50_ms']:.3f}",
-                   f"{s['p99_ms']:.3f}", f"{exact_summary['p50_ms'] / s['p50_ms']:.0f}x"]
-                  for s in sweep])
-    result.figure("retrieval_ann.png", f"HNSW at {n:,} vectors: recall@10 vs latency",
-                  "p50 latency per query (ms)", "recall@10",
-                  [{"label": "HNSW, ef_search sweep", "x": [s["p50_ms"] for s in sweep],
-                    "y": [s["recall_at_10"] for s in sweep],
-                    "annotate": [str(s["ef_search"]) for s in sweep]},
-                   {"label": "exact (FlatIndex)", "x": [exact_summary["p50_ms"]], "y": [1.0]}],
-                  logx=True)
 
 
 if __name__ == "__main__":

@@ -37,8 +37,10 @@ def render(data: dict, plots: list[str], out_dir: Path) -> str:
         "shared machine, ratios taken side by side hold).",
         "",
         f"- command: `{data['command']}` ({data['mode']} run)",
-        f"- started: {data['started_utc']}; duration: {data['duration_s'] / 60:.1f} min "
-        f"(of which {data['baseline_setup_s']:.0f} s setting up `.bench-venv`)",
+        f"- started: {data['started_utc']}; this invocation took {data['duration_s'] / 60:.1f} "
+        f"min (of which {data['baseline_setup_s']:.0f} s setting up `.bench-venv`)",
+        f"- the benchmarks below took {_total_minutes(data):.1f} min in all "
+        f"({_timings(data)})",
         f"- git commit: {data['git_commit']}",
         f"- machine: {_machine(data['machine'])}; load average at start "
         f"{data['load_at_start'][0]:.1f}",
@@ -67,7 +69,8 @@ def render(data: dict, plots: list[str], out_dir: Path) -> str:
 
 def _section(name: str, bench: dict, plots: list[str]) -> list[str]:
     out = ["", f"## {name}: {bench.get('what', '')}", "",
-           f"{bench.get('mode', '?')} mode, {bench.get('seconds', 0):.0f} s."]
+           f"{bench.get('mode', '?')} mode, {bench.get('wall_s', bench.get('seconds', 0)):.0f} s, "
+           f"finished {bench.get('finished_utc', '?')}."]
     if "error" in bench:
         out += ["", f"**FAILED**: {bench['error']}", "", "```",
                 *bench.get("log_tail", []), "```"]
@@ -82,6 +85,16 @@ def _section(name: str, bench: dict, plots: list[str]) -> list[str]:
     if bench.get("notes"):
         out += [""] + [f"- {note}" for note in bench["notes"]]
     return out
+
+
+def _total_minutes(data: dict) -> float:
+    return sum(b.get("wall_s", b.get("seconds", 0)) for b in data["benchmarks"].values()) / 60
+
+
+def _timings(data: dict) -> str:
+    return "; ".join(f"{name} {b.get('wall_s', b.get('seconds', 0)) / 60:.1f} min, {b.get('mode')}, "
+                     f"finished {b.get('finished_utc', '?')}"
+                     for name, b in data["benchmarks"].items())
 
 
 def _machine(m: dict) -> str:

@@ -45,8 +45,10 @@ BENCHES = [
     Bench("llamaindex", "bench.bench_llamaindex", "ingestion vs a LlamaIndex pipeline",
           {"full": 3600, "quick": 900, "tiny": 120}),
     Bench("retrieval", "bench.bench_retrieval",
-          "query latency vs raw encode+FAISS and LlamaIndex; ANN vs exact",
-          {"full": 5400, "quick": 1200, "tiny": 180}),
+          "query latency vs raw encode+FAISS and LlamaIndex",
+          {"full": 3600, "quick": 1200, "tiny": 180}),
+    Bench("ann", "bench.bench_ann", "HNSW (ANN) vs exact search at 1M vectors",
+          {"full": 5400, "quick": 900, "tiny": 120}),
     Bench("http", "bench.bench_http", "HTTP API vs the raw vLLM OpenAI server",
           {"full": 3600, "quick": 900, "tiny": 180}),
     Bench("adapters", "bench.bench_adapters", "adapter cold load; 1/4/16 adapters vs base",
@@ -134,11 +136,11 @@ def _run_one(bench: Bench, mode: str, logs: Path) -> dict:
           file=sys.stderr, flush=True)
     if out.exists():
         result = json.loads(out.read_text())
-        result.setdefault("seconds", seconds)
-        result["what"] = bench.what
+        result.update(what=bench.what, wall_s=seconds, finished_utc=_utc(time.time()))
         return result
     tail = log.read_text(errors="replace").strip().splitlines()[-15:]
     return {"name": bench.name, "what": bench.what, "mode": mode, "seconds": seconds,
+            "wall_s": seconds, "finished_utc": _utc(time.time()),
             "error": f"exit {code}, no result file", "log_tail": tail}
 
 
