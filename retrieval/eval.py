@@ -122,23 +122,17 @@ def document_scores(hits, query_id: str, depth: int = DEPTH) -> dict[str, float]
 
 
 def run_queries(retrieval, tenant: str, dataset: BeirDataset, mode: str) -> dict[str, dict]:
-    """query id -> {document id: score} for one mode."""
-    run = {}
-    for query_id, text in dataset.queries.items():
-        if mode == "hybrid":
-            run[query_id] = _hybrid(retrieval, tenant, query_id, text)
-        else:
-            hits = retrieval.search(tenant, text, k=CHUNK_DEPTH, mode=mode)
-            run[query_id] = document_scores(hits, query_id)
-    return run
+    """query id -> {document id: score} for dense or lexical."""
+    return {query_id: document_scores(retrieval.search(tenant, text, k=CHUNK_DEPTH, mode=mode),
+                                      query_id)
+            for query_id, text in dataset.queries.items()}
 
 
-def _hybrid(retrieval, tenant: str, query_id: str, text: str) -> dict[str, float]:
-    rankings = [trec_ranking(document_scores(
-        retrieval.search(tenant, text, k=CHUNK_DEPTH, mode=mode), query_id))
-        for mode in ("dense", "lexical")]
-    fused = reciprocal_rank_fusion(rankings, retrieval.settings.rrf_k)[:DEPTH]
-    return dict(fused)
+def fuse_runs(dense: dict[str, dict], lexical: dict[str, dict], rrf_k: int) -> dict[str, dict]:
+    """Hybrid: reciprocal rank fusion of each query's dense and lexical document rankings."""
+    return {query_id: dict(reciprocal_rank_fusion(
+        [trec_ranking(dense[query_id]), trec_ranking(lexical[query_id])], rrf_k)[:DEPTH])
+        for query_id in dense}
 
 
 def score_run(run: dict[str, dict], qrels: Qrels, k: int = 10) -> dict:
@@ -165,10 +159,15 @@ def evaluate(app, tenant: str, folder: Path, modes: list[str], *, split: str = "
                          "unchanged": report.unchanged, "failed": report.failed,
                          "chunks_embedded": report.chunks_embedded,
                          "seconds": round(time.monotonic() - started, 1)}}
-    for mode in modes:
+    runs: dict[str, dict] = {}
+    for mode in ("dense", "lexical", "hybrid"):
+        if mode not in modes and not (mode != "hybrid" and "hybrid" in modes):
+            continue
         started = time.monotonic()
-        run = run_queries(app.retrieval, tenant, dataset, mode)
-        result[mode] = {**score_run(run, dataset.qrels),
-                        "seconds": round(time.monotonic() - started, 1)}
-        log.info("eval tenant=%s mode=%s %s", tenant, mode, result[mode])
+        runs[mode] = fuse_runs(runs["dense"], runs["lexical"], app.retrieval.settings.rrf_k) \
+            if mode == "hybrid" else run_queries(app.retrieval, tenant, dataset, mode)
+        if mode in modes:
+            result[mode] = {**score_run(runs[mode], dataset.qrels),
+                            "seconds": round(time.monotonic() - started, 1)}
+            log.info("eval tenant=%s mode=%s %s", tenant, mode, result[mode])
     return result

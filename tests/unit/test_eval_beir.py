@@ -48,6 +48,10 @@ def test_eval_command_prints_metrics_per_mode(beir, capsys):
                  "--mode", "dense"]) == 0
     again = json.loads(capsys.readouterr().out)
     assert again["ingest"]["unchanged"] == 5 and "lexical" not in again
+    assert main(["eval", "retrieval", "--tenant", "beir", "--beir", str(beir),
+                 "--mode", "hybrid"]) == 0
+    hybrid = json.loads(capsys.readouterr().out)
+    assert hybrid["hybrid"]["ndcg@10"] == 100.0 and "dense" not in hybrid
 
 
 def test_eval_command_refuses_a_folder_that_is_not_beir(beir, tmp_path, capsys):
