@@ -20,7 +20,7 @@ import time
 import numpy as np
 
 from bench import corpus
-from bench.common import BenchResult, Options, latency_summary, main, peak_rss_mb
+from bench.common import BenchResult, Options, latency_summary, main, peak_rss_mb, progress
 
 NOISE = 0.01
 EF_SWEEP = (16, 32, 64, 96, 128, 192, 256)
@@ -45,12 +45,14 @@ def run(opts: Options) -> BenchResult:
     flat.add(ids, vectors)
     faiss.omp_set_num_threads(2)  # the ground truth in one batch, on both cores
     _, truth = flat.index.search(queries, 10)
+    progress("ann", f"exact ground truth done; building HNSW over {n:,} vectors")
     started = time.perf_counter()
     hnsw = HNSWIndex(vectors.shape[1], settings)
     hnsw.add(ids, vectors)
     build_s = time.perf_counter() - started
     del vectors
     faiss.omp_set_num_threads(1)  # then one query at a time, as served
+    progress("ann", f"HNSW built in {build_s:.0f} s; timing exact vs HNSW")
     exact, default = _interleaved(flat, hnsw, queries, truth)
     del flat
     sweep = [default if ef == settings.hnsw_ef_search else _sweep_point(hnsw, settings, ef,

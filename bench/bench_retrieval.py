@@ -31,7 +31,7 @@ import numpy as np
 
 from bench import corpus
 from bench.baselines import LlamaIndexWorker, WorkerError
-from bench.common import BenchResult, Options, latency_summary, main, peak_rss_mb
+from bench.common import BenchResult, Options, latency_summary, main, peak_rss_mb, progress
 
 K = 5
 TENANT = "bench"
@@ -139,6 +139,7 @@ def _latency_at(folder: Path, size: int, base_texts, base_vectors, embedder, que
                 worker: LlamaIndexWorker, result: BenchResult) -> dict:
     import faiss
 
+    progress("retrieval", f"{size:,} chunks: building lorag's store and the baselines' index")
     texts, vectors = _grow(base_texts, base_vectors, size)
     folder.mkdir(parents=True)
     app = _lorag_with(folder / "data", texts, vectors, embedder)

@@ -18,7 +18,6 @@ had just filled, and the caches never hold more than configured.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import tempfile
 import time
@@ -27,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from bench import corpus, models
-from bench.common import BenchResult, Options, latency_summary, main
+from bench.common import BenchResult, Options, latency_summary, main, progress
 
 GROWTH_BAR = 1.10
 QUESTION = "How do I open a file and read it line by line?"
@@ -98,6 +97,8 @@ def _populate(app, tenants: int, chunks: int) -> None:
         handle.save()
         app.adapters.register(tenant, "voice", loras[t % len(loras)])
         app.brands.create(tenant, "support", adapter="voice")
+        if (t + 1) % _every(tenants) == 0:
+            _progress(f"set up {t + 1}/{tenants} tenants")
     for tenant in app.retrieval.loaded_tenants():  # start with nothing in memory
         app.retrieval.forget(tenant)
 
@@ -123,6 +124,14 @@ class _Memory:
         self.samples.append((phase, touched, me.memory_info().rss / 2**20, children))
 
 
+    def last(self) -> float:
+        return self.samples[-1][2] + self.samples[-1][3]
+
+
+def _progress(text: str) -> None:
+    progress("scale", text)
+
+
 def _every(tenants: int) -> int:
     return max(1, tenants // 25)
 
@@ -139,6 +148,7 @@ def _touch_searches(app, tenants: int, memory: _Memory, cache_tenants: int) -> d
         loaded_max = max(loaded_max, len(app.retrieval.loaded_tenants()))
         if (t + 1) % _every(tenants) == 0 or t + 1 == cache_tenants:
             memory.sample("search", t + 1)
+            _progress(f"searched {t + 1}/{tenants} tenants, RSS {memory.last():.0f} MiB")
     return {"cold": latency_summary(cold), "warm": latency_summary(warm),
             "loaded_max": loaded_max}
 
@@ -158,6 +168,7 @@ async def _touch_chats(app, tenants: int, memory: _Memory, cache_tenants: int) -
             bucket.append(time.perf_counter() - started)
         if (t + 1) % _every(tenants) == 0 or t + 1 == cache_tenants:
             memory.sample("chat", t + 1)
+            _progress(f"chatted with {t + 1}/{tenants} tenants, RSS {memory.last():.0f} MiB")
     return {"cold": latency_summary(cold), "warm": latency_summary(warm),
             "loaded_max": len(app.retrieval.loaded_tenants())}
 

@@ -182,6 +182,11 @@ def interleaved(named: dict[str, Callable[[], object]], rounds: int) -> dict[str
     return times
 
 
+def progress(bench: str, text: str) -> None:
+    """A progress line on stderr (the suite's log of that benchmark)."""
+    print(f"[{bench} {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
 def rss_mb() -> float:
     """Current resident memory of this process, MiB (Linux /proc)."""
     with open("/proc/self/statm") as statm:

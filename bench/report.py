@@ -47,6 +47,14 @@ def render(data: dict, plots: list[str], out_dir: Path) -> str:
         f"- lorag's environment: {_versions(data['versions'])}",
         f"- baselines' environment (`.bench-venv`): {_versions(data['baseline_versions'])}",
         "",
+        "How these were measured: each benchmark runs in its own process, one at a time. "
+        "lorag and its baseline get identical inputs (the same files, chunks, vectors, "
+        "queries, prompts and adapters) and the same explicit thread counts, and they "
+        "alternate (per query, or per round with the order flipped each round) so that "
+        "the drift of a shared machine hits both alike. The machine's load average when "
+        "each benchmark started is given with it: other work on the same two cores "
+        "inflates tails (p99) more than medians.",
+        "",
         "## Bars",
         "",
         "| benchmark | bar | measured | required | status | why / what would meet it |",
@@ -70,7 +78,8 @@ def render(data: dict, plots: list[str], out_dir: Path) -> str:
 def _section(name: str, bench: dict, plots: list[str]) -> list[str]:
     out = ["", f"## {name}: {bench.get('what', '')}", "",
            f"{bench.get('mode', '?')} mode, {bench.get('wall_s', bench.get('seconds', 0)):.0f} s, "
-           f"finished {bench.get('finished_utc', '?')}."]
+           f"finished {bench.get('finished_utc', '?')}; load average at its start "
+           f"{bench.get('load_at_start', '?')}."]
     if "error" in bench:
         out += ["", f"**FAILED**: {bench['error']}", "", "```",
                 *bench.get("log_tail", []), "```"]

@@ -119,7 +119,7 @@ def _run_one(bench: Bench, mode: str, logs: Path) -> dict:
     out.unlink(missing_ok=True)
     command = bench.command(mode, out)
     print(f"[bench] {bench.name}: {shlex.join(command[1:])}", file=sys.stderr, flush=True)
-    started = time.time()
+    started, load = time.time(), round(os.getloadavg()[0], 1)
     env = {**os.environ, "PYTHONPATH": str(REPO_DIR), "HF_HUB_OFFLINE": "1",
            "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
            "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
@@ -136,11 +136,12 @@ def _run_one(bench: Bench, mode: str, logs: Path) -> dict:
           file=sys.stderr, flush=True)
     if out.exists():
         result = json.loads(out.read_text())
-        result.update(what=bench.what, wall_s=seconds, finished_utc=_utc(time.time()))
+        result.update(what=bench.what, wall_s=seconds, finished_utc=_utc(time.time()),
+                      load_at_start=load)
         return result
     tail = log.read_text(errors="replace").strip().splitlines()[-15:]
     return {"name": bench.name, "what": bench.what, "mode": mode, "seconds": seconds,
-            "wall_s": seconds, "finished_utc": _utc(time.time()),
+            "wall_s": seconds, "finished_utc": _utc(time.time()), "load_at_start": load,
             "error": f"exit {code}, no result file", "log_tail": tail}
 
 
