@@ -310,6 +310,14 @@ class ChatService:
                      prepared.tenant_id, prepared.brand)
 
 
+def grounded_messages(system_prompt: str, hits: list[SearchHit] | None,
+                      conversation: Sequence[dict]) -> list[dict]:
+    """The messages the model is given for ``hits`` (all of them; None = retrieval off),
+    before any budget trimming: what ``prepare`` renders when everything fits."""
+    prompt = _Prompt(_join_system(system_prompt, conversation), hits, _turns(conversation))
+    return prompt.messages(len(hits or []), 0)
+
+
 def usage_of(prepared: PreparedChat, last: GenerationChunk | None) -> Usage:
     """Token usage from the engine's last chunk (its own counts when it gives them)."""
     if last is None:

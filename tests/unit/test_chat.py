@@ -301,3 +301,14 @@ def test_search_errors_name_the_request_field():
     with pytest.raises(InvalidInput) as err:
         run(service.prepare("acme", ask(retrieval=RetrievalOptions(filters={"bad key": 1}))))
     assert err.value.param == "retrieval.filters"
+
+
+def test_grounded_messages_are_what_prepare_renders_when_everything_fits():
+    from lorag.chat import grounded_messages
+
+    service, _, engine = Setup().build()
+    request = ask(retrieval=RetrievalOptions(top_k=3))
+    prepared = run(service.prepare("acme", request))
+    messages = grounded_messages("You are Acme's assistant.", [hit(i) for i in (1, 2, 3)],
+                                 request.messages)
+    assert engine.render_chat(messages) == prepared.prompt
