@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Callable
 
@@ -85,9 +86,7 @@ async def warm_up(container: Any) -> None:
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    # Jobs a dead process left queued/running are failed before the first request is
-    # served: done in the background, it would also fail the jobs started meanwhile.
-    await asyncio.to_thread(app.state.lorag.jobs.fail_interrupted)
+    await asyncio.to_thread(_clean_up_after_a_dead_server, app.state.lorag)
     task = asyncio.create_task(_warm_up_in_background(app))
     try:
         yield
@@ -98,6 +97,14 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         if engine is not None:
             await engine.shutdown()
         log.info("stopped")
+
+
+def _clean_up_after_a_dead_server(container: Any) -> None:
+    """Before the first request: jobs a dead process left queued/running are failed
+    (done in the background, it would also fail jobs started meanwhile), and the
+    uploaded files only those jobs would have read are removed."""
+    container.jobs.fail_interrupted()
+    shutil.rmtree(container.layout.uploads_dir, ignore_errors=True)
 
 
 async def _warm_up_in_background(app: FastAPI) -> None:

@@ -100,3 +100,21 @@ def test_a_tenant_created_again_after_a_crash_mid_delete_starts_empty(tmp_path, 
     assert again.retrieval.search("acme", "contract", mode="lexical") == []
     assert not (again.layout.adapters_dir / "acme").exists()
     again.close()
+
+
+def test_uploads_a_killed_server_left_are_removed_when_it_starts_again(tmp_path, tiny_model):
+    """Regression: uploaded files live until their job ends; a server killed meanwhile
+    left them in <data>/uploads for good (its jobs are failed on restart, so nothing
+    would ever read or remove them)."""
+    from tests.reliability import inprocess
+
+    app = inprocess.container(tmp_path / "data", tiny_model)
+    app.tenants.create("acme")
+    left = [app.layout.uploads_dir / "acme" / ("0" * 32) / "notes.txt",
+            app.layout.uploads_dir / ".adapters" / "tmpdead" / "adapter.zip"]
+    for path in left:
+        path.parent.mkdir(parents=True)
+        path.write_text("left by a killed server")
+    with inprocess.client(app):
+        assert not any(path.exists() for path in left)
+    app.close()
