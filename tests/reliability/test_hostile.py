@@ -25,7 +25,7 @@ import httpx
 import numpy as np
 import pytest
 import schemathesis
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import load_file, save
 
 from tests.reliability import inprocess
 from tests.reliability.fuzz import CONFIG, TENANT, data_snapshot, files_outside, run_schemathesis
@@ -256,11 +256,7 @@ def tensors(lora: Path) -> dict[str, np.ndarray]:
 
 
 def safetensors_bytes(arrays: dict[str, np.ndarray]) -> bytes:
-    path = Path(f"/tmp/lorag-fuzz-{id(arrays)}.safetensors")
-    save_file(arrays, str(path))
-    data = path.read_bytes()
-    path.unlink()
-    return data
+    return save(arrays)
 
 
 def raw_safetensors(header: object, data: bytes = b"") -> bytes:
@@ -276,42 +272,48 @@ def adapter_cases(lora: Path) -> list[tuple[str, str, bytes, int, str]]:
     arrays = tensors(lora)
     first = sorted(arrays)[0]
 
-    def with_files(**changes: bytes | None) -> dict[str, bytes]:
-        files = {**good, **{k.replace("__", "."): v for k, v in changes.items()}}
-        return {k: v for k, v in files.items() if v is not None}
+    def changed(name: str, data: bytes | None, drop: str | None = None) -> bytes:
+        """The good adapter as a zip, with one file replaced (or added)."""
+        files = {**good, name: data}
+        return as_zip({k: v for k, v in files.items() if k != drop})
 
-    wrong_shape = {**arrays, first: np.zeros((arrays[first].shape[0] + 1, arrays[first].shape[1]),
-                                             dtype=np.float32)}
+    def weights_zip(data: bytes) -> bytes:
+        return changed("adapter_model.safetensors", data)
+
+    shape = arrays[first].shape
+    wrong_shape = {**arrays, first: np.zeros((shape[0] + 1, shape[1]), dtype=np.float32)}
+    nested = b"[" * 100_000 + b"]" * 100_000
+    string_offsets = {first: {"dtype": "F32", "shape": [1], "data_offsets": ["0", "4"]}}
+    weights_error, archive_error = (400, "adapter.weights"), (400, "file")
     return [
-        ("truncated weights", "a.zip", as_zip(with_files(adapter_model__safetensors=weights[:len(weights) // 2])),
-         400, "adapter.weights"),
-        ("random weights", "a.zip", as_zip(with_files(adapter_model__safetensors=bytes(range(256)) * 40)),
-         400, "adapter.weights"),
-        ("huge header length", "a.zip", as_zip(with_files(adapter_model__safetensors=struct.pack("<Q", 2**62) + b"{}")),
-         400, "adapter.weights"),
-        ("string offsets", "a.zip", as_zip(with_files(adapter_model__safetensors=raw_safetensors(
-            {first: {"dtype": "F32", "shape": [1], "data_offsets": ["0", "4"]}}, b"\0" * 4))),
-         400, "adapter.weights"),
-        ("nested header", "a.zip", as_zip(with_files(adapter_model__safetensors=raw_safetensors(
-            b"[" * 100_000 + b"]" * 100_000))), 400, "adapter.weights"),
-        ("nested config", "a.zip", as_zip(with_files(adapter_config__json=b"[" * 100_000 + b"]" * 100_000)),
-         400, "adapter.config"),
-        ("wrong shape", "a.zip", as_zip(with_files(adapter_model__safetensors=safetensors_bytes(wrong_shape))),
-         400, "adapter.weights"),
-        ("rank too high", "a.zip", as_zip(with_files(adapter_config__json=json.dumps({**config, "r": 512}).encode())),
+        ("truncated weights", "a.zip", weights_zip(weights[:len(weights) // 2]), *weights_error),
+        ("random weights", "a.zip", weights_zip(bytes(range(256)) * 40), *weights_error),
+        ("huge header length", "a.zip", weights_zip(struct.pack("<Q", 2**62) + b"{}"),
+         *weights_error),
+        ("string offsets", "a.zip", weights_zip(raw_safetensors(string_offsets, b"\0" * 4)),
+         *weights_error),
+        ("nested header", "a.zip", weights_zip(raw_safetensors(nested)), *weights_error),
+        ("nested config", "a.zip", changed("adapter_config.json", nested), 400, "adapter.config"),
+        ("wrong shape", "a.zip", weights_zip(safetensors_bytes(wrong_shape)), *weights_error),
+        ("rank too high", "a.zip",
+         changed("adapter_config.json", json.dumps({**config, "r": 512}).encode()),
          400, "adapter.rank"),
-        ("pickle weights", "a.zip", as_zip(with_files(adapter_model__safetensors=None,
-                                                      adapter_model__bin=b"\x80\x04pickle")),
-         400, "adapter.weights"),
-        ("not a zip", "a.zip", b"PK\x03\x04 definitely not a zip", 400, "file"),
-        ("dot-dot entry", "a.zip", as_zip({**good, "../../escaped.txt": b"x"}), 400, "file"),
-        ("absolute entry", "a.tar.gz", as_tar({**good, "/tmp/escaped-abs.txt": b"x"}), 400, "file"),
-        ("zip symlink", "a.zip", as_zip(good, {"link": "/etc/passwd"}), 400, "file"),
-        ("tar symlink", "a.tar.gz", as_tar(good, {"link": (tarfile.SYMTYPE, "/etc/passwd")}), 400, "file"),
-        ("tar hardlink", "a.tar.gz", as_tar(good, {"hard": (tarfile.LNKTYPE, "/etc/passwd")}), 400, "file"),
+        ("pickle weights", "a.zip",
+         changed("adapter_model.bin", b"\x80\x04pickle", drop="adapter_model.safetensors"),
+         *weights_error),
+        ("not a zip", "a.zip", b"PK\x03\x04 definitely not a zip", *archive_error),
+        ("dot-dot entry", "a.zip", as_zip({**good, "../../escaped.txt": b"x"}), *archive_error),
+        ("absolute entry", "a.tar.gz", as_tar({**good, "/tmp/escaped-abs.txt": b"x"}),
+         *archive_error),
+        ("zip symlink", "a.zip", as_zip(good, {"link": "/etc/passwd"}), *archive_error),
+        ("tar symlink", "a.tar.gz", as_tar(good, {"link": (tarfile.SYMTYPE, "/etc/passwd")}),
+         *archive_error),
+        ("tar hardlink", "a.tar.gz", as_tar(good, {"hard": (tarfile.LNKTYPE, "/etc/passwd")}),
+         *archive_error),
         ("zip bomb", "a.zip", zip_bomb(32 * 2**20), 413, "file"),
-        ("many entries", "a.zip", as_zip({**good, **{f"f{i}": b"" for i in range(1001)}}), 413, "file"),
-        ("wrong suffix", "a.rar", as_zip(good), 400, "file"),
+        ("many entries", "a.zip", as_zip({**good, **{f"f{i}": b"" for i in range(1001)}}),
+         413, "file"),
+        ("wrong suffix", "a.rar", as_zip(good), *archive_error),
     ]
 
 
