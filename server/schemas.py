@@ -9,13 +9,16 @@ from __future__ import annotations
 
 from typing import Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt,
+                      field_validator)
 
 MAX_TOP_K = 100
 FilterValue = Union[str, int, float, bool]
 
 
 class Request(BaseModel):
+    # Unknown fields are refused; numbers and booleans are Strict* types, so `true` is
+    # not taken for 1, nor 1 for `true` (the OpenAPI document says integer, boolean).
     model_config = ConfigDict(extra="forbid")
 
 
@@ -58,7 +61,7 @@ class ChatMessage(Request):
 class RetrievalParams(Request):
     """lorag's extension: override the brand's retrieval defaults for this request."""
 
-    top_k: int | None = Field(None, ge=1, le=MAX_TOP_K, description="Chunks to retrieve.")
+    top_k: StrictInt | None = Field(None, ge=1, le=MAX_TOP_K, description="Chunks to retrieve.")
     mode: Literal["dense", "lexical", "hybrid", "off"] | None = Field(
         None, description="Search mode; `off` answers without documents.")
     filters: dict[str, FilterValue] | None = Field(
@@ -67,21 +70,21 @@ class RetrievalParams(Request):
 
 
 class StreamOptions(Request):
-    include_usage: bool = False
+    include_usage: StrictBool = False
 
 
 class ChatCompletionRequest(Request):
     model: str = Field(description="The brand to answer as (see GET /v1/models).",
                        min_length=1, max_length=200)
     messages: list[ChatMessage] = Field(min_length=1, max_length=1000)
-    max_tokens: int | None = Field(None, ge=1, description="Completion tokens at most.")
-    max_completion_tokens: int | None = Field(None, ge=1, description="Alias of max_tokens.")
-    temperature: float | None = Field(None, ge=0.0, le=2.0)
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    max_tokens: StrictInt | None = Field(None, ge=1, description="Completion tokens at most.")
+    max_completion_tokens: StrictInt | None = Field(None, ge=1, description="Alias of max_tokens.")
+    temperature: StrictFloat | None = Field(None, ge=0.0, le=2.0)
+    top_p: StrictFloat = Field(1.0, gt=0.0, le=1.0)
     stop: str | list[str] | None = Field(None, description="Up to 4 stop sequences.")
-    seed: int | None = None
-    n: int = Field(1, ge=1, le=1, description="Only 1 is supported.")
-    stream: bool = False
+    seed: StrictInt | None = Field(None, ge=-2**63, le=2**63 - 1)
+    n: StrictInt = Field(1, ge=1, le=1, description="Only 1 is supported.")
+    stream: StrictBool = False
     stream_options: StreamOptions | None = None
     user: str | None = None
     retrieval: RetrievalParams | None = None
@@ -180,7 +183,7 @@ class ModelList(BaseModel):
 
 class SearchRequest(Request):
     query: str = Field(min_length=1, max_length=10_000)
-    top_k: int | None = Field(None, ge=1, le=MAX_TOP_K)
+    top_k: StrictInt | None = Field(None, ge=1, le=MAX_TOP_K)
     mode: Literal["dense", "lexical", "hybrid"] | None = None
     filters: dict[str, FilterValue] | None = None
     document_ids: list[str] | None = Field(None, max_length=1000)
@@ -321,7 +324,7 @@ class ApiKeyList(BaseModel):
 
 
 class BrandRetrieval(Request):
-    top_k: int | None = Field(None, ge=1, le=MAX_TOP_K)
+    top_k: StrictInt | None = Field(None, ge=1, le=MAX_TOP_K)
     mode: Literal["dense", "lexical", "hybrid", "off"] | None = None
     filters: dict[str, FilterValue] | None = None
 
@@ -394,13 +397,13 @@ class TrainingCreate(Request):
     conversations: list[list[dict[str, Any]]] | None = Field(
         None, description="sft: chat conversations, each a list of {role, content}.")
     texts: list[str] | None = Field(None, description="domain: texts; None = the tenant's chunks.")
-    steps: int | None = None
-    batch_size: int | None = None
-    rank: int | None = None
-    alpha: int | None = None
+    steps: StrictInt | None = None
+    batch_size: StrictInt | None = None
+    rank: StrictInt | None = None
+    alpha: StrictInt | None = None
     targets: list[str] | None = None
-    lr: float | None = None
-    max_length: int | None = None
-    block_size: int | None = None
-    seed: int | None = None
+    lr: StrictFloat | None = None
+    max_length: StrictInt | None = None
+    block_size: StrictInt | None = None
+    seed: StrictInt | None = None
     marker: str | None = None

@@ -60,7 +60,7 @@ async def create_documents(request: Request, tenant: TenantId, lorag: Lorag,
 @router.get("/v1/documents", response_model=schemas.DocumentList,
             responses=schemas.error_responses(400, 401), summary="The caller's documents")
 def list_documents(tenant: TenantId, lorag: Lorag, limit: int = Query(100, ge=1, le=1000),
-                   offset: int = Query(0, ge=0)) -> schemas.DocumentList:
+                   offset: int = Query(0, ge=0, le=2**62)) -> schemas.DocumentList:
     documents = lorag.documents.list(tenant, limit=limit + 1, offset=offset)
     return schemas.DocumentList(data=[to_document(d) for d in documents[:limit]],
                                 has_more=len(documents) > limit)

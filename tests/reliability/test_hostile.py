@@ -386,3 +386,22 @@ def test_schemathesis_against_lorag_serve(tmp_path, tiny_model, loras):
     write_figures("schemathesis_long", figures)
     assert figures["failures"] == 0, figures["failure_examples"]
     assert figures["cases"] >= 1000, figures
+
+
+@pytest.mark.parametrize("method,path,kwargs,param", [
+    ("GET", "/v1/documents", {"params": {"offset": 2**64}}, "offset"),
+    ("DELETE", f"/admin/tenants/{TENANT}/keys/{2**70}", {}, "key_id"),
+    ("DELETE", f"/admin/tenants/{TENANT}/adapters/voice", {"params": {"version": 2**64}}, "version"),
+    ("POST", "/v1/search", {"json": {"query": "store", "top_k": True}}, "top_k"),
+    ("POST", "/v1/chat/completions", {"json": {"model": "support", "seed": 2**64, "messages": [
+        {"role": "user", "content": "hi"}]}}, "seed"),
+    ("POST", "/v1/chat/completions", {"json": {"model": "support", "stream": 1, "messages": [
+        {"role": "user", "content": "hi"}]}}, "stream"),
+])
+def test_out_of_range_and_mistyped_numbers_are_400(target, method, path, kwargs, param):
+    """Regression (found by schemathesis against lorag serve): integers past SQLite's
+    64 bits were 500s (OverflowError); `true` was taken for 1 and 1 for `true`."""
+    headers = target.headers(path)
+    response = assert_unchanged(target, lambda: target.client.request(method, path,
+                                                                      headers=headers, **kwargs))
+    assert_4xx(response, 400, param)

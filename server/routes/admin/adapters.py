@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import File, Form, UploadFile, status
+from fastapi import File, Form, Query, UploadFile, status
 
 from lorag.errors import InvalidInput, NotFound
 from lorag.layout import check_name
@@ -78,7 +78,7 @@ def list_versions(tenant: str, name: str, lorag: Lorag) -> schemas.AdapterList:
                responses=schemas.error_responses(404),
                summary="Delete every version of an adapter (or one, with ?version=)")
 def delete_adapter(tenant: str, name: str, lorag: Lorag,
-                   version: int | None = None) -> schemas.AdapterDeleted:
+                   version: int | None = Query(None, ge=1, le=2**62)) -> schemas.AdapterDeleted:
     with params_renamed(adapter="name"):
         removed = lorag.adapters.delete(tenant, name, version)
     return schemas.AdapterDeleted(deleted=[to_adapter(v) for v in removed])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import status
+from fastapi import Path as PathParam, status
 
 from server import schemas
 from server.deps import Lorag
@@ -62,6 +62,7 @@ def list_keys(tenant: str, lorag: Lorag) -> schemas.ApiKeyList:
 
 @router.delete("/tenants/{tenant}/keys/{key_id}", response_model=schemas.Deleted,
                responses=schemas.error_responses(404), summary="Revoke a key")
-def revoke_key(tenant: str, key_id: int, lorag: Lorag) -> schemas.Deleted:
+def revoke_key(tenant: str, lorag: Lorag,
+               key_id: int = PathParam(ge=1, le=2**62)) -> schemas.Deleted:
     lorag.tenants.revoke_key(tenant, key_id)
     return schemas.Deleted(id=str(key_id), object="api_key")
