@@ -23,6 +23,26 @@ import logging
 log = logging.getLogger(__name__)
 
 
+class _Groups:
+    """The rows of each adapter slot for the last index tensor seen. Every LoRA layer of
+    a step gets the same indices (hundreds of calls per step), so they are grouped once;
+    a cheap equality check, not tensor identity, decides reuse."""
+
+    indices = None
+    groups: list = []
+
+    @classmethod
+    def of(cls, indices) -> list:
+        import torch
+
+        last = cls.indices
+        if last is None or last.shape != indices.shape or not torch.equal(last, indices):
+            slots = torch.unique(indices).tolist()
+            cls.groups = [(s, torch.nonzero(indices == s).flatten()) for s in slots if s >= 0]
+            cls.indices = indices.clone()
+        return cls.groups
+
+
 def _grouped(inputs, weights, indices, dtype):
     """``out[t] = weights[indices[t]] @ inputs[t]`` as one matmul per adapter; 0 for -1."""
     import torch
@@ -30,16 +50,12 @@ def _grouped(inputs, weights, indices, dtype):
     if weights.dim() == 4:
         weights = weights.squeeze(1)
     inputs = inputs.to(dtype)
-    rows = inputs.shape[0]
-    indices = indices[:rows]
-    first = int(indices[0]) if rows else -1
-    if rows and first >= 0 and bool((indices == first).all()):  # one adapter: one matmul
-        return inputs @ weights[first].to(dtype).T
-    out = torch.zeros((rows, weights.shape[1]), dtype=dtype, device=inputs.device)
-    for slot in torch.unique(indices).tolist():
-        if slot >= 0:
-            picked = torch.nonzero(indices == slot).flatten()
-            out[picked] = inputs[picked] @ weights[slot].to(dtype).T
+    groups = _Groups.of(indices[: inputs.shape[0]])
+    if len(groups) == 1 and groups[0][1].numel() == inputs.shape[0]:  # one adapter, every row
+        return inputs @ weights[groups[0][0]].to(dtype).T
+    out = torch.zeros((inputs.shape[0], weights.shape[1]), dtype=dtype, device=inputs.device)
+    for slot, rows in groups:
+        out[rows] = inputs[rows] @ weights[slot].to(dtype).T
     return out
 
 

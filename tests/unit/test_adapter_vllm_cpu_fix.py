@@ -32,3 +32,18 @@ def test_negative_index_gets_no_adapter():
 def test_apply_is_idempotent():
     vllm_cpu_fix.apply()
     assert vllm_cpu_fix.apply() is False
+
+
+def test_grouping_follows_the_indices_of_each_call():
+    """Consecutive calls with different index tensors at possibly the same address must
+    not reuse the previous call's grouping."""
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(4, 8, generator=gen)
+    a = torch.randn(3, 1, 2, 8, generator=gen)
+    for indices in ([0, 1, 2, -1], [2, 2, 0, 0], [-1, -1, -1, -1], [1, 0, 1, 0]):
+        idx = torch.tensor(indices)
+        out = torch.zeros(4, 2)
+        lora_ops.bgmv_shrink(x, a, out, idx, 1.0)
+        for row, slot in enumerate(indices):
+            expected = torch.zeros(2) if slot < 0 else a[slot, 0] @ x[row]
+            assert torch.allclose(out[row], expected, atol=1e-5)
