@@ -33,7 +33,7 @@ def run(opts: Options) -> BenchResult:
     from lorag.services import Lorag
 
     result = BenchResult("llamaindex")
-    files, name = corpus.corpus_files(opts.pick(60, 12, 2))
+    files, name = corpus.corpus_files(opts.pick(24, 12, 2))
     rounds = opts.pick(2, 1, 1)
     with tempfile.TemporaryDirectory(prefix="lorag-bench-li-") as tmp:
         docs = corpus.copy_corpus(files, Path(tmp) / "docs")

@@ -79,8 +79,8 @@ async def _run(opts: Options) -> BenchResult:
 
     result = BenchResult("naive")
     model = opts.pick("smollm2", "tiny", "tiny")
-    n_adapters, n_requests = opts.pick(8, 8, 4), opts.pick(32, 32, 8)
-    max_tokens, rounds = opts.pick(64, 32, 8), opts.pick(2, 2, 1)
+    n_adapters, n_requests = opts.pick(8, 8, 4), opts.pick(16, 32, 8)
+    max_tokens, rounds = opts.pick(32, 32, 8), opts.pick(2, 2, 1)
     max_loras = opts.pick(4, 4, 2)
     base = models.model_path(model)
     lora_paths = models.loras(model, n_adapters)

@@ -41,8 +41,8 @@ COPY_NOISE = 0.03
 def run(opts: Options) -> BenchResult:
     result = BenchResult("retrieval")
     sizes = opts.pick([10_000, 100_000], [10_000], [300])
-    base_n = opts.pick(2000, 1000, 100)
-    n_queries = opts.pick(600, 150, 20)
+    base_n = opts.pick(1000, 1000, 100)
+    n_queries = opts.pick(300, 150, 20)
     texts, base_vectors, embedder = _base_chunks(base_n)
     queries = corpus.queries(n_queries + 10, seed=1)
     result.metrics["base_chunks_embedded"] = len(base_vectors)

@@ -36,18 +36,15 @@ def render(data: dict, plots: list[str], out_dir: Path) -> str:
         "baseline measured in the same run on the same inputs (absolute times drift on a "
         "shared machine, ratios taken side by side hold).",
         "",
-        f"- command: `{data['command']}` ({data['mode']} run)",
-        f"- started: {data['started_utc']}; this invocation took {data['duration_s'] / 60:.1f} "
-        f"min (of which {data['baseline_setup_s']:.0f} s setting up `.bench-venv`)",
+        *_invocations(data),
         f"- the benchmarks below took {_total_minutes(data):.1f} min in all "
         f"({_timings(data)})",
-        f"- git commit: {data['git_commit']}",
-        f"- machine: {_machine(data['machine'])}; load average at start "
-        f"{data['load_at_start'][0]:.1f}",
+        f"- machine: {_machine(data['machine'])}",
         f"- lorag's environment: {_versions(data['versions'])}",
         f"- baselines' environment (`.bench-venv`): {_versions(data['baseline_versions'])}",
         "",
-        "How these were measured: each benchmark runs in its own process, one at a time. "
+        "How these were measured: each benchmark runs in its own process, one at a time "
+        "within an invocation (the list above says where two invocations overlapped). "
         "lorag and its baseline get identical inputs (the same files, chunks, vectors, "
         "queries, prompts and adapters) and the same explicit thread counts, and they "
         "alternate (per query, or per round with the order flipped each round) so that "
@@ -94,6 +91,24 @@ def _section(name: str, bench: dict, plots: list[str]) -> list[str]:
     if bench.get("notes"):
         out += [""] + [f"- {note}" for note in bench["notes"]]
     return out
+
+
+def _invocations(data: dict) -> list[str]:
+    return [f"- `{i['command']}` ({i['mode']}): started {i['started_utc']}, took "
+            f"{i['duration_s'] / 60:.1f} min ({i['baseline_setup_s']:.0f} s of it setting up "
+            f"`.bench-venv`), load average {i['load_at_start']:.1f} at start, git commit "
+            f"{i['git_commit']}; ran {', '.join(i['benchmarks'])}{_overlap(i, data)}"
+            for i in data.get("invocations", [data])]
+
+
+def _overlap(inv: dict, data: dict) -> str:
+    """Says when two invocations ran at the same time (they then shared the cores)."""
+    start, end = inv.get("started_epoch"), inv.get("ended_epoch")
+    others = [o for o in data.get("invocations", []) if o is not inv and start and end
+              and o.get("started_epoch") and o["started_epoch"] < end and o["ended_epoch"] > start]
+    if not others:
+        return ""
+    return ("; **ran at the same time as** " + ", ".join(", ".join(o["benchmarks"]) for o in others))
 
 
 def _total_minutes(data: dict) -> float:

@@ -13,9 +13,11 @@ With ``--only``, the other benchmarks' earlier results in the same folder are ke
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -89,19 +91,17 @@ def main(argv: list[str] | None = None) -> int:
         os.environ[baselines.DISABLED] = "1"
     setup = _setup() if baselines.enabled() else 0.0
     selected = [BY_NAME[n] for n in args.only] if args.only else BENCHES
-    results = _previous(out_dir / "results.json") if args.only else {}
-    for bench in selected:
-        results[bench.name] = _run_one(bench, mode, logs)
-    data = {
+    results = {bench.name: _run_one(bench, mode, logs) for bench in selected}
+    invocation = {
         "command": " ".join(["python -m bench.run", *(argv if argv is not None else sys.argv[1:])]),
         "mode": mode, "started_utc": _utc(started), "duration_s": round(time.time() - started, 1),
-        "baseline_setup_s": setup, "machine": machine(), "load_at_start": os.getloadavg(),
-        "git_commit": _git_commit(), "versions": versions(LORAG_PACKAGES),
-        "baseline_versions": baselines.baseline_versions(), "benchmarks": results}
-    (out_dir / "results.json").write_text(json.dumps(data, indent=2))
+        "started_epoch": started, "ended_epoch": time.time(),
+        "baseline_setup_s": setup, "load_at_start": os.getloadavg()[0],
+        "git_commit": _git_commit(), "benchmarks": list(results)}
+    data = _merge(out_dir / "results.json", invocation, results, keep=bool(args.only))
     plots = _plots(out_dir) if baselines.enabled() else []
     (out_dir / "RESULTS.md").write_text(report.render(data, plots, out_dir))
-    print(f"[bench] {mode} run done in {data['duration_s'] / 60:.1f} min: "
+    print(f"[bench] {mode} run done in {invocation['duration_s'] / 60:.1f} min: "
           f"{out_dir / 'RESULTS.md'}", file=sys.stderr)
     print(report.summary(data))
     failed = [n for n, r in results.items() if "error" in r]
@@ -124,13 +124,20 @@ def _run_one(bench: Bench, mode: str, logs: Path) -> dict:
            "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
            "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
     log = logs / f"{bench.name}.log"
-    try:
-        with open(log, "w") as sink:
-            done = subprocess.run(command, cwd=REPO_DIR, env=env, stdout=sink,
-                                  stderr=subprocess.STDOUT, timeout=bench.timeout[mode])
-        code = done.returncode
-    except subprocess.TimeoutExpired:
-        code = "timeout"
+    with open(log, "w") as sink:
+        # its own process group: a timeout ends the benchmark with its children (vLLM's
+        # engine core, servers it started), not the benchmark alone
+        proc = subprocess.Popen(command, cwd=REPO_DIR, env=env, stdout=sink,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            code = proc.wait(timeout=bench.timeout[mode])
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            code = "timeout"
+        except BaseException:  # interrupted: leave nothing running
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise
     seconds = round(time.time() - started, 1)
     print(f"[bench] {bench.name}: exit {code} after {seconds:.0f} s (log {log})",
           file=sys.stderr, flush=True)
@@ -145,11 +152,37 @@ def _run_one(bench: Bench, mode: str, logs: Path) -> dict:
             "error": f"exit {code}, no result file", "log_tail": tail}
 
 
-def _previous(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())["benchmarks"]
-    except (OSError, ValueError, KeyError):
-        return {}
+def _merge(path: Path, invocation: dict, results: dict, keep: bool) -> dict:
+    """results.json with this invocation's results; with ``keep`` (``--only``), the
+    other benchmarks' earlier results (and their invocations) stay. Locked, so two
+    ``--only`` runs into the same folder cannot lose each other's results."""
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        old = {}
+        if keep and path.exists():
+            try:
+                old = json.loads(path.read_text())
+            except ValueError:
+                old = {}
+        benchmarks = {**old.get("benchmarks", {}), **results}
+        invocations = [i for i in _old_invocations(old)
+                       if set(i["benchmarks"]) & (set(benchmarks) - set(results))]
+        data = {"machine": machine(), "versions": versions(LORAG_PACKAGES),
+                "baseline_versions": baselines.baseline_versions(),
+                "invocations": [*invocations, invocation], **invocation,
+                "benchmarks": {b.name: benchmarks[b.name] for b in BENCHES if b.name in benchmarks}}
+        path.write_text(json.dumps(data, indent=2))
+    return data
+
+
+def _old_invocations(old: dict) -> list[dict]:
+    if "invocations" in old or "command" not in old:
+        return old.get("invocations", [])
+    load = old.get("load_at_start", 0.0)  # a results.json written before invocations were kept
+    return [{"command": old["command"], "mode": old["mode"], "started_utc": old["started_utc"],
+             "duration_s": old["duration_s"], "baseline_setup_s": old.get("baseline_setup_s", 0.0),
+             "load_at_start": load[0] if isinstance(load, list) else load,
+             "git_commit": old.get("git_commit", "?"), "benchmarks": list(old["benchmarks"])}]
 
 
 def _plots(out_dir: Path) -> list[str]:
