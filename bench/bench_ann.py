@@ -9,7 +9,9 @@ least 0.95 while at least 10x faster (p50).
 Synthetic vectors, derived from real ones: a random point on the segment between two
 real all-MiniLM-L6-v2 embeddings of corpus windows, plus Gaussian noise (sigma 0.01 per
 dimension), renormalised; queries are fresh draws of the same kind (not in the index).
-Recall@10 is against exact search over the same vectors.
+Recall@10 is against exact search over the same vectors. The noise is isotropic, so
+a query's nearest neighbours are nearly equidistant: a harder case for a graph index
+than real embeddings, which have more structure (a pessimistic setting).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from bench import corpus
 from bench.common import BenchResult, Options, latency_summary, main, peak_rss_mb, progress
 
 NOISE = 0.01
-EF_SWEEP = (16, 32, 64, 96, 128, 192, 256)
+EF_SWEEP = (16, 32, 64, 96, 128, 256, 512, 1024)
 
 
 def run(opts: Options) -> BenchResult:
@@ -142,7 +144,10 @@ def _report(result, n, settings, exact, build_s, sweep) -> None:
     elif n < 1_000_000 and default["recall_at_10"] >= 0.95:
         hint = "exact search over so few vectors is already cheap: the bar is for 1M vectors"
     else:
-        hint = "raise hnsw_m / hnsw_ef_construction (a better graph)"
+        best = max(sweep, key=lambda s: s["recall_at_10"])
+        hint = (f"no ef_search up to {best['ef_search']} reaches 0.95 (best "
+                f"{best['recall_at_10']:.3f}): the graph itself limits recall; a denser graph "
+                "(hnsw_ef_construction 200+, hnsw_m 48) would, at a longer build")
     where = (f"{n:,} vectors, HNSW M={settings.hnsw_m}, ef_construction="
              f"{settings.hnsw_ef_construction}, ef_search={settings.hnsw_ef_search} (defaults)")
     result.bar("ann.recall_at_10", f"ANN recall@10 vs exact, {where}", default["recall_at_10"],
