@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
-import statistics
 import tempfile
 import time
 from pathlib import Path

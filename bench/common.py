@@ -17,7 +17,6 @@ The contract between ``bench.run`` and a benchmark module ``bench/bench_<name>.p
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import platform
@@ -161,37 +160,9 @@ def latency_summary(seconds: list[float]) -> dict:
             "n": len(seconds)}
 
 
-def timed(fn: Callable, *args, **kwargs) -> tuple[float, object]:
-    gc.collect()
-    started = time.perf_counter()
-    value = fn(*args, **kwargs)
-    return time.perf_counter() - started, value
-
-
-def interleaved(named: dict[str, Callable[[], object]], rounds: int) -> dict[str, list[float]]:
-    """Run each callable ``rounds`` times, alternating their order every round (ABAB,
-    then BABA...), so drift of a noisy machine hits all of them alike; seconds per call."""
-    names = list(named)
-    times: dict[str, list[float]] = {n: [] for n in names}
-    for r in range(rounds):
-        order = names if r % 2 == 0 else names[::-1]
-        for name in order:
-            started = time.perf_counter()
-            named[name]()
-            times[name].append(time.perf_counter() - started)
-    return times
-
-
 def progress(bench: str, text: str) -> None:
     """A progress line on stderr (the suite's log of that benchmark)."""
     print(f"[{bench} {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
-
-
-def rss_mb() -> float:
-    """Current resident memory of this process, MiB (Linux /proc)."""
-    with open("/proc/self/statm") as statm:
-        pages = int(statm.read().split()[1])
-    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def peak_rss_mb() -> float:
