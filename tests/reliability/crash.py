@@ -154,7 +154,7 @@ class CrashLoop:
         if op not in self.measured:
             self.measured.add(op)
             return self.run(op, kill_after=600)
-        return self.run(op, kill_after=self.rng.uniform(0.05, 0.8) * self.estimates[op])
+        return self.run(op, kill_after=self.rng.uniform(0.02, 0.7) * self.estimates[op])
 
     # -- one run -------------------------------------------------------------------------
 

@@ -40,7 +40,7 @@ def test_three_kills_lose_nothing_acknowledged(tmp_path, tiny_model, loras):
 
 @pytest.mark.reliability
 def test_crash_loop(tmp_path, tiny_model, loras):
-    loop = crash_loop(tmp_path, tiny_model, loras, LONG_OPS, runs=35, seed=20261121,
+    loop = crash_loop(tmp_path, tiny_model, loras, LONG_OPS, runs=42, seed=20261121,
                       calibrate=True)
     figures = loop.figures()
     write_figures("crash_long", figures)
