@@ -97,7 +97,8 @@ def _invocations(data: dict) -> list[str]:
     return [f"- `{i['command']}` ({i['mode']}): started {i['started_utc']}, took "
             f"{i['duration_s'] / 60:.1f} min ({i['baseline_setup_s']:.0f} s of it setting up "
             f"`.bench-venv`), load average {i['load_at_start']:.1f} at start, git commit "
-            f"{i['git_commit']}; ran {', '.join(i['benchmarks'])}{_overlap(i, data)}"
+            f"{i['git_commit']}; {'collected the result files of' if '--collect' in i['command'] else 'ran'} "
+            f"{', '.join(i['benchmarks'])}{_overlap(i, data)}"
             for i in data.get("invocations", [data])]
 
 

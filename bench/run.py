@@ -7,7 +7,8 @@ its own process (one at a time: they share two cores), collects their JSON, and
 writes ``results.json``, ``RESULTS.md`` and PNG plots. A full run writes into
 ``bench/`` (the committed results); ``--quick`` (minutes) and ``--tiny`` (seconds,
 for the test suite) write into ``.cache/bench/<mode>/`` unless ``--out-dir`` is given.
-With ``--only``, the other benchmarks' earlier results in the same folder are kept.
+With ``--only``, the other benchmarks' earlier results in the same folder are kept;
+``--collect`` runs nothing and gathers the result files an earlier run left behind.
 """
 
 from __future__ import annotations
@@ -73,6 +74,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--only", nargs="+", choices=list(BY_NAME), metavar="NAME",
                         help=f"run only these ({', '.join(BY_NAME)})")
     parser.add_argument("--out-dir", type=Path, help="where results go (default: see above)")
+    parser.add_argument("--collect", action="store_true",
+                        help="run nothing: take the benchmarks' result files left in the logs "
+                             "folder by an earlier (e.g. interrupted) run, and write the results")
     parser.add_argument("--no-baselines", action="store_true",
                         help="do not create or use .bench-venv: LlamaIndex sides and plots are "
                              "skipped (the test suite uses this when .bench-venv is missing)")
@@ -86,17 +90,18 @@ def main(argv: list[str] | None = None) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     logs = out_dir / "logs" if args.out_dir else REPO_DIR / ".cache" / "bench" / "logs" / mode
     logs.mkdir(parents=True, exist_ok=True)
-    started = time.time()
+    started, load = time.time(), os.getloadavg()[0]
     if args.no_baselines:
         os.environ[baselines.DISABLED] = "1"
-    setup = _setup() if baselines.enabled() else 0.0
+    setup = _setup() if baselines.enabled() and not args.collect else 0.0
     selected = [BY_NAME[n] for n in args.only] if args.only else BENCHES
-    results = {bench.name: _run_one(bench, mode, logs) for bench in selected}
+    run = _collect_one if args.collect else _run_one
+    results = {bench.name: run(bench, mode, logs) for bench in selected}
     invocation = {
         "command": " ".join(["python -m bench.run", *(argv if argv is not None else sys.argv[1:])]),
         "mode": mode, "started_utc": _utc(started), "duration_s": round(time.time() - started, 1),
         "started_epoch": started, "ended_epoch": time.time(),
-        "baseline_setup_s": setup, "load_at_start": os.getloadavg()[0],
+        "baseline_setup_s": setup, "load_at_start": load,
         "git_commit": _git_commit(), "benchmarks": list(results)}
     data = _merge(out_dir / "results.json", invocation, results, keep=bool(args.only))
     plots = _plots(out_dir) if baselines.enabled() else []
@@ -150,6 +155,19 @@ def _run_one(bench: Bench, mode: str, logs: Path) -> dict:
     return {"name": bench.name, "what": bench.what, "mode": mode, "seconds": seconds,
             "wall_s": seconds, "finished_utc": _utc(time.time()), "load_at_start": load,
             "error": f"exit {code}, no result file", "log_tail": tail}
+
+
+def _collect_one(bench: Bench, mode: str, logs: Path) -> dict:
+    """The result file an earlier run of ``bench`` left in ``logs``."""
+    out = logs / f"{bench.name}.json"
+    if not out.exists():
+        return {"name": bench.name, "what": bench.what, "mode": mode, "seconds": 0,
+                "error": f"no result file {out} to collect", "log_tail": []}
+    result = json.loads(out.read_text())
+    result.setdefault("what", bench.what)
+    result.setdefault("wall_s", result.get("seconds", 0))
+    result.setdefault("finished_utc", _utc(out.stat().st_mtime))
+    return result
 
 
 def _merge(path: Path, invocation: dict, results: dict, keep: bool) -> dict:
