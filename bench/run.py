@@ -182,7 +182,7 @@ def _merge(path: Path, invocation: dict, results: dict, keep: bool) -> dict:
                 old = json.loads(path.read_text())
             except ValueError:
                 old = {}
-        benchmarks = {**old.get("benchmarks", {}), **results}
+        benchmarks = {**old.get("benchmarks", {}), **_keep_successes(old, results)}
         invocations = [i for i in _old_invocations(old)
                        if set(i["benchmarks"]) & (set(benchmarks) - set(results))]
         data = {"machine": machine(), "versions": versions(LORAG_PACKAGES),
@@ -191,6 +191,22 @@ def _merge(path: Path, invocation: dict, results: dict, keep: bool) -> dict:
                 "benchmarks": {b.name: benchmarks[b.name] for b in BENCHES if b.name in benchmarks}}
         path.write_text(json.dumps(data, indent=2))
     return data
+
+
+def _keep_successes(old: dict, results: dict) -> dict:
+    """A benchmark that failed now but succeeded before (same mode) keeps its earlier
+    result, with the failure noted on it."""
+    kept = {}
+    for name, result in results.items():
+        before = old.get("benchmarks", {}).get(name)
+        if "error" in result and before and "error" not in before and \
+                before.get("mode") == result.get("mode"):
+            note = (f"A later run of this benchmark ({result['finished_utc']}) failed: "
+                    f"{result['error']}; these figures are from the run before it.")
+            kept[name] = {**before, "notes": [*before.get("notes", []), note]}
+        else:
+            kept[name] = result
+    return kept
 
 
 def _old_invocations(old: dict) -> list[dict]:
