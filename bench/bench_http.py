@@ -63,8 +63,8 @@ BARS = {"off": 1.15, "on": 1.35}  # lorag p50 latency / raw vLLM p50, at concurr
 
 def sizes(opts: Options, model: str | None) -> dict:
     size = opts.pick(
-        full=dict(model="smollm2", requests={1: 16, 8: 64, 32: 128}, max_tokens=64, rounds=1),
-        quick=dict(model="smollm2", requests={1: 6, 8: 16, 32: 32}, max_tokens=32, rounds=1),
+        full=dict(model="smollm2", requests={1: 8, 8: 32, 32: 64}, max_tokens=48, rounds=1),
+        quick=dict(model="smollm2", requests={1: 4, 8: 16, 32: 32}, max_tokens=32, rounds=1),
         tiny=dict(model="tiny", requests={1: 2, 8: 8, 32: 32}, max_tokens=8, rounds=1, top_k=1))
     # The tiny model's byte-level tokenizer makes a chunk ~3x longer than SmolLM2's does:
     # one source keeps its prompt within the context, so both sides get the same prompt.
@@ -246,19 +246,22 @@ def sides(raw: RawVLLM, lorag, key: str, size: dict) -> dict[str, dict[str, Side
 
 
 async def measure_all(by_retrieval: dict, size: dict) -> dict:
-    """{retrieval: {concurrency: {side: (samples, wall)}}}, sides alternating each round."""
+    """{retrieval: {concurrency: {side: (samples, wall)}}}; which side goes first
+    alternates from one round to the next, so a busy machine's drift hits both alike."""
     results: dict = {}
+    step = 0
     for retrieval, pair in by_retrieval.items():
         for concurrency, requests in size["requests"].items():
             slot = results.setdefault(retrieval, {}).setdefault(concurrency, {})
-            names = list(pair)
-            for r in range(size["rounds"] * 2):
-                name = names[r % 2] if (r // 2) % 2 == 0 else names[1 - r % 2]
-                samples, wall = await load(pair[name], requests, concurrency)
-                old = slot.get(name, ([], 0.0))
-                slot[name] = (old[0] + samples, old[1] + wall)
-                print(f"[http] retrieval {retrieval}, concurrency {concurrency}, {name}: "
-                      f"{len(samples)} requests in {wall:.1f} s", file=sys.stderr, flush=True)
+            for _ in range(size["rounds"]):
+                order = list(pair) if step % 2 == 0 else list(pair)[::-1]
+                step += 1
+                for name in order:
+                    samples, wall = await load(pair[name], requests, concurrency)
+                    old = slot.get(name, ([], 0.0))
+                    slot[name] = (old[0] + samples, old[1] + wall)
+                    print(f"[http] retrieval {retrieval}, concurrency {concurrency}, {name}: "
+                          f"{len(samples)} requests in {wall:.1f} s", file=sys.stderr, flush=True)
     return results
 
 
