@@ -1,30 +1,23 @@
 """POST /v1/chat/completions: OpenAI's chat API where ``model`` is a brand.
 
-The route translates between the HTTP schemas and ``lorag.chat.ChatService`` and
-frames the stream as server-sent events; the orchestration lives in the service.
+The route translates the request for ``lorag.chat.ChatService`` (the orchestration)
+and hands the prepared chat to ``server.chat_serving`` (the OpenAI response shapes).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import json
 import time
-from typing import Any, AsyncIterator, Awaitable
+from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from lorag.chat import ChatRequest, PreparedChat, RetrievalOptions, usage_of
+from lorag.chat import ChatRequest, RetrievalOptions
 from server import schemas
+from server.chat_serving import STREAM_HEADERS, ChatServing, cancel_on_disconnect
 from server.deps import AppMetrics, Lorag, TenantId
-from server.errors import sse_error
-from server.metrics import Metrics
 
 router = APIRouter(tags=["chat"])
-
-STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-CLIENT_CLOSED = 499  # nginx's code for a client that went away before the answer
 
 
 @router.post(
@@ -56,101 +49,3 @@ def to_chat_request(body: schemas.ChatCompletionRequest) -> ChatRequest:
         temperature=body.temperature, top_p=body.top_p, stop=body.stops(), seed=body.seed,
         retrieval=RetrievalOptions(top_k=retrieval.top_k, mode=retrieval.mode,
                                    filters=retrieval.filters))
-
-
-class ChatServing:
-    """One prepared chat as an OpenAI completion or chunk stream, with its metrics."""
-
-    def __init__(self, chat: Any, metrics: Metrics, prepared: PreparedChat, started: float):
-        self.chat, self.metrics, self.prepared, self.started = chat, metrics, prepared, started
-        self.created = int(time.time())
-        self.citations = [schemas.Citation(**vars(c)) for c in prepared.citations]
-
-    async def complete(self) -> schemas.ChatCompletion:
-        parts: list[str] = []
-        last = None
-        async for chunk in self._chunks():
-            parts.append(chunk.text)
-            last = chunk
-        message = schemas.AssistantMessage(content="".join(parts))
-        return schemas.ChatCompletion(
-            id=self.prepared.request_id, created=self.created, model=self.prepared.brand,
-            choices=[schemas.Choice(message=message,
-                                    finish_reason=last.finish_reason if last else None)],
-            usage=self._usage(last), citations=self.citations)
-
-    async def events(self, include_usage: bool) -> AsyncIterator[str]:
-        """SSE events: role + citations first, then text deltas, then finish (+ usage)."""
-        last = None
-        try:
-            yield self._event([schemas.ChunkChoice(delta=schemas.Delta(role="assistant", content=""))],
-                              citations=self.citations)
-            async for chunk in self._chunks():
-                last = chunk
-                if chunk.text:
-                    yield self._event([schemas.ChunkChoice(delta=schemas.Delta(content=chunk.text))])
-            finish = [schemas.ChunkChoice(delta=schemas.Delta(),
-                                          finish_reason=last.finish_reason if last else None)]
-            if include_usage:
-                yield self._event(finish)
-                yield self._event([], usage=self._usage(last))
-            else:
-                yield self._event(finish, usage=self._usage(last))
-        except Exception as exc:  # headers are sent: the error becomes an event
-            yield sse_error(exc)
-        yield "data: [DONE]\n\n"
-
-    async def _chunks(self) -> AsyncIterator[Any]:
-        first = True
-        tenant, brand = self.prepared.tenant_id, self.prepared.brand
-        try:
-            async for chunk in self.chat.generate(self.prepared):
-                if first and (chunk.text or chunk.finish_reason):
-                    self.metrics.ttft.labels(tenant, brand).observe(time.perf_counter() - self.started)
-                    first = False
-                yield chunk
-        except (asyncio.CancelledError, GeneratorExit):  # the client went away
-            self.metrics.aborted.labels(tenant, brand).inc()
-            raise
-
-    def _usage(self, last: Any) -> schemas.Usage:
-        usage = usage_of(self.prepared, last)
-        self.metrics.observe_chat(self.prepared.tenant_id, self.prepared.brand,
-                                  usage.prompt_tokens, usage.completion_tokens)
-        return schemas.Usage(prompt_tokens=usage.prompt_tokens,
-                             completion_tokens=usage.completion_tokens,
-                             total_tokens=usage.total_tokens)
-
-    def _event(self, choices: list[schemas.ChunkChoice], **extra: Any) -> str:
-        chunk = schemas.ChatCompletionChunk(id=self.prepared.request_id, created=self.created,
-                                            model=self.prepared.brand, choices=choices, **extra)
-        data = chunk.model_dump(mode="json")
-        for key in ("usage", "citations"):  # only on the chunks that carry them
-            if data[key] is None:
-                del data[key]
-        for choice in data["choices"]:
-            choice["delta"] = {k: v for k, v in choice["delta"].items() if v is not None}
-        return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
-
-
-async def cancel_on_disconnect(request: Request, work: Awaitable[Any]) -> Any:
-    """Run ``work`` unless the client goes away first; then cancel it (which aborts
-    the engine request) and answer 499 to nobody."""
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_disconnected(request))
-    try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        watcher.cancel()
-        if not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-    if task.cancelled():
-        return Response(status_code=CLIENT_CLOSED)
-    return task.result()
-
-
-async def _disconnected(request: Request) -> None:
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
