@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import weakref
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Iterator
 
@@ -32,7 +32,8 @@ class _ThreadConnection:
         self.conn = conn
 
     def __del__(self) -> None:
-        self.conn.close()
+        with suppress(Exception):  # at interpreter exit sqlite3 may be half torn down
+            self.conn.close()
 
 
 class Database:
