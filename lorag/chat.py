@@ -169,7 +169,8 @@ class ChatService:
         prompt = _Prompt(_join_system(brand.system_prompt, request.messages),
                          self._relevant(hits, brand, request), _turns(request.messages))
         text, tokens, n_hits, first_turn = self._fit(prompt, max_tokens)
-        citations = tuple(_citation(i + 1, hit) for i, hit in enumerate((prompt.hits or [])[:n_hits]))
+        kept = (prompt.hits or [])[:n_hits]
+        citations = tuple(_citation(i + 1, hit) for i, hit in enumerate(kept))
         return PreparedChat(
             request_id=request.request_id, tenant_id=tenant_id, brand=brand.name,
             prompt=text, prompt_tokens=tokens, sampling=self._sampling(request, max_tokens),
