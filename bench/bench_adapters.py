@@ -43,7 +43,7 @@ _ids = itertools.count()
 def sizes(opts: Options, model: str | None) -> dict:
     size = opts.pick(
         full=dict(model="smollm2", requests=32, max_tokens=32, rounds=3, cold=5),
-        quick=dict(model="smollm2", requests=16, max_tokens=16, rounds=2, cold=3),
+        quick=dict(model="smollm2", requests=8, max_tokens=16, rounds=2, cold=2),
         tiny=dict(model="tiny", requests=8, max_tokens=8, rounds=1, cold=2))
     return {**size, "model": model or size["model"], "max_loras": 4, "max_cpu_loras": 16}
 
