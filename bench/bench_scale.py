@@ -31,6 +31,7 @@ from bench import corpus, models
 from bench.common import BenchResult, Options, latency_summary, main, progress
 
 GROWTH_BAR = 1.10
+KV_CACHE_MIB = 256
 WARM_EVERY = 10  # a second (warm) chat for every 10th tenant: the comparison, at a tenth of the cost
 QUESTION = "How do I open a file and read it line by line?"
 
@@ -71,7 +72,7 @@ def _app(root: Path, cache_tenants: int, max_loras: int, max_cpu_loras: int):
 
     engine = EngineSettings(model=str(models.model_path("tiny")), max_model_len=1024,
                             max_loras=max_loras, max_cpu_loras=max_cpu_loras, max_lora_rank=16,
-                            kv_cache_bytes=256 * 2**20)
+                            kv_cache_bytes=KV_CACHE_MIB * 2**20)
     retrieval = RetrievalSettings(index=IndexSettings(cache_tenants=cache_tenants))
     return Lorag(Settings(data_dir=root / "data", environment="test", engine=engine,
                           retrieval=retrieval))
@@ -187,7 +188,11 @@ async def _touch_chats(app, tenants: int, chatting: int, memory: _Memory) -> dic
 def _report(result, tenants, chunks, caches, search, chat, memory: _Memory) -> None:
     cache_tenants, max_loras, max_cpu_loras = caches
     totals = [(phase, n, me + kids) for phase, n, me, kids in memory.samples]
-    full = next(total for phase, n, total in totals if phase == "search" and n >= cache_tenants)
+    at_full = next(i for i, (phase, n, _) in enumerate(totals)
+                   if phase == "search" and n >= cache_tenants)
+    full = totals[at_full][2]
+    lorag_growth = memory.samples[-1][2] - memory.samples[at_full][2]
+    engine_growth = memory.samples[-1][3] - memory.samples[at_full][3]
     search_end = [total for phase, n, total in totals if phase == "search"][-1]
     end = totals[-1][2]
     growth = end / full
@@ -204,11 +209,10 @@ def _report(result, tenants, chunks, caches, search, chat, memory: _Memory) -> N
                f"the {cache_tenants} cached indexes had filled", round(growth, 3), "<=",
                GROWTH_BAR, why=f"{full:.0f} MiB -> {search_end:.0f} MiB after the searches -> "
                f"{end:.0f} MiB after the chats (lorag process + vLLM engine "
-               f"process); at most {search['loaded_max']} indexes in memory "
+               f"process): lorag's process {lorag_growth:+.0f} MiB, vLLM's engine process "
+               f"{engine_growth:+.0f} MiB; at most {search['loaded_max']} indexes in memory "
                f"(cache_tenants={cache_tenants})",
-               to_meet="" if growth <= GROWTH_BAR else
-               "find what is kept per tenant outside the caches (open SQLite connections, "
-               "per-adapter state in the engine) and bound it")
+               to_meet="" if growth <= GROWTH_BAR else _memory_advice(lorag_growth, engine_growth))
     result.bar("scale.index_cache_bound", "most tenant indexes held in memory at once / "
                "cache_tenants", search["loaded_max"] / cache_tenants, "<=", 1.0,
                why=f"{search['loaded_max']} of {cache_tenants}",
@@ -222,10 +226,13 @@ def _report(result, tenants, chunks, caches, search, chat, memory: _Memory) -> N
                  f"{cache_tenants} indexes, vLLM max_loras {max_loras}, max_cpu_loras "
                  f"{max_cpu_loras}. Latency in ms (chat: 8 tokens, retrieval on, top 2 sources)",
                  ["request", "p50", "p99", "mean"], rows)
-    result.figure("scale_memory.png", f"Resident memory while touching {tenants:,} tenants",
-                  "tenants touched", "RSS, MiB (lorag + vLLM engine)",
-                  [{"label": phase, "x": [n for p, n, _ in totals if p == phase],
-                    "y": [m for p, _, m in totals if p == phase]} for phase in ("search", "chat")])
+    steps = [n if phase == "search" else tenants + n for phase, n, _, _ in memory.samples]
+    result.figure("scale_memory.png", f"Resident memory: {tenants:,} tenants searched, then "
+                  f"{chat['tenants']} chatted with", "requests' tenants so far (searches, then chats)",
+                  "RSS, MiB", [{"label": "lorag process", "x": steps,
+                                "y": [s[2] for s in memory.samples]},
+                               {"label": "vLLM engine process", "x": steps,
+                                "y": [s[3] for s in memory.samples]}])
     result.notes.append(
         f"Query embeddings run on one torch thread (as in the retrieval benchmark: two "
         f"threads on a shared two-core machine swing latency by 10x). "
@@ -233,6 +240,18 @@ def _report(result, tenants, chunks, caches, search, chat, memory: _Memory) -> N
         f"corpus windows. RSS counts this process and its children (vLLM's engine core). "
         f"The chat phase starts after the search phase, so its first tenants' indexes are "
         f"already evicted: every first chat is cold for both the index and the adapter.")
+
+
+def _memory_advice(lorag_growth: float, engine_growth: float) -> str:
+    if engine_growth > lorag_growth and engine_growth <= KV_CACHE_MIB:
+        return (f"most of the growth is in vLLM's engine process ({engine_growth:+.0f} MiB, "
+                f"lorag's own process {lorag_growth:+.0f} MiB) and "
+                f"below the engine's configured KV cache ({KV_CACHE_MIB} MiB), reserved at "
+                "start but touched page by page as prefix caching fills new blocks: the likely "
+                "cause. Counting the configured KV cache in the baseline (or touching it at "
+                "start-up) would meet the bar")
+    return ("find what is kept per tenant outside the caches (open SQLite connections, "
+            "per-adapter state in the engine) and bound it")
 
 
 def _ms(summary: dict) -> list[str]:
