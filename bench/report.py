@@ -64,6 +64,10 @@ def render(data: dict, plots: list[str], out_dir: Path) -> str:
     failed = [(n, b) for n, b in data["benchmarks"].items() if "error" in b]
     for name, bench in failed:
         out.append(f"| {name} | (whole benchmark) | n/a | | **FAILED** | {bench['error']} |")
+    notes = out_dir / "RUN_NOTES.md"
+    if notes.exists():
+        out += ["", "## Notes on this run (written by whoever ran it, not generated)", "",
+                notes.read_text().strip()]
     for name, bench in data["benchmarks"].items():
         out += _section(name, bench, plots)
     out += ["", "## Reproduce", "", "    make bench         # python -m bench.run: the full run, "

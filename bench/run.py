@@ -89,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     mode = "tiny" if args.tiny else "quick" if args.quick else "full"
     out_dir = args.out_dir or (BENCH_DIR if mode == "full" else REPO_DIR / ".cache" / "bench" / mode)
     out_dir.mkdir(parents=True, exist_ok=True)
-    logs = out_dir / "logs" if args.out_dir else REPO_DIR / ".cache" / "bench" / "logs" / mode
+    shared_logs = args.out_dir is None or args.out_dir.resolve() == BENCH_DIR
+    logs = REPO_DIR / ".cache" / "bench" / "logs" / mode if shared_logs else out_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     started, load = time.time(), os.getloadavg()[0]
     if args.no_baselines:
