@@ -8,6 +8,7 @@ bad line of a .jsonl file) never stops the others.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 import io
 import json
 import logging
@@ -30,13 +31,14 @@ Input = Union[str, Path, DocumentInput, dict]
 Loaded = Union[LoadedDocument, DocumentError]
 
 
-class Source:
+class Source(ABC):
     """Something that yields documents; ``count`` is how many it will yield (for progress)."""
 
     count = 1
 
+    @abstractmethod
     def load(self) -> Iterator[Loaded]:
-        raise NotImplementedError
+        """Yield each document, or a DocumentError for one that cannot be read."""
 
 
 @dataclass
