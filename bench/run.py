@@ -75,6 +75,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--only", nargs="+", choices=list(BY_NAME), metavar="NAME",
                         help=f"run only these ({', '.join(BY_NAME)})")
     parser.add_argument("--out-dir", type=Path, help="where results go (default: see above)")
+    parser.add_argument("--render", action="store_true",
+                        help="run nothing: write RESULTS.md and the plots again from results.json")
     parser.add_argument("--collect", action="store_true",
                         help="run nothing: take the benchmarks' result files left in the logs "
                              "folder by an earlier (e.g. interrupted) run, and write the results")
@@ -92,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     shared_logs = args.out_dir is None or args.out_dir.resolve() == BENCH_DIR
     logs = REPO_DIR / ".cache" / "bench" / "logs" / mode if shared_logs else out_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
+    if args.render:
+        return _render(out_dir, json.loads((out_dir / "results.json").read_text()))
     started, load = time.time(), os.getloadavg()[0]
     if args.no_baselines:
         os.environ[baselines.DISABLED] = "1"
@@ -106,13 +110,20 @@ def main(argv: list[str] | None = None) -> int:
         "baseline_setup_s": setup, "load_at_start": load,
         "git_commit": _git_commit(), "benchmarks": list(results)}
     data = _merge(out_dir / "results.json", invocation, results, keep=bool(args.only))
-    plots = _plots(out_dir) if baselines.enabled() else []
-    (out_dir / "RESULTS.md").write_text(report.render(data, plots, out_dir))
-    print(f"[bench] {mode} run done in {invocation['duration_s'] / 60:.1f} min: "
-          f"{out_dir / 'RESULTS.md'}", file=sys.stderr)
-    print(report.summary(data))
+    print(f"[bench] {mode} run done in {invocation['duration_s'] / 60:.1f} min",
+          file=sys.stderr)
+    _render(out_dir, data)
     failed = [n for n, r in results.items() if "error" in r]
     return 1 if failed else 0
+
+
+def _render(out_dir: Path, data: dict) -> int:
+    """RESULTS.md and the plots from ``data`` (a results.json); prints the bars."""
+    plots = _plots(out_dir) if baselines.enabled() else []
+    (out_dir / "RESULTS.md").write_text(report.render(data, plots, out_dir))
+    print(f"[bench] wrote {out_dir / 'RESULTS.md'}", file=sys.stderr)
+    print(report.summary(data))
+    return 0
 
 
 def _setup() -> float:
@@ -224,6 +235,8 @@ def _old_invocations(old: dict) -> list[dict]:
 
 def _plots(out_dir: Path) -> list[str]:
     plots = out_dir / "plots"
+    for old in plots.glob("*.png"):  # drawn again from results.json: none left stale
+        old.unlink()
     done = subprocess.run([str(baselines.venv_python()), str(BENCH_DIR / "plot.py"),
                            str(out_dir / "results.json"), str(plots)],
                           capture_output=True, text=True)
