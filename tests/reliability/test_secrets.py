@@ -57,7 +57,7 @@ def test_keys_are_stored_hashed_and_never_logged(served, tmp_path, caplog, capfd
     # the CLI issues keys too, with its logging at DEBUG
     cli = subprocess.run(lorag_command("--log-level", "DEBUG", "tenants", "create", "globex"),
                          env=child_env(app.settings.data_dir, app.settings.engine.model),
-                         capture_output=True, text=True, timeout=120)
+                         capture_output=True, text=True, timeout=600)
     assert cli.returncode == 0, cli.stderr
     cli_key = re.search(r"lrg-[A-Za-z0-9_-]{43}", cli.stdout).group(0)
 
