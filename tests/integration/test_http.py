@@ -516,3 +516,29 @@ def test_health_ready_and_docs(server):
     document = httpx.get(server.url + "/openapi.json").json()
     assert "/v1/chat/completions" in document["paths"]
     assert httpx.get(server.url + "/docs").status_code == 200
+
+
+def test_admin_brands_adapters_and_keys(admin, server, keys):
+    brand = ok(admin.patch("/admin/tenants/acme/brands/acme-base",
+                           json={"retrieval": {"top_k": 2}, "system_prompt": "Be brief."}))
+    assert brand["retrieval"]["top_k"] == 2 and brand["system_prompt"] == "Be brief."
+    assert brand["adapter"] is None  # untouched: only the fields given change
+    assert_error(admin.patch("/admin/tenants/acme/brands/acme-base", json={"adapter": "nope"}),
+                 404, "adapter")
+    assert_error(admin.post("/admin/tenants/acme/brands", json={"name": "acme-base"}), 409)
+    assert_error(admin.post("/admin/tenants/acme/brands", json={"name": "Bad Name"}), 400, "name")
+    assert_error(admin.get("/admin/tenants/globex/brands/acme-base"), 404)
+    versions = ok(admin.get("/admin/tenants/acme/adapters/voice"))["data"]
+    assert [v["version"] for v in versions] == [1]
+    assert_error(admin.get("/admin/tenants/globex/adapters/voice"), 404, "name")
+    assert_error(admin.post("/admin/tenants/acme/adapters/register",
+                            json={"name": "x", "path": "/nonexistent"}), 404)
+    issued = ok(admin.post("/admin/tenants/acme/keys"), 201)
+    models = httpx.get(server.url + "/v1/models", headers={"Authorization": f"Bearer {issued['api_key']}"})
+    assert models.status_code == 200
+    ok(admin.delete(f"/admin/tenants/acme/keys/{issued['id']}"))
+    models = httpx.get(server.url + "/v1/models", headers={"Authorization": f"Bearer {issued['api_key']}"})
+    assert_error(models, 401)
+    assert_error(admin.post("/admin/tenants/acme/training", json={"name": "t", "steps": 0,
+                                                                  "conversations": [[]]}), 400, "steps")
+    assert_error(admin.post("/admin/tenants/nobody/training", json={"name": "t"}), 404, "tenant")
