@@ -119,6 +119,7 @@ def run_training(spec: TrainSpec, base: str, workdir: Path, *, texts: Sequence[s
     losses = _train(model, tokenizer, examples.train, spec, optimizer, scheduler, workdir,
                     first_step, on_step)
     train_seconds = time.monotonic() - started
+    log.info("evaluating %s: held-out, general text%s", spec.name, ", marker" if spec.marker else "")
     metrics = _metrics(spec, base, model, tokenizer, examples, general_texts, losses,
                        first_step, train_seconds)
     final = workdir / "final"

@@ -119,10 +119,11 @@ class Trainer:
         if spec.kind == "domain":
             texts = spec.texts if spec.texts is not None else list(self._tenant_texts(tenant))
 
-        def on_step(step: int, loss: float) -> None:
-            progress.advance()
+        def on_step(done: int, loss: float) -> None:
+            """``done`` counts steps from 0, so a resumed run jumps to where it was."""
+            progress.advance(done - progress.completed)
             bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
-            bar.update(1)
+            bar.update(done - bar.n)
 
         base = spec.base or self._base_model()
         workdir = self.workdir(tenant, spec.name)

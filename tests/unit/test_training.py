@@ -97,7 +97,7 @@ def test_marker_rate_is_measured_on_heldout_prompts(trainer):
     assert 0.0 <= marker["adapter_rate"] <= 1.0 and len(marker["adapter_samples"]) == 2
 
 
-def test_checkpoints_are_kept_and_resuming_reproduces_the_uninterrupted_run(trainer, registry):
+def test_checkpoints_are_kept_and_resuming_reproduces_the_uninterrupted_run(trainer, registry, app):
     spec = sft(steps=12, checkpoint_every=4, register_result=False)
     whole = trainer.train("acme", spec)
     workdir = trainer.workdir("acme", "voice")
@@ -108,6 +108,7 @@ def test_checkpoints_are_kept_and_resuming_reproduces_the_uninterrupted_run(trai
 
     resumed = trainer.train("acme", spec.model_copy(update={"resume": True}))
     assert resumed.metrics["train"]["resumed_from_step"] == 4
+    assert app.jobs.get("acme", resumed.job_id).completed == 12  # counts the steps before too
     again = load_file(resumed.folder / "adapter_model.safetensors")
     assert weights.keys() == again.keys()
     for key in weights:
