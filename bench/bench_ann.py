@@ -3,7 +3,8 @@
 lorag's ``HNSWIndex`` with its default settings (the index a tenant gets above
 ``ann_threshold``) against its exact ``FlatIndex``, one query at a time on one FAISS
 thread, as lorag serves: exact first, then HNSW (one index in memory at a time), then
-``ef_search`` is swept for the recall / latency curve. Bars: recall@10 at
+``ef_search`` is swept for the recall / latency curve (lorag's own beam grows with the
+square root of the index size: ``IndexSettings.hnsw_ef_search_per_sqrt``). Bars: recall@10 at
 least 0.95 while at least 10x faster (p50).
 
 Synthetic vectors, derived from real ones: a random point on the segment between two
@@ -62,9 +63,10 @@ def run(opts: Options) -> BenchResult:
     build_s = time.perf_counter() - started
     faiss.omp_set_num_threads(1)
     progress("ann", f"HNSW built in {build_s:.0f} s; timing it")
+    default_ef = hnsw.ef_search(10)  # lorag's beam at this size (grows with sqrt(n))
     sweep = [_sweep_point(hnsw, settings, ef, queries, truth)
-             for ef in sorted({*EF_SWEEP, settings.hnsw_ef_search})]
-    _report(result, n, settings, exact, build_s, sweep)
+             for ef in sorted({*EF_SWEEP, settings.hnsw_ef_search, default_ef})]
+    _report(result, n, settings, default_ef, exact, build_s, sweep)
     result.metrics["peak_rss_mb"] = round(peak_rss_mb(), 1)
     return result
 
@@ -114,16 +116,16 @@ def _recall(found: list[np.ndarray], truth: np.ndarray) -> float:
 
 def _sweep_point(hnsw, settings, ef: int, queries, truth) -> dict:
     default = hnsw.settings
-    hnsw.settings = settings.model_copy(update={"hnsw_ef_search": ef})
+    hnsw.settings = settings.model_copy(update={"hnsw_ef_search": ef, "hnsw_ef_search_per_sqrt": 0})
     timed = [_timed_search(hnsw, q) for q in queries]
     hnsw.settings = default
     return {"ef_search": ef, "recall_at_10": round(_recall([f for _, f in timed], truth), 4),
             **latency_summary([s for s, _ in timed])}
 
 
-def _report(result, n, settings, exact, build_s, sweep) -> None:
+def _report(result, n, settings, default_ef, exact, build_s, sweep) -> None:
     exact_summary = latency_summary(exact)
-    default = next(s for s in sweep if s["ef_search"] == settings.hnsw_ef_search)
+    default = next(s for s in sweep if s["ef_search"] == default_ef)
     speedup = exact_summary["p50_ms"] / default["p50_ms"]
     result.metrics.update({"vectors": n, "build_s": round(build_s, 1), "exact": exact_summary,
                            "sweep": sweep, "speedup_p50": round(speedup, 1)})
@@ -141,7 +143,8 @@ def _report(result, n, settings, exact, build_s, sweep) -> None:
                 f"{best['recall_at_10']:.3f}): the graph itself limits recall; a denser graph "
                 "(hnsw_ef_construction 200+, hnsw_m 48) would, at a longer build")
     where = (f"{n:,} vectors, HNSW M={settings.hnsw_m}, ef_construction="
-             f"{settings.hnsw_ef_construction}, ef_search={settings.hnsw_ef_search} (defaults)")
+             f"{settings.hnsw_ef_construction}, ef_search={default_ef} (defaults: max("
+             f"{settings.hnsw_ef_search}, {settings.hnsw_ef_search_per_sqrt:g} x sqrt(n)))")
     result.bar("ann.recall_at_10", f"ANN recall@10 vs exact, {where}", default["recall_at_10"],
                ">=", 0.95, unit="", to_meet="" if default["recall_at_10"] >= 0.95 else hint)
     result.bar("ann.speedup", f"ANN speed-up over exact search (p50), {where}", round(speedup, 1),

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import struct
 import tempfile
@@ -151,7 +152,7 @@ class HNSWIndex:
             selector = faiss.IDSelectorBatch(_ids(allowed))
         elif self.deleted:
             selector = faiss.IDSelectorNot(faiss.IDSelectorBatch(_ids(sorted(self.deleted))))
-        params = faiss.SearchParametersHNSW(efSearch=max(self.settings.hnsw_ef_search, k))
+        params = faiss.SearchParametersHNSW(efSearch=self.ef_search(k))
         if selector is not None:
             params.sel = selector
         scores, labels = self.index.search(_as_query(query), min(k, len(self)), params=params)
@@ -160,6 +161,12 @@ class HNSWIndex:
             keep = np.array([int(i) not in self.deleted for i in labels], dtype=bool)
             labels, scores = labels[keep], scores[keep]
         return labels, scores
+
+    def ef_search(self, k: int) -> int:
+        """The query beam for ``k`` results: at least ``k`` and ``hnsw_ef_search``, growing
+        with the square root of the indexed vectors."""
+        grown = math.ceil(self.settings.hnsw_ef_search_per_sqrt * math.sqrt(self.index.ntotal))
+        return max(self.settings.hnsw_ef_search, grown, k)
 
     def ids(self) -> np.ndarray:
         all_ids = faiss.vector_to_array(self.index.id_map)

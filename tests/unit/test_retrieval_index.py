@@ -35,6 +35,18 @@ def test_hnsw_asks_for_rebuild_after_many_removals():
     assert index.needs_rebuild()
 
 
+def test_hnsw_query_beam_grows_with_the_square_root_of_the_index():
+    index = create_index("hnsw", 8, SETTINGS.model_copy(update={"hnsw_ef_search_per_sqrt": 2.0}))
+    vectors = np.random.default_rng(0).standard_normal((10_000, 8)).astype(np.float32)
+    index.add(np.arange(1, 101), vectors[:100])
+    assert index.ef_search(10) == 64 and index.ef_search(100) == 100  # the floor, then k
+    index.add(np.arange(101, 10_001), vectors[100:])
+    assert index.ef_search(10) == 200  # 2 x sqrt(10,000)
+    fixed = create_index("hnsw", 8, SETTINGS.model_copy(update={"hnsw_ef_search_per_sqrt": 0}))
+    fixed.add(np.arange(1, 10_001), vectors)
+    assert fixed.ef_search(10) == 64
+
+
 @pytest.mark.parametrize("kind", ["flat", "hnsw"])
 def test_index_file_round_trip_and_damage(tmp_path, kind):
     index = create_index(kind, 4, SETTINGS)
