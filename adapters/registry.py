@@ -20,7 +20,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from adapters.engine import AdapterRef
 from adapters.settings import AdapterSettings
@@ -103,11 +103,13 @@ class AdapterStore:
     """
 
     def __init__(self, db: Database, layout: Layout, settings: AdapterSettings, *,
-                 max_rank: int, base_model: Callable[[], BaseModelSpec]):
+                 max_rank: int, base_model: Callable[[], BaseModelSpec],
+                 served_modules: Sequence[str] | None = None):
         self.db = db
         self.layout = layout
         self.settings = settings
         self.max_rank = max_rank
+        self.served_modules = served_modules
         self._base_model = base_model
         self._base: BaseModelSpec | None = None
         self._listeners: list[UnloadListener] = []
@@ -140,7 +142,8 @@ class AdapterStore:
             staged = self._stage(source, Path(tmp))
             try:
                 info = validate_adapter(staged, self.base(), max_rank=self.max_rank,
-                                        check_base_name=self.settings.check_base_name)
+                                        check_base_name=self.settings.check_base_name,
+                                        served_modules=self.served_modules)
             except InvalidInput as exc:
                 log.warning("refused adapter tenant=%s adapter=%s param=%s: %s", tenant_id,
                             name, exc.param, exc.message)

@@ -22,6 +22,7 @@ import tarfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Sequence
 
 from lorag.errors import InvalidInput, PayloadTooLarge, ServerError
 
@@ -32,6 +33,8 @@ WEIGHTS_FILE = "adapter_model.safetensors"
 PEFT_PREFIX = "base_model.model."
 # Modules no engine applies a LoRA to here (vLLM serves linear layers of the blocks only).
 UNSUPPORTED_TARGETS = {"embed_tokens", "lm_head", "wte", "wpe", "embed_in", "embed_out"}
+# vLLM's packed linear layers and the model's modules they stand for.
+PACKED = {"qkv_proj": ("q_proj", "k_proj", "v_proj"), "gate_up_proj": ("gate_proj", "up_proj")}
 # Fields that must agree between two configs for them to describe the same architecture.
 ARCHITECTURE_FIELDS = ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads",
                        "num_key_value_heads", "intermediate_size", "vocab_size", "head_dim")
@@ -174,12 +177,16 @@ def _check_tensors(header: object, data_size: int, filename: str,
 
 
 def validate_adapter(folder: Path, base: BaseModelSpec, *, max_rank: int,
-                     check_base_name: bool = True) -> AdapterInfo:
-    """Check a PEFT LoRA folder against the served base model; raises InvalidAdapter."""
+                     check_base_name: bool = True,
+                     served_modules: Sequence[str] | None = None) -> AdapterInfo:
+    """Check a PEFT LoRA folder against the served base model and, when the engine wraps
+    only ``served_modules`` with LoRA, against those; raises InvalidAdapter."""
     config = read_adapter_config(folder)
     rank, alpha, rank_pattern = _check_rank(config, max_rank)
     base_model = _check_base_model(config, base, check_base_name)
     targets, modules = _check_targets(config, base)
+    if served_modules is not None:
+        _check_served(modules, served_modules)
     _check_weights(folder, base, modules, rank, rank_pattern)
     return AdapterInfo(rank, alpha, targets, base_model, len(modules))
 
@@ -274,6 +281,18 @@ def _check_targets(config: dict, base: BaseModelSpec) -> tuple[tuple[str, ...], 
         raise InvalidAdapter(f"LoRA on {', '.join(unsupported)} is not supported by the engines",
                              param="adapter.target_modules")
     return names, modules
+
+
+def _check_served(modules: set[str], served: Sequence[str]) -> None:
+    """Every module the adapter changes must be one the engine wraps (a packed name such
+    as vLLM's ``qkv_proj`` stands for its parts)."""
+    wrapped = set(served).union(*(PACKED.get(name, ()) for name in served))
+    outside = sorted({m.rsplit(".", 1)[-1] for m in modules} - wrapped)
+    if outside:
+        raise InvalidAdapter(
+            f"adapter targets {', '.join(outside)}; the engine applies LoRA to "
+            f"{', '.join(sorted(served))} only (engine.lora_target_modules)",
+            param="adapter.target_modules")
 
 
 def _check_weights(folder: Path, base: BaseModelSpec, modules: set[str], rank: int,

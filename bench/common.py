@@ -31,9 +31,10 @@ from typing import Callable, Iterable
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
 
-# No hub, quiet tokenizers, and vLLM in-process (starts in seconds), for every benchmark.
+# No hub and quiet tokenizers for every benchmark; vLLM runs as lorag serves it (its
+# engine core in its own process, EngineSettings.engine_process).
 for _name, _value in (("HF_HUB_OFFLINE", "1"), ("TRANSFORMERS_OFFLINE", "1"),
-                      ("TOKENIZERS_PARALLELISM", "false"), ("VLLM_ENABLE_V1_MULTIPROCESSING", "0")):
+                      ("TOKENIZERS_PARALLELISM", "false")):
     os.environ.setdefault(_name, _value)
 
 OPS = {">=": lambda v, t: v >= t, "<=": lambda v, t: v <= t}

@@ -139,8 +139,7 @@ def _run_one(bench: Bench, mode: str, logs: Path) -> dict:
     print(f"[bench] {bench.name}: {shlex.join(command[1:])}", file=sys.stderr, flush=True)
     started, load = time.time(), round(os.getloadavg()[0], 1)
     env = {**os.environ, "PYTHONPATH": str(REPO_DIR), "HF_HUB_OFFLINE": "1",
-           "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-           "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
+           "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     log = logs / f"{bench.name}.log"
     with open(log, "w") as sink:
         # its own process group: a timeout ends the benchmark with its children (vLLM's

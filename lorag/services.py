@@ -90,6 +90,7 @@ class Lorag:
         self.tenants  # the adapters table references tenants
         store = AdapterStore(self.catalog, self.layout, self.settings.adapters,
                              max_rank=self.settings.engine.max_lora_rank,
+                             served_modules=self.settings.engine.lora_target_modules,
                              base_model=lambda: BaseModelSpec.from_folder(self.base_model_path))
         store.on_unload(self._unload_from_engine)
         return store

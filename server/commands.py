@@ -7,7 +7,6 @@ SIGTERM / Ctrl-C: uvicorn stops accepting, lets requests in flight finish (up to
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 
@@ -34,11 +33,6 @@ def _serve(args: argparse.Namespace) -> int:
 
     from server.app import create_app
 
-    # vLLM's AsyncLLM with VLLM_ENABLE_V1_MULTIPROCESSING=0 (which the Makefile and the
-    # tests set for quick starts) served an 8-token answer in ~590 ms against ~31 ms with
-    # its engine core in its own process (bench/bench_http.py, tiny model): serving
-    # always takes the latter.
-    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "1"
     _one_torch_thread()
     settings = Settings()
     host = args.host or settings.server.host

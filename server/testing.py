@@ -50,7 +50,10 @@ class LoragProcess:
         self.admin_key = "admin-" + secrets.token_urlsafe(32)
         self.args = args
         self.ready_timeout = ready_timeout
-        self.env = {**os.environ, "LORAG_DATA_DIR": str(self.data_dir),
+        # the server runs vLLM as its settings say (engine.engine_process), not as the
+        # parent's in-process tests do
+        inherited = {k: v for k, v in os.environ.items() if k != "VLLM_ENABLE_V1_MULTIPROCESSING"}
+        self.env = {**inherited, "LORAG_DATA_DIR": str(self.data_dir),
                     "LORAG_SERVER__ADMIN_KEY": self.admin_key, "PYTHONUNBUFFERED": "1",
                     "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
                     "TOKENIZERS_PARALLELISM": "false", **(env or {})}

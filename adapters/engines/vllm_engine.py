@@ -60,7 +60,8 @@ class VLLMEngine:
         """Start vLLM (seconds for small models) and run one token; raises ServerError."""
         if self._llm is not None:
             return
-        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING",
+                              "1" if self.settings.engine_process else "0")
         started = time.perf_counter()
         try:
             from transformers import AutoTokenizer
@@ -86,7 +87,7 @@ class VLLMEngine:
             model=self.model, tokenizer=self.model, dtype=s.dtype, seed=s.seed,
             max_model_len=s.max_model_len, max_num_seqs=s.max_num_seqs,
             enable_lora=True, max_loras=s.max_loras, max_cpu_loras=max(s.max_cpu_loras, s.max_loras),
-            max_lora_rank=vllm_lora_rank(s.max_lora_rank),
+            max_lora_rank=vllm_lora_rank(s.max_lora_rank), lora_target_modules=s.lora_target_modules,
             kv_cache_memory_bytes=s.kv_cache_bytes, enforce_eager=s.enforce_eager,
             disable_log_stats=True,
             # Imported by vLLM in its engine process: correct and grouped LoRA ops for

@@ -36,14 +36,17 @@ def settings(data_dir: Path, model: Path, **engine) -> Settings:
 
 
 def child_env(data_dir: Path, model: Path, **extra: str) -> dict[str, str]:
-    """The same settings for a child process (``lorag ...`` reads them from LORAG_*)."""
-    return {**os.environ, "LORAG_DATA_DIR": str(data_dir), "LORAG_ENVIRONMENT": "test",
+    """The same settings for a child process (``lorag ...`` reads them from LORAG_*); a
+    server child runs vLLM as its settings say (engine.engine_process), not in-process as
+    this test process does."""
+    inherited = {k: v for k, v in os.environ.items() if k != "VLLM_ENABLE_V1_MULTIPROCESSING"}
+    return {**inherited, "LORAG_DATA_DIR": str(data_dir), "LORAG_ENVIRONMENT": "test",
             "LORAG_RETRIEVAL__EMBEDDER__BACKEND": "fake", "LORAG_ENGINE__MODEL": str(model),
             "LORAG_ENGINE__MAX_MODEL_LEN": "512", "LORAG_ENGINE__KV_CACHE_BYTES": str(64 * 2**20),
             "LORAG_ADAPTERS__MAX_UNPACKED_BYTES": str(16 * 2**20),
             "LORAG_ADAPTERS__TRAINING__THREADS": "1", "HF_HUB_OFFLINE": "1",
             "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-            "VLLM_ENABLE_V1_MULTIPROCESSING": "0", "PYTHONUNBUFFERED": "1", **extra}
+            "PYTHONUNBUFFERED": "1", **extra}
 
 
 def lorag_command(*args: str) -> list[str]:

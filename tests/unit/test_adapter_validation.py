@@ -8,6 +8,7 @@ import pytest
 
 from tests.adapter_cases import REFUSED, Kit
 from tests.adapter_fixtures import adapter_settings, app, lora, other_base_lora  # noqa: F401
+from adapters.validation import InvalidAdapter
 from lorag.services import Lorag
 
 
@@ -67,3 +68,18 @@ def test_archive_over_upload_limit(tmp_path, tiny_model, kit):
         small.adapters.register("acme", "support", path)
     assert (err.value.param, err.value.status) == ("archive", 413)
     small.close()
+
+
+def test_engine_limited_to_some_modules_refuses_adapters_that_target_others(tmp_path, tiny_model,
+                                                                            tiny_lora_factory):
+    settings = adapter_settings(tmp_path / "limited", tiny_model)
+    settings.engine.lora_target_modules = ["qkv_proj"]  # vLLM's packed q, k, v
+    limited = Lorag(settings)
+    limited.tenants.create("acme")
+    assert limited.adapters.register("acme", "attention", tiny_lora_factory(seed=1)).version == 1
+    mlp = tiny_lora_factory(seed=1, targets=("q_proj", "up_proj"))
+    with pytest.raises(InvalidAdapter) as err:
+        limited.adapters.register("acme", "mlp", mlp)
+    assert err.value.param == "adapter.target_modules" and "up_proj" in err.value.message
+    assert [a.name for a in limited.adapters.list("acme")] == ["attention"]
+    limited.close()
