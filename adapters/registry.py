@@ -245,6 +245,15 @@ class AdapterStore:
                      gone.version, gone.id)
         return removed
 
+    def delete_tenant(self, tenant_id: str) -> None:
+        """Delete every adapter of a tenant that is being deleted, unloading each from the
+        engines (the tenant's rows would otherwise go by cascade, unheard)."""
+        for name in sorted({v.name for v in self.list(tenant_id)}):
+            try:
+                self.delete(tenant_id, name)
+            except NotFound:  # deleted meanwhile
+                pass
+
     def _notify(self, ref: AdapterRef) -> None:
         for listener in self._listeners:
             try:

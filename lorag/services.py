@@ -93,6 +93,7 @@ class Lorag:
                              served_modules=self.settings.engine.lora_target_modules,
                              base_model=lambda: BaseModelSpec.from_folder(self.base_model_path))
         store.on_unload(self._unload_from_engine)
+        self.tenants.before_delete.append(store.delete_tenant)
         return store
 
     @cached_property

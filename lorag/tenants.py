@@ -63,6 +63,9 @@ class TenantStore:
     def __init__(self, db: Database, layout: Layout):
         self.db = db
         self.layout = layout
+        # Called with the tenant id before its rows are deleted: stores that must act on
+        # their rows (adapters unloading from the engine) do it here.
+        self.before_delete: list = []
         # Called with the tenant id after its rows are deleted, before its files are:
         # caches (loaded indexes, open stores) let go of the tenant here.
         self.on_delete: list = []
@@ -97,6 +100,9 @@ class TenantStore:
 
     def delete(self, tenant_id: str) -> None:
         """Delete the tenant, its keys and rows (cascade), then its files; raises NotFound."""
+        self.get(tenant_id)  # NotFound before any callback acts
+        for callback in self.before_delete:
+            callback(tenant_id)
         with self.db.transaction() as conn:
             if conn.execute("DELETE FROM tenants WHERE id=?", (tenant_id,)).rowcount == 0:
                 raise NotFound(f"tenant {tenant_id!r} not found", param="tenant")

@@ -75,8 +75,13 @@ def test_unknown_tenant_and_bad_names(app, lora, tmp_path):
     assert err.value.param == "path"
 
 
-def test_tenant_delete_removes_its_adapters(app, lora):
-    version = app.adapters.register("acme", "support", lora)
+def test_tenant_delete_removes_its_adapters_and_unloads_them(app, lora):
+    heard = []
+    app.adapters.on_unload(heard.append)
+    versions = [app.adapters.register("acme", name, lora) for name in ("support", "support", "sales")]
+    kept = app.adapters.register("globex", "support", lora)
+    heard.clear()  # version 2 superseded version 1: heard already
     app.tenants.delete("acme")
-    assert not version.path.exists()
-    assert app.catalog.query("SELECT * FROM adapters") == []
+    assert not any(v.path.exists() for v in versions) and kept.path.exists()
+    assert sorted(r.int_id for r in heard) == sorted(v.id for v in versions)
+    assert [r["id"] for r in app.catalog.query("SELECT id FROM adapters")] == [kept.id]
