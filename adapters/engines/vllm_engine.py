@@ -53,13 +53,17 @@ class VLLMEngine:
         self._loaded: set[int] = set()
         self._locks: dict[int, asyncio.Lock] = {}
         self._counts = {"adapter_loads": 0, "adapter_load_failures": 0, "adapter_unloads": 0}
+        self._starting = asyncio.Lock()
 
     # -- lifecycle ---------------------------------------------------------------------
 
     async def warm_up(self) -> None:
         """Start vLLM (seconds for small models) and run one token; raises ServerError."""
-        if self._llm is not None:
-            return
+        async with self._starting:
+            if self._llm is None:
+                await self._start()
+
+    async def _start(self) -> None:
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING",
                               "1" if self.settings.engine_process else "0")
         started = time.perf_counter()
@@ -68,8 +72,10 @@ class VLLMEngine:
             from vllm.engine.arg_utils import AsyncEngineArgs
             from vllm.v1.engine.async_llm import AsyncLLM
 
-            self._tokenizer = AutoTokenizer.from_pretrained(self.model)
-            self._llm = AsyncLLM.from_engine_args(AsyncEngineArgs(**self._engine_args()))
+            # both block for seconds: in a thread, so the server answers /health meanwhile
+            self._tokenizer = await asyncio.to_thread(AutoTokenizer.from_pretrained, self.model)
+            self._llm = await asyncio.to_thread(AsyncLLM.from_engine_args,
+                                                AsyncEngineArgs(**self._engine_args()))
         except LoragError:
             raise
         except Exception as exc:
