@@ -255,10 +255,13 @@ class ChatService:
 
     def _relevant(self, hits: list[SearchHit] | None, brand: BrandLike,
                   request: ChatRequest) -> list[SearchHit] | None:
-        """Drop dense hits under the cosine floor; other modes' scores are not comparable."""
-        if hits is None or (request.retrieval.mode or brand.mode) != "dense":
+        """Keep hits that share a content word with the question (lexical match) or reach
+        the cosine floor; in every mode, so a hybrid search's fused noise is dropped too."""
+        if hits is None:
             return hits
-        return [hit for hit in hits if hit.score >= self.settings.min_dense_score]
+        floor = self.settings.min_dense_score
+        return [hit for hit in hits if hit.lexical_match
+                or (hit.dense_score is not None and hit.dense_score >= floor)]
 
     def _fit(self, prompt: _Prompt, max_tokens: int) -> tuple[str, int, int, int]:
         """(text, tokens, sources kept, first turn kept) of the largest prompt that fits.

@@ -28,8 +28,8 @@ class ChatSettings(BaseModel):
     default_temperature: float = Field(
         0.2, ge=0.0, le=2.0, description="Sampling temperature when a request gives none.")
     min_dense_score: float = Field(
-        0.2, ge=-1.0, le=1.0, description="Dense hits with a lower cosine are not relevant "
-        "and are not shown to the model (dense mode only; other scores are not comparable).")
+        0.2, ge=-1.0, le=1.0, description="Retrieved chunks with a lower cosine to the question "
+        "that share no content word with it are not relevant and are not shown to the model.")
 
 
 # No model hub is reachable: every model comes from a local folder.

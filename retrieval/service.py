@@ -10,6 +10,7 @@ import logging
 import re
 import threading
 from collections import OrderedDict
+from dataclasses import replace
 from typing import Callable
 
 import numpy as np
@@ -124,11 +125,11 @@ class Retrieval:
             return []
         if mode == "lexical":
             scored = self._lexical(handle, query, k, filters, document_ids)
-        elif mode == "dense":
+            return [replace(h, lexical_match=True) for h in handle.store.hits(scored)]
+        if mode == "dense":
             scored = self._dense(handle, query, k, filters, document_ids)
-        else:
-            scored = self._hybrid(handle, query, k, filters, document_ids)
-        return handle.store.hits(scored)
+            return [replace(h, dense_score=h.score) for h in handle.store.hits(scored)]
+        return self._hybrid(handle, query, k, filters, document_ids)
 
     def _check_tenant(self, tenant: str) -> None:
         check_name(tenant, "tenant")
@@ -167,13 +168,14 @@ class Retrieval:
             return []
         return handle.store.lexical(match, k, filters, document_ids)
 
-    def _hybrid(self, handle: TenantIndex, query: str, k: int, filters, document_ids) -> Scored:
+    def _hybrid(self, handle: TenantIndex, query: str, k: int, filters,
+                document_ids) -> list[SearchHit]:
         n = max(k, self.settings.hybrid_candidates)
-        dense = self._dense(handle, query, n, filters, document_ids)
-        lexical = self._lexical(handle, query, n, filters, document_ids)
-        fused = reciprocal_rank_fusion([[i for i, _ in dense], [i for i, _ in lexical]],
-                                       self.settings.rrf_k)
-        return fused[:k]
+        dense = dict(self._dense(handle, query, n, filters, document_ids))
+        lexical = dict(self._lexical(handle, query, n, filters, document_ids))
+        fused = reciprocal_rank_fusion([list(dense), list(lexical)], self.settings.rrf_k)
+        return [replace(h, dense_score=dense.get(h.chunk_id), lexical_match=h.chunk_id in lexical)
+                for h in handle.store.hits(fused[:k])]
 
 
 def check_filters(filters) -> dict | None:

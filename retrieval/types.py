@@ -21,6 +21,11 @@ class SearchHit:
     source: str | None
     metadata: dict = field(default_factory=dict)
     score: float = 0.0
+    # What the question and the chunk have in common, whatever the mode: the cosine where
+    # the dense search ranked the chunk, and whether the lexical search (stop words
+    # dropped) found it. The chat's relevance floor reads these.
+    dense_score: float | None = None
+    lexical_match: bool = False
 
 
 @dataclass(frozen=True)

@@ -197,7 +197,14 @@ class SearchResult(BaseModel):
     title: str | None
     source: str | None
     metadata: dict[str, Any]
-    score: float
+    score: float = Field(description="The mode's own score: cosine (dense), BM25 (lexical), "
+                                     "reciprocal rank fusion (hybrid).")
+    dense_score: float | None = Field(
+        description="The chunk's cosine to the query where the dense search ranked it.")
+    lexical_match: bool = Field(
+        description="The lexical search found it: it shares a content word with the query. "
+                    "Chat shows the model only chunks that do or whose cosine reaches the "
+                    "relevance floor.")
 
 
 class SearchResponse(BaseModel):

@@ -112,10 +112,12 @@ class FakeEmbedder:
         pass
 
 
-def hit(n: int, words: int = 5, score: float | None = None) -> SearchHit:
+def hit(n: int, words: int = 5, score: float | None = None, lexical: bool = False) -> SearchHit:
+    """A dense hit (its score is its cosine), also a lexical one when ``lexical``."""
+    score = score if score is not None else 1.0 - n / 10
     return SearchHit(chunk_id=100 + n, document_id=f"doc-{n}", position=0,
                      text=" ".join(f"w{n}" for _ in range(words)), title=f"Title {n}",
-                     source=f"file{n}.md", score=score if score is not None else 1.0 - n / 10)
+                     source=f"file{n}.md", score=score, dense_score=score, lexical_match=lexical)
 
 
 def default_brands() -> dict[tuple[str, str], FakeBrand]:

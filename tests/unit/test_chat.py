@@ -125,6 +125,13 @@ def test_nothing_found_tells_the_model_so():
     assert prepared.citations == ()
 
 
+def test_hits_under_the_floor_are_shown_only_when_they_share_a_word_with_the_question():
+    setup = Setup(hits=[hit(1, score=0.9), hit(2, score=0.05), hit(3, score=0.1, lexical=True)])
+    service, _, _ = setup.build()
+    prepared = run(service.prepare("acme", ask()))  # the default mode: hybrid
+    assert [c.document_id for c in prepared.citations] == ["doc-1", "doc-3"]
+
+
 def test_dense_hits_under_the_relevance_floor_are_not_shown():
     setup = Setup(hits=[hit(1, score=0.9), hit(2, score=0.05)])
     service, _, _ = setup.build()

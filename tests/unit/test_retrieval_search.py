@@ -50,6 +50,17 @@ def test_scores_are_descending_and_k_is_respected(app):
                                                                     reverse=True)
 
 
+def test_hits_say_what_they_share_with_the_question(app):
+    dense = app.retrieval.search("acme", "barn", mode="dense", k=4)
+    assert all(h.dense_score == h.score and not h.lexical_match for h in dense)
+    assert all(h.lexical_match and h.dense_score is None
+               for h in app.retrieval.search("acme", "barn", mode="lexical"))
+    hybrid = {h.document_id: h for h in app.retrieval.search("acme", "barn", mode="hybrid", k=4)}
+    assert {d for d, h in hybrid.items() if h.lexical_match} == {"cat", "hen"}  # say "barn"
+    cosine = {h.document_id: h.score for h in dense}
+    assert all(h.dense_score == pytest.approx(cosine[d]) for d, h in hybrid.items())
+
+
 def test_default_mode_and_k_come_from_settings(app):
     assert app.settings.retrieval.default_mode == "hybrid"
     assert len(app.retrieval.search("acme", "the")) == min(4, app.settings.retrieval.default_k)
