@@ -15,6 +15,7 @@ import hashlib
 import logging
 import re
 import threading
+from functools import cached_property
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -199,13 +200,38 @@ class SentenceTransformerEmbedder:
     def embed_documents(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
+        if self.document_precision == "bfloat16":
+            import torch
+
+            with torch.autocast(self.model.device.type, dtype=torch.bfloat16):
+                return self._encode(texts)
+        return self._encode(texts)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self._encode([text])[0]
+
+    @cached_property
+    def document_precision(self) -> str:
+        """float32 or bfloat16: the setting, with auto resolved for this machine."""
+        if self.settings.document_precision != "auto":
+            return self.settings.document_precision
+        return "bfloat16" if self.settings.device == "cpu" and cpu_has_native_bf16() else "float32"
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
         vectors = self.model.encode(texts, batch_size=self.settings.batch_size,
                                     normalize_embeddings=True, convert_to_numpy=True,
                                     show_progress_bar=False)
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
-    def embed_query(self, text: str) -> np.ndarray:
-        return self.embed_documents([text])[0]
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AMX or AVX512-BF16, per /proc/cpuinfo);
+    elsewhere bf16 autocast is emulated and slower than float32."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return bool(re.search(r"\b(amx_bf16|avx512_bf16)\b", flags))
 
 
 _cache: dict[str, Embedder] = {}

@@ -13,6 +13,12 @@ class EmbedderSettings(BaseModel):
         None, description="A sentence-transformers model folder; None = the packaged all-MiniLM-L6-v2.")
     batch_size: int = Field(64, ge=1, le=4096, description="Texts per encode call.")
     device: str = Field("cpu", description="torch device for the embedder.")
+    document_precision: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto", description="Precision of document embedding (ingestion): bfloat16 autocast is "
+                            "~3x faster on CPUs with native bf16 (AMX, AVX512-BF16) and gives "
+                            "vectors within cosine 0.9999 of float32; auto = bfloat16 where the "
+                            "CPU has it. Queries always embed in float32 (for one short text the "
+                            "casts cost more than they save).")
 
 
 class IndexSettings(BaseModel):

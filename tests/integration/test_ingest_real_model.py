@@ -39,3 +39,20 @@ def test_real_model_ingest_search_and_reingest(app):
     assert max(r[0] for r in store.db.query("SELECT token_count FROM chunks")) <= 254
     again = app.documents.ingest("acme", DOCS)
     assert (again.unchanged, again.chunks_embedded) == (4, 0)
+
+
+def test_bf16_document_embeddings_match_float32_and_queries_stay_float32():
+    import numpy as np
+
+    from retrieval.embedders import SentenceTransformerEmbedder
+    from retrieval.settings import EmbedderSettings
+
+    full, half = (SentenceTransformerEmbedder(EmbedderSettings(document_precision=p))
+                  for p in ("float32", "bfloat16"))
+    texts = [d.text for d in DOCS]
+    a, b = full.embed_documents(texts), half.embed_documents(texts)
+    assert b.dtype == np.float32 and np.allclose(np.linalg.norm(b, axis=1), 1, atol=1e-5)
+    assert (a * b).sum(axis=1).min() > 0.999
+    query = "a doctor gave medicine for a disease"
+    assert np.array_equal(full.embed_query(query), half.embed_query(query))
+    assert np.argmax(a @ half.embed_query(query)) == np.argmax(b @ half.embed_query(query)) == 0
