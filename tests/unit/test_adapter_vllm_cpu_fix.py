@@ -1,4 +1,5 @@
-"""vLLM's torch-native LoRA ops give tokens with LoRA index -1 (no adapter) nothing."""
+"""vLLM's torch-native LoRA ops give tokens with LoRA index -1 (no adapter) nothing; the
+worker extension makes the KV cache resident."""
 
 import pytest
 
