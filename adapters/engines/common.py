@@ -10,7 +10,7 @@ from collections import Counter
 from pathlib import Path
 
 from adapters.engine import AdapterRef, GenerationRequest, InferenceEngine
-from lorag.errors import InvalidInput, NotFound
+from lorag.errors import InvalidInput, NotFound, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,24 @@ def room_for(prompt_tokens: int, max_tokens: int, max_model_len: int) -> int:
 
 def adapter_label(ref: AdapterRef) -> str:
     return f"{ref.tenant_id}/{ref.name}/v{ref.version}"
+
+
+class ChatPrompts:
+    """Prompt rendering and token counting with the served model's tokenizer, for
+    engines that hold it as ``_tokenizer`` once ``ready()``."""
+
+    def render_chat(self, messages: list[dict]) -> str:
+        self._require_ready()
+        return self._tokenizer.apply_chat_template(messages, tokenize=False,
+                                                   add_generation_prompt=True)
+
+    def count_tokens(self, text: str) -> int:
+        self._require_ready()
+        return len(self._tokenizer.encode(text, add_special_tokens=False))
+
+    def _require_ready(self) -> None:
+        if not self.ready():
+            raise Unavailable("the inference engine is not running", param="model")
 
 
 class AdapterSnapshots:

@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Any, AsyncIterator
 
 from adapters.engine import AdapterRef, GenerationChunk, GenerationRequest, Sampling
-from adapters.engines.common import AdapterSnapshots, InFlight, adapter_label, prompt_text, room_for
+from adapters.engines.common import (AdapterSnapshots, ChatPrompts, InFlight, adapter_label,
+                                     prompt_text, room_for)
 from adapters.settings import EngineSettings
 from adapters.validation import InvalidAdapter
-from lorag.errors import LoragError, NotFound, ServerError, Unavailable
+from lorag.errors import LoragError, NotFound, ServerError
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ class _Decode:
     text: str = ""
 
 
-class PeftEngine:
+class PeftEngine(ChatPrompts):
     """InferenceEngine on transformers + PEFT. Construction is cheap; ``warm_up()`` loads."""
 
     def __init__(self, settings: EngineSettings, *, model: str, work_dir: Path):
@@ -105,21 +106,6 @@ class PeftEngine:
 
     async def _run(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-
-    # -- prompts -----------------------------------------------------------------------
-
-    def render_chat(self, messages: list[dict]) -> str:
-        self._require_ready()
-        return self._tokenizer.apply_chat_template(messages, tokenize=False,
-                                                   add_generation_prompt=True)
-
-    def count_tokens(self, text: str) -> int:
-        self._require_ready()
-        return len(self._tokenizer.encode(text, add_special_tokens=False))
-
-    def _require_ready(self) -> None:
-        if not self.ready():
-            raise Unavailable("the inference engine is not running", param="model")
 
     # -- generation --------------------------------------------------------------------
 

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import AsyncIterator
 
 from adapters.engine import AdapterRef, GenerationChunk, GenerationRequest, Sampling
-from adapters.engines.common import AdapterSnapshots, InFlight, adapter_label, prompt_text, room_for
+from adapters.engines.common import (AdapterSnapshots, ChatPrompts, InFlight, adapter_label,
+                                     prompt_text, room_for)
 from adapters.settings import EngineSettings
 from adapters.validation import InvalidAdapter
 from lorag.errors import InvalidInput, LoragError, NotFound, ServerError, Unavailable
@@ -37,7 +38,7 @@ def vllm_lora_rank(max_rank: int) -> int:
                        param="engine.max_lora_rank")
 
 
-class VLLMEngine:
+class VLLMEngine(ChatPrompts):
     """InferenceEngine on vLLM. Construction is cheap; ``warm_up()`` starts vLLM."""
 
     def __init__(self, settings: EngineSettings, *, model: str, work_dir: Path):
@@ -115,21 +116,6 @@ class VLLMEngine:
         if llm is not None:
             llm.shutdown()
             log.info("vLLM engine shut down model=%s", self.model)
-
-    # -- prompts -----------------------------------------------------------------------
-
-    def render_chat(self, messages: list[dict]) -> str:
-        self._require_ready()
-        return self._tokenizer.apply_chat_template(messages, tokenize=False,
-                                                   add_generation_prompt=True)
-
-    def count_tokens(self, text: str) -> int:
-        self._require_ready()
-        return len(self._tokenizer.encode(text, add_special_tokens=False))
-
-    def _require_ready(self) -> None:
-        if not self.ready():
-            raise Unavailable("the inference engine is not running", param="model")
 
     # -- generation --------------------------------------------------------------------
 
