@@ -117,27 +117,4 @@ apply()
 
 class LoraOpsFix:
     """Named as vLLM's ``worker_extension_cls`` so that vLLM imports this module (and so
-    installs the ops) in its engine process; adds ``touch_kv_cache`` to the worker."""
-
-    def touch_kv_cache(self) -> int:
-        """Write every byte of the KV cache once and return its size. vLLM allocates it
-        zeroed, which the kernel maps lazily: without this the engine's resident memory
-        creeps up by the cache's size as requests first use its blocks, hours into a
-        run, instead of showing at start."""
-        tensors = _tensors(self.model_runner.kv_caches)
-        for tensor in tensors:
-            tensor.zero_()
-        return sum(t.numel() * t.element_size() for t in tensors)
-
-
-def _tensors(value) -> list:
-    """The tensors in ``value``, which may nest them in lists, tuples or dicts."""
-    import torch
-
-    if isinstance(value, torch.Tensor):
-        return [value]
-    if isinstance(value, dict):
-        value = list(value.values())
-    if isinstance(value, (list, tuple)):
-        return [t for item in value for t in _tensors(item)]
-    return []
+    installs the ops) in its engine process. Adds nothing to the worker."""

@@ -82,8 +82,6 @@ class VLLMEngine(ChatPrompts):
         except Exception as exc:
             raise ServerError(f"vLLM failed to start on {self.model}: {exc}") from exc
         self.loop = asyncio.get_running_loop()
-        touched = await self._llm.collective_rpc("touch_kv_cache")  # resident from the start
-        log.info("KV cache resident: %.0f MiB", sum(touched) / 2**20)
         self._snapshots = AdapterSnapshots(self.work_dir / "vllm-loras")
         async for _ in self.generate(GenerationRequest("warm-up", prompt="Hello",
                                                        sampling=Sampling(max_tokens=1))):
