@@ -27,13 +27,15 @@ from adapters.settings import AdapterSettings
 from adapters.validation import (
     AdapterInfo,
     BaseModelSpec,
+    InvalidAdapter,
+    check_still_served,
     copy_adapter_files,
     is_archive,
     unpack_archive,
     validate_adapter,
 )
 from lorag.db import Database
-from lorag.errors import InvalidInput, NotFound, PayloadTooLarge
+from lorag.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
 from lorag.layout import Layout, check_name
 
 log = logging.getLogger(__name__)
@@ -198,8 +200,17 @@ class AdapterStore:
     # -- read --------------------------------------------------------------------------
 
     def resolve(self, tenant_id: str, name: str) -> AdapterRef:
-        """The newest version of ``name`` as an engine sees it; raises NotFound(adapter)."""
-        return self.get(tenant_id, name).ref()
+        """The newest version of ``name`` as an engine sees it; raises NotFound(adapter),
+        or Conflict(adapter) when the engine no longer applies LoRA to all its modules
+        (``engine.lora_target_modules`` narrowed since it was registered)."""
+        version = self.get(tenant_id, name)
+        if self.served_modules is not None:
+            try:
+                check_still_served(version.targets, self.base(), self.served_modules)
+            except InvalidAdapter as exc:
+                raise Conflict(f"adapter {name!r} version {version.version}: {exc.message}",
+                               param="adapter", code="adapter_not_served") from None
+        return version.ref()
 
     def get(self, tenant_id: str, name: str, version: int | None = None) -> AdapterVersion:
         """One version (the newest when ``version`` is None); raises NotFound(adapter)."""

@@ -283,6 +283,16 @@ def _check_targets(config: dict, base: BaseModelSpec) -> tuple[tuple[str, ...], 
     return names, modules
 
 
+def check_still_served(targets: tuple[str, ...], base: BaseModelSpec,
+                       served: Sequence[str]) -> None:
+    """A registered adapter's ``targets`` (as stored: names, or one regex) against the
+    modules the engine wraps now; raises InvalidAdapter when the engine would silently
+    leave some of its weights out."""
+    regex = len(targets) == 1 and re.search(r"\W", targets[0]) is not None
+    _, modules = _check_targets({"target_modules": targets[0] if regex else list(targets)}, base)
+    _check_served(modules, served)
+
+
 def _check_served(modules: set[str], served: Sequence[str]) -> None:
     """Every module the adapter changes must be one the engine wraps (a packed name such
     as vLLM's ``qkv_proj`` stands for its parts)."""

@@ -20,7 +20,7 @@ from typing import Any, AsyncIterator, Callable, Protocol, Sequence
 
 from adapters.engine import AdapterRef, GenerationChunk, GenerationRequest, InferenceEngine, Sampling
 from lorag.config import ChatSettings
-from lorag.errors import InvalidInput, NotFound
+from lorag.errors import Conflict, InvalidInput, NotFound
 from retrieval.types import SearchHit
 
 log = logging.getLogger(__name__)
@@ -219,6 +219,9 @@ class ChatService:
         except NotFound:
             raise NotFound(f"the adapter of model {brand.name!r} is missing", param="model",
                            code="adapter_not_found") from None
+        except Conflict as exc:  # the engine's LoRA modules narrowed since it was registered
+            raise Conflict(f"model {brand.name!r}: {exc.message}", param="model",
+                           code=exc.code) from None
 
     def _max_tokens(self, requested: int | None) -> int:
         max_tokens = self.settings.default_max_tokens if requested is None else requested

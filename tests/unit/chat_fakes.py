@@ -10,7 +10,7 @@ from pathlib import Path
 
 from adapters.engine import AdapterRef, GenerationChunk
 from lorag.chat import ChatService
-from lorag.errors import NotFound
+from lorag.errors import Conflict, NotFound
 from lorag.services import Lorag
 from retrieval.types import SearchHit
 
@@ -45,6 +45,9 @@ class FakeAdapters:
     def resolve(self, tenant: str, name: str) -> AdapterRef:
         if name == "gone":
             raise NotFound("adapter gone", param="adapter")
+        if name == "narrowed":
+            raise Conflict("adapter targets v_proj; the engine applies LoRA to q_proj only",
+                           param="adapter", code="adapter_not_served")
         return AdapterRef(tenant, name, 1, 7, Path("/adapters") / tenant / name / "1")
 
 

@@ -83,3 +83,25 @@ def test_engine_limited_to_some_modules_refuses_adapters_that_target_others(tmp_
     assert err.value.param == "adapter.target_modules" and "up_proj" in err.value.message
     assert [a.name for a in limited.adapters.list("acme")] == ["attention"]
     limited.close()
+
+
+def test_adapter_outside_narrowed_engine_modules_is_refused_at_use_not_served_silently(
+        tmp_path, tiny_model, tiny_lora_factory):
+    from lorag.errors import Conflict
+
+    data = tmp_path / "narrowed"
+    first = Lorag(adapter_settings(data, tiny_model))  # every module wrapped
+    first.tenants.create("acme")
+    version = first.adapters.register("acme", "voice", tiny_lora_factory(seed=1))  # q_proj, v_proj
+    first.close()
+    for served, ok in ((["q_proj"], False), (["qkv_proj"], True), (["q_proj", "v_proj"], True)):
+        settings = adapter_settings(data, tiny_model)
+        settings.engine.lora_target_modules = served
+        app = Lorag(settings)
+        if ok:
+            assert app.adapters.resolve("acme", "voice").int_id == version.id
+        else:
+            with pytest.raises(Conflict) as err:
+                app.adapters.resolve("acme", "voice")
+            assert err.value.param == "adapter" and "v_proj" in err.value.message
+        app.close()

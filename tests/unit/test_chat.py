@@ -10,7 +10,7 @@ import pytest
 
 from lorag.chat import NOTHING_FITS, NOTHING_FOUND, ChatRequest, ChatService, RetrievalOptions
 from lorag.config import ChatSettings
-from lorag.errors import InvalidInput, NotFound
+from lorag.errors import Conflict, InvalidInput, NotFound
 from tests.unit.chat_fakes import (FakeAdapters, FakeBrand, FakeBrands, FakeEngine, FakeRetrieval,
                                    default_brands, hit)
 
@@ -107,6 +107,16 @@ def test_missing_adapter_is_not_found_on_model():
     with pytest.raises(NotFound) as err:
         run(service.prepare("acme", ask(brand="broken")))
     assert err.value.param == "model"
+
+
+def test_adapter_the_engine_no_longer_fully_serves_is_a_conflict_on_model():
+    setup = Setup()
+    setup.brands[("acme", "narrow")] = FakeBrand("narrow", adapter_name="narrowed")
+    service, _, engine = setup.build()
+    with pytest.raises(Conflict) as err:
+        run(service.prepare("acme", ask(brand="narrow")))
+    assert (err.value.param, err.value.code, err.value.status) == ("model", "adapter_not_served", 409)
+    assert "v_proj" in err.value.message and engine.requests == []
 
 
 def test_retrieval_off_gives_no_sources_and_no_search():
