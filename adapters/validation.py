@@ -283,6 +283,18 @@ def _check_targets(config: dict, base: BaseModelSpec) -> tuple[tuple[str, ...], 
     return names, modules
 
 
+def check_served_names(served: Sequence[str], base: BaseModelSpec) -> None:
+    """``engine.lora_target_modules`` must name modules of the served model (vLLM starts
+    with any list and silently wraps nothing for a name it does not know); raises
+    InvalidInput(engine.lora_target_modules)."""
+    known = {m.rsplit(".", 1)[-1] for m in base.linear} - UNSUPPORTED_TARGETS | set(PACKED)
+    unknown = sorted(set(served) - known)
+    if unknown:
+        raise InvalidInput(f"{', '.join(unknown)}: not a module of {base.folder.name} "
+                           f"(its linear modules: {', '.join(sorted(known - set(PACKED)))})",
+                           param="engine.lora_target_modules")
+
+
 def check_still_served(targets: tuple[str, ...], base: BaseModelSpec,
                        served: Sequence[str]) -> None:
     """A registered adapter's ``targets`` (as stored: names, or one regex) against the

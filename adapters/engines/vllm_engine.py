@@ -21,7 +21,7 @@ from adapters.engine import AdapterRef, GenerationChunk, GenerationRequest, Samp
 from adapters.engines.common import (AdapterSnapshots, ChatPrompts, InFlight, adapter_label,
                                      prompt_text, room_for)
 from adapters.settings import EngineSettings
-from adapters.validation import InvalidAdapter
+from adapters.validation import BaseModelSpec, InvalidAdapter, check_served_names
 from lorag.errors import InvalidInput, LoragError, NotFound, ServerError, Unavailable
 
 log = logging.getLogger(__name__)
@@ -73,6 +73,9 @@ class VLLMEngine(ChatPrompts):
             from vllm.engine.arg_utils import AsyncEngineArgs
             from vllm.v1.engine.async_llm import AsyncLLM
 
+            if self.settings.lora_target_modules and Path(self.model).is_dir():
+                check_served_names(self.settings.lora_target_modules,
+                                   BaseModelSpec.from_folder(self.model))
             # both block for seconds: in a thread, so the server answers /health meanwhile
             self._tokenizer = await asyncio.to_thread(AutoTokenizer.from_pretrained, self.model)
             self._llm = await asyncio.to_thread(AsyncLLM.from_engine_args,

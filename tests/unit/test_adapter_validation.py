@@ -105,3 +105,19 @@ def test_adapter_outside_narrowed_engine_modules_is_refused_at_use_not_served_si
                 app.adapters.resolve("acme", "voice")
             assert err.value.param == "adapter" and "v_proj" in err.value.message
         app.close()
+
+
+def test_engine_refuses_to_start_with_target_modules_the_model_lacks(tmp_path, tiny_model):
+    import asyncio
+
+    from adapters.engines import build_engine
+    from adapters.settings import EngineSettings
+    from lorag.errors import InvalidInput
+
+    settings = EngineSettings(model=str(tiny_model), lora_target_modules=["q_proj", "foo_proj"])
+    engine = build_engine(settings, model=str(tiny_model), work_dir=tmp_path / "engine")
+    with pytest.raises(InvalidInput) as err:
+        asyncio.run(engine.warm_up())
+    assert err.value.param == "engine.lora_target_modules"
+    assert "foo_proj" in err.value.message and "q_proj" in err.value.message.split("modules:")[1]
+    assert not engine.ready()
