@@ -112,6 +112,7 @@ class AdapterStore:
         self.settings = settings
         self.max_rank = max_rank
         self.served_modules = served_modules
+        self._served: dict[int, str | None] = {}  # adapter id -> why it cannot be served
         self._base_model = base_model
         self._base: BaseModelSpec | None = None
         self._listeners: list[UnloadListener] = []
@@ -204,13 +205,22 @@ class AdapterStore:
         or Conflict(adapter) when the engine no longer applies LoRA to all its modules
         (``engine.lora_target_modules`` narrowed since it was registered)."""
         version = self.get(tenant_id, name)
-        if self.served_modules is not None:
-            try:
-                check_still_served(version.targets, self.base(), self.served_modules)
-            except InvalidAdapter as exc:
-                raise Conflict(f"adapter {name!r} version {version.version}: {exc.message}",
-                               param="adapter", code="adapter_not_served") from None
+        why = self._not_served(version) if self.served_modules is not None else None
+        if why:
+            raise Conflict(f"adapter {name!r} version {version.version}: {why}",
+                           param="adapter", code="adapter_not_served")
         return version.ref()
+
+    def _not_served(self, version: AdapterVersion) -> str | None:
+        """Why the engine cannot serve all of ``version`` (None: it can). Checked once per
+        adapter id: ids never name other weights, and the served modules are fixed."""
+        if version.id not in self._served:
+            try:
+                check_still_served(version.path, self.base(), self.served_modules)
+                self._served[version.id] = None
+            except InvalidAdapter as exc:
+                self._served[version.id] = exc.message
+        return self._served[version.id]
 
     def get(self, tenant_id: str, name: str, version: int | None = None) -> AdapterVersion:
         """One version (the newest when ``version`` is None); raises NotFound(adapter)."""

@@ -295,13 +295,10 @@ def check_served_names(served: Sequence[str], base: BaseModelSpec) -> None:
                            param="engine.lora_target_modules")
 
 
-def check_still_served(targets: tuple[str, ...], base: BaseModelSpec,
-                       served: Sequence[str]) -> None:
-    """A registered adapter's ``targets`` (as stored: names, or one regex) against the
-    modules the engine wraps now; raises InvalidAdapter when the engine would silently
-    leave some of its weights out."""
-    regex = len(targets) == 1 and re.search(r"\W", targets[0]) is not None
-    _, modules = _check_targets({"target_modules": targets[0] if regex else list(targets)}, base)
+def check_still_served(folder: Path, base: BaseModelSpec, served: Sequence[str]) -> None:
+    """A registered adapter (its stored folder) against the modules the engine wraps now;
+    raises InvalidAdapter when the engine would silently leave some of its weights out."""
+    _, modules = _check_targets(read_adapter_config(folder), base)
     _check_served(modules, served)
 
 

@@ -70,11 +70,8 @@ def _chunk_texts(app, tenant: str) -> list[str]:
 def _raw_encode(app, texts: list[str]) -> float:
     """Seconds of the model call alone, at the precision lorag embeds documents in (bf16
     autocast on CPUs with native bf16), so the ratio is lorag's own overhead."""
-    import torch
-
-    bf16 = app.embedder.document_precision == "bfloat16"
     started = time.perf_counter()
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+    with app.embedder.document_autocast():
         app.embedder.model.encode(texts, batch_size=app.settings.retrieval.embedder.batch_size,
                                   normalize_embeddings=True, convert_to_numpy=True,
                                   show_progress_bar=False)

@@ -167,7 +167,7 @@ class ChatService:
         retrieval_seconds = time.perf_counter() - started
         adapter = self._adapter(tenant_id, brand)
         prompt = _Prompt(_join_system(brand.system_prompt, request.messages),
-                         self._relevant(hits, brand, request), _turns(request.messages))
+                         self._relevant(hits), _turns(request.messages))
         text, tokens, n_hits, first_turn = self._fit(prompt, max_tokens)
         kept = (prompt.hits or [])[:n_hits]
         citations = tuple(_citation(i + 1, hit) for i, hit in enumerate(kept))
@@ -256,8 +256,7 @@ class ChatService:
             exc.param = _RETRIEVAL_FIELDS.get(exc.param, exc.param)
             raise
 
-    def _relevant(self, hits: list[SearchHit] | None, brand: BrandLike,
-                  request: ChatRequest) -> list[SearchHit] | None:
+    def _relevant(self, hits: list[SearchHit] | None) -> list[SearchHit] | None:
         """Keep hits that share a content word with the question (lexical match) or reach
         the cosine floor; in every mode, so a hybrid search's fused noise is dropped too."""
         if hits is None:

@@ -200,12 +200,8 @@ class SentenceTransformerEmbedder:
     def embed_documents(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        if self.document_precision == "bfloat16":
-            import torch
-
-            with torch.autocast(self.model.device.type, dtype=torch.bfloat16):
-                return self._encode(texts)
-        return self._encode(texts)
+        with self.document_autocast():
+            return self._encode(texts)
 
     def embed_query(self, text: str) -> np.ndarray:
         return self._encode([text])[0]
@@ -216,6 +212,13 @@ class SentenceTransformerEmbedder:
         if self.settings.document_precision != "auto":
             return self.settings.document_precision
         return "bfloat16" if self.settings.device == "cpu" and cpu_has_native_bf16() else "float32"
+
+    def document_autocast(self):
+        """The context documents are embedded in: bfloat16 autocast, or nothing."""
+        import torch
+
+        return torch.autocast(self.model.device.type, dtype=torch.bfloat16,
+                              enabled=self.document_precision == "bfloat16")
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         vectors = self.model.encode(texts, batch_size=self.settings.batch_size,

@@ -123,13 +123,23 @@ class Retrieval:
         handle = self.tenant_index(tenant)
         if not handle.store.exists() or not query.strip():
             return []
-        if mode == "lexical":
-            scored = self._lexical(handle, query, k, filters, document_ids)
-            return [replace(h, lexical_match=True) for h in handle.store.hits(scored)]
-        if mode == "dense":
-            scored = self._dense(handle, query, k, filters, document_ids)
-            return [replace(h, dense_score=h.score) for h in handle.store.hits(scored)]
-        return self._hybrid(handle, query, k, filters, document_ids)
+        ranked, dense, lexical = self._rank(handle, query, k, mode, filters, document_ids)
+        return [replace(h, dense_score=dense.get(h.chunk_id), lexical_match=h.chunk_id in lexical)
+                for h in handle.store.hits(ranked)]
+
+    def _rank(self, handle: TenantIndex, query: str, k: int, mode: str, filters,
+              document_ids) -> tuple[Scored, dict[int, float], dict[int, float]]:
+        """The mode's best ``k`` (chunk id, score), with the dense and lexical scores
+        behind them (empty for a search the mode does not run)."""
+        n = max(k, self.settings.hybrid_candidates) if mode == "hybrid" else k
+        dense = dict(self._dense(handle, query, n, filters, document_ids)) \
+            if mode != "lexical" else {}
+        lexical = dict(self._lexical(handle, query, n, filters, document_ids)) \
+            if mode != "dense" else {}
+        if mode == "hybrid":
+            fused = reciprocal_rank_fusion([list(dense), list(lexical)], self.settings.rrf_k)
+            return fused[:k], dense, lexical
+        return list((dense or lexical).items()), dense, lexical
 
     def _check_tenant(self, tenant: str) -> None:
         check_name(tenant, "tenant")
@@ -168,14 +178,6 @@ class Retrieval:
             return []
         return handle.store.lexical(match, k, filters, document_ids)
 
-    def _hybrid(self, handle: TenantIndex, query: str, k: int, filters,
-                document_ids) -> list[SearchHit]:
-        n = max(k, self.settings.hybrid_candidates)
-        dense = dict(self._dense(handle, query, n, filters, document_ids))
-        lexical = dict(self._lexical(handle, query, n, filters, document_ids))
-        fused = reciprocal_rank_fusion([list(dense), list(lexical)], self.settings.rrf_k)
-        return [replace(h, dense_score=dense.get(h.chunk_id), lexical_match=h.chunk_id in lexical)
-                for h in handle.store.hits(fused[:k])]
 
 
 def check_filters(filters) -> dict | None:

@@ -33,6 +33,13 @@ def die_with_parent() -> None:
         pass
 
 
+def child_environ() -> dict[str, str]:
+    """This process's environment for a ``lorag`` child, less the switch in-process tests
+    set to run vLLM in-process: the child runs it as its settings say
+    (``engine.engine_process``)."""
+    return {k: v for k, v in os.environ.items() if k != "VLLM_ENABLE_V1_MULTIPROCESSING"}
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -50,10 +57,7 @@ class LoragProcess:
         self.admin_key = "admin-" + secrets.token_urlsafe(32)
         self.args = args
         self.ready_timeout = ready_timeout
-        # the server runs vLLM as its settings say (engine.engine_process), not as the
-        # parent's in-process tests do
-        inherited = {k: v for k, v in os.environ.items() if k != "VLLM_ENABLE_V1_MULTIPROCESSING"}
-        self.env = {**inherited, "LORAG_DATA_DIR": str(self.data_dir),
+        self.env = {**child_environ(), "LORAG_DATA_DIR": str(self.data_dir),
                     "LORAG_SERVER__ADMIN_KEY": self.admin_key, "PYTHONUNBUFFERED": "1",
                     "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
                     "TOKENIZERS_PARALLELISM": "false", **(env or {})}

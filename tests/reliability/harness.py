@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from lorag.config import Settings
 from lorag.jobs import QUEUED, RUNNING
 from lorag.services import Lorag
 from retrieval.settings import EmbedderSettings, RetrievalSettings
+from server.testing import child_environ
 
 REPO = Path(__file__).resolve().parents[2]
 FIGURES_DIR = REPO / "build" / "reliability"
@@ -36,11 +36,8 @@ def settings(data_dir: Path, model: Path, **engine) -> Settings:
 
 
 def child_env(data_dir: Path, model: Path, **extra: str) -> dict[str, str]:
-    """The same settings for a child process (``lorag ...`` reads them from LORAG_*); a
-    server child runs vLLM as its settings say (engine.engine_process), not in-process as
-    this test process does."""
-    inherited = {k: v for k, v in os.environ.items() if k != "VLLM_ENABLE_V1_MULTIPROCESSING"}
-    return {**inherited, "LORAG_DATA_DIR": str(data_dir), "LORAG_ENVIRONMENT": "test",
+    """The same settings for a child process (``lorag ...`` reads them from LORAG_*)."""
+    return {**child_environ(), "LORAG_DATA_DIR": str(data_dir), "LORAG_ENVIRONMENT": "test",
             "LORAG_RETRIEVAL__EMBEDDER__BACKEND": "fake", "LORAG_ENGINE__MODEL": str(model),
             "LORAG_ENGINE__MAX_MODEL_LEN": "512", "LORAG_ENGINE__KV_CACHE_BYTES": str(64 * 2**20),
             "LORAG_ADAPTERS__MAX_UNPACKED_BYTES": str(16 * 2**20),

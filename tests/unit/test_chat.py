@@ -100,23 +100,18 @@ def test_brand_without_adapter_uses_the_base_model():
     assert engine.requests[0].adapter is None
 
 
-def test_missing_adapter_is_not_found_on_model():
+@pytest.mark.parametrize("adapter, error, code, status, says", [
+    ("gone", NotFound, "adapter_not_found", 404, "missing"),  # deleted
+    ("narrowed", Conflict, "adapter_not_served", 409, "v_proj"),  # engine's modules narrowed
+])
+def test_an_adapter_the_engine_cannot_serve_fails_on_model(adapter, error, code, status, says):
     setup = Setup()
-    setup.brands[("acme", "broken")] = FakeBrand("broken", adapter_name="gone")
-    service, _, _ = setup.build()
-    with pytest.raises(NotFound) as err:
-        run(service.prepare("acme", ask(brand="broken")))
-    assert err.value.param == "model"
-
-
-def test_adapter_the_engine_no_longer_fully_serves_is_a_conflict_on_model():
-    setup = Setup()
-    setup.brands[("acme", "narrow")] = FakeBrand("narrow", adapter_name="narrowed")
+    setup.brands[("acme", "broken")] = FakeBrand("broken", adapter_name=adapter)
     service, _, engine = setup.build()
-    with pytest.raises(Conflict) as err:
-        run(service.prepare("acme", ask(brand="narrow")))
-    assert (err.value.param, err.value.code, err.value.status) == ("model", "adapter_not_served", 409)
-    assert "v_proj" in err.value.message and engine.requests == []
+    with pytest.raises(error) as err:
+        run(service.prepare("acme", ask(brand="broken")))
+    assert (err.value.param, err.value.code, err.value.status) == ("model", code, status)
+    assert says in err.value.message and engine.requests == []
 
 
 def test_retrieval_off_gives_no_sources_and_no_search():
