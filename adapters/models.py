@@ -17,8 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from lorag.errors import ServerError
-from lorag.layout import Layout
+from lorag.core.errors import ServerError
+from lorag.core.layout import Layout
 
 log = logging.getLogger(__name__)
 

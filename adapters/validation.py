@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Sequence
 
-from lorag.errors import InvalidInput, PayloadTooLarge, ServerError
+from lorag.core.errors import InvalidInput, PayloadTooLarge, ServerError
 
 log = logging.getLogger(__name__)
 

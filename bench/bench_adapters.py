@@ -55,13 +55,13 @@ def sizes(opts: Options, model: str | None, max_loras: int = 8) -> dict:
 
 def model_path(name: str) -> str:
     if name == "tiny":
-        from adapters.tiny import build_tiny_model
+        from lorag.testing.tiny_model import build_tiny_model
 
         return str(build_tiny_model(REPO_DIR / ".cache" / "bench-tiny-model"))
     if name == "smollm2":  # prepared once in the default data dir, shared with lorag serve
         from adapters.models import default_model_path
-        from lorag.config import Settings
-        from lorag.layout import Layout
+        from lorag.app.settings import Settings
+        from lorag.core.layout import Layout
 
         return str(default_model_path(Layout(Settings().data_dir)))
     return name
@@ -69,8 +69,8 @@ def model_path(name: str) -> str:
 
 def build_app(size: dict, work: Path):
     from adapters.settings import EngineSettings
-    from lorag.config import Settings
-    from lorag.services import Lorag
+    from lorag.app.settings import Settings
+    from lorag.app.container import Lorag
 
     engine = EngineSettings(backend="vllm", model=model_path(size["model"]), max_model_len=1024,
                             max_loras=size["max_loras"], max_cpu_loras=size["max_cpu_loras"],
@@ -88,7 +88,7 @@ def register_adapters(app, count: int, work: Path) -> list:
     import torch
     from safetensors.torch import load_file, save_file
 
-    from adapters.tiny import make_lora
+    from lorag.testing.tiny_model import make_lora
 
     first = make_lora(Path(app.base_model_path), work / "loras" / "a0", seed=100, targets=TARGETS)
     tensors = load_file(first / "adapter_model.safetensors")
@@ -105,7 +105,7 @@ def register_adapters(app, count: int, work: Path) -> list:
 
 
 async def one(engine, adapter, max_tokens: int) -> int:
-    from adapters.engine import GenerationRequest, Sampling
+    from adapters.engines.protocol import GenerationRequest, Sampling
 
     request = GenerationRequest(f"bench-{next(_ids)}", messages=QUESTION,
                                 sampling=Sampling(max_tokens=max_tokens), adapter=adapter)

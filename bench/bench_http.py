@@ -8,7 +8,7 @@ both are driven by the same streaming HTTP client with the same prompts:
   gets as a system message;
 - retrieval on: lorag retrieves (hybrid, top 3) from the tenant's documents and builds
   the prompt; the raw server gets that very prompt, built beforehand from the same
-  search (``lorag.chat.grounded_messages``), so the difference is lorag's whole
+  search (``lorag.app.chat.grounded_messages``), so the difference is lorag's whole
   overhead: auth, retrieval, prompt building, token budget, the HTTP layer.
 
 For each concurrency (1, 8, 32 requests in flight) and side it measures latency p50/p99
@@ -77,7 +77,7 @@ class RawVLLM:
     """``python -m vllm.entrypoints.openai.api_server`` with the adapter as a LoRA module."""
 
     def __init__(self, model: str, adapter: Path, size: dict, log: Path):
-        from server.testing import free_port
+        from lorag.testing.server import free_port
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -93,7 +93,7 @@ class RawVLLM:
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
-        from server.testing import die_with_parent
+        from lorag.testing.server import die_with_parent
 
         env = {**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "1",  # as lorag serve runs vLLM
                "PYTHONPATH": str(REPO_DIR)}
@@ -129,7 +129,7 @@ def _worker_extension() -> list[str]:
 
 
 def start_lorag(model: str, size: dict, work: Path):
-    from server.testing import LoragProcess
+    from lorag.testing.server import LoragProcess
 
     env = {"LORAG_ENGINE__MODEL": model, "LORAG_ENGINE__MAX_MODEL_LEN": str(size["max_model_len"]),
            "LORAG_ENGINE__MAX_NUM_SEQS": str(size["max_num_seqs"]),
@@ -218,7 +218,7 @@ async def load(side: Side, requests: int, concurrency: int) -> tuple[list[Sample
 
 def sides(raw: RawVLLM, lorag, key: str, size: dict) -> dict[str, dict[str, Side]]:
     """For retrieval off and on: the raw vLLM side and the lorag side, same prompts."""
-    from lorag.chat import grounded_messages
+    from lorag.app.chat import grounded_messages
     from retrieval.types import SearchHit
 
     common = {"max_tokens": size["max_tokens"], "temperature": 0, "stream": True,
@@ -267,7 +267,7 @@ async def measure_all(by_retrieval: dict, size: dict) -> dict:
 # -- the run ------------------------------------------------------------------------------
 
 def run(opts: Options, model: str | None = None) -> BenchResult:
-    from adapters.tiny import make_lora
+    from lorag.testing.tiny_model import make_lora
 
     size = sizes(opts, model)
     path = model_path(size["model"])

@@ -101,8 +101,8 @@ def _round(app, clock: ModelClock, number: int, folder: Path) -> dict:
 
 
 def run(opts: Options, limit: int | None = None, rounds: int | None = None) -> BenchResult:
-    from lorag.config import Settings
-    from lorag.services import Lorag
+    from lorag.app.settings import Settings
+    from lorag.app.container import Lorag
 
     result = BenchResult("ingest")
     files, name = corpus.corpus_files(limit or opts.pick(30, 10, 2))

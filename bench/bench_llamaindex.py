@@ -31,8 +31,8 @@ BAR = 1.5
 
 
 def run(opts: Options) -> BenchResult:
-    from lorag.config import Settings
-    from lorag.services import Lorag
+    from lorag.app.settings import Settings
+    from lorag.app.container import Lorag
 
     result = BenchResult("llamaindex")
     files, name = corpus.corpus_files(opts.pick(24, 12, 2))

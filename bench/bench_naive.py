@@ -73,8 +73,8 @@ def run(opts: Options) -> BenchResult:
 
 async def _run(opts: Options) -> BenchResult:
     from adapters.settings import EngineSettings
-    from lorag.config import Settings
-    from lorag.services import Lorag
+    from lorag.app.settings import Settings
+    from lorag.app.container import Lorag
 
     result = BenchResult("naive")
     model = opts.pick("smollm2", "tiny", "tiny")
@@ -113,7 +113,7 @@ async def _run(opts: Options) -> BenchResult:
 
 
 async def _lorag_batch(engine, work, refs, max_tokens: int) -> tuple[int, float]:
-    from adapters.engine import GenerationRequest, Sampling
+    from adapters.engines.protocol import GenerationRequest, Sampling
 
     async def one(prompt: str, adapter: int) -> int:
         request = GenerationRequest(f"naive-{next(_ids)}", prompt=prompt,

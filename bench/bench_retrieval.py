@@ -97,8 +97,8 @@ def _grow(texts: list[str], vectors: np.ndarray, size: int, seed: int = 0):
 def _lorag_with(data_dir: Path, texts: list[str], vectors: np.ndarray, embedder):
     """A lorag container whose tenant ``bench`` holds exactly these chunks (chunk id i+1
     for row i), written through the chunk store as ingestion would."""
-    from lorag.config import Settings
-    from lorag.services import Lorag
+    from lorag.app.settings import Settings
+    from lorag.app.container import Lorag
     from retrieval.types import ChunkWrite, DocumentWrite
 
     app = Lorag(Settings(data_dir=data_dir, environment="test"))

@@ -66,8 +66,8 @@ async def _run(opts: Options) -> BenchResult:
 
 def _app(root: Path, cache_tenants: int, max_loras: int, max_cpu_loras: int):
     from adapters.settings import EngineSettings
-    from lorag.config import Settings
-    from lorag.services import Lorag
+    from lorag.app.settings import Settings
+    from lorag.app.container import Lorag
     from retrieval.settings import IndexSettings, RetrievalSettings
 
     engine = EngineSettings(model=str(models.model_path("tiny")), max_model_len=1024,
@@ -165,7 +165,7 @@ async def _touch_chats(app, tenants: int, chatting: int, memory: _Memory) -> dic
     """The first chat of ``chatting`` tenants spread over all of them (every one cold: its
     index was evicted by the search phase, its adapter never loaded), and a second
     (warm) chat for every ``WARM_EVERY``-th of those."""
-    from lorag.chat import ChatRequest
+    from lorag.app.chat import ChatRequest
 
     cold, warm = [], []
     memory.sample("chat", 0)

@@ -3,7 +3,7 @@
 ``tiny``: the random tiny Llama of the tests (hidden 64, 2 layers; instant, for wiring
 and for overheads that do not depend on the model). ``smollm2``: the real
 SmolLM2-135M-Instruct that ``lorag serve`` uses, prepared once in lorag's default data
-dir. Adapters are random rank-8 LoRAs on q_proj and v_proj (``adapters.tiny.make_lora``),
+dir. Adapters are random rank-8 LoRAs on q_proj and v_proj (``lorag.testing.tiny_model.make_lora``),
 cached under ``.cache/bench/loras/<model>/``.
 """
 
@@ -19,13 +19,13 @@ CACHE = REPO_DIR / ".cache" / "bench"
 def model_path(name: str) -> Path:
     """The folder of model ``name``: tiny, smollm2, or a path."""
     if name == "tiny":
-        from adapters.tiny import build_tiny_model
+        from lorag.testing.tiny_model import build_tiny_model
 
         return build_tiny_model(REPO_DIR / ".cache" / "bench-tiny-model")
     if name == "smollm2":
         from adapters.models import default_model_path
-        from lorag.config import Settings
-        from lorag.layout import Layout
+        from lorag.app.settings import Settings
+        from lorag.core.layout import Layout
 
         return default_model_path(Layout(Settings().data_dir))
     return Path(name)
@@ -33,7 +33,7 @@ def model_path(name: str) -> Path:
 
 def loras(model: str, count: int) -> list[Path]:
     """``count`` distinct random LoRA folders for ``model`` (seeds 100...)."""
-    from adapters.tiny import make_lora
+    from lorag.testing.tiny_model import make_lora
 
     base = model_path(model)
     root = CACHE / "loras" / base.name

@@ -25,9 +25,9 @@ from ingest.loaders import Input, expand_inputs
 from ingest.settings import IngestSettings
 from ingest.types import (DocumentError, DocumentFailure, FailureCode, IngestReport,
                           LoadedDocument)
-from lorag.errors import InvalidInput, NotFound
-from lorag.jobs import FAILED, JobStore, Progress
-from lorag.tenants import TenantStore
+from lorag.core.errors import InvalidInput, NotFound
+from lorag.core.jobs import FAILED, JobStore, Progress
+from lorag.core.tenants import TenantStore
 from retrieval.service import Retrieval
 from retrieval.tenant_index import TenantIndex
 from retrieval.types import ChunkWrite, DocumentWrite, StoredDocument

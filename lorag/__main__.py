@@ -1,5 +1,5 @@
 import sys
 
-from lorag.cli import main
+from lorag.cli.main import main
 
 sys.exit(main())

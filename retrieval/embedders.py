@@ -21,7 +21,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from lorag.registry import Registry
+from lorag.core.plugins import Registry
 from retrieval.settings import EmbedderSettings
 
 log = logging.getLogger(__name__)

@@ -15,8 +15,8 @@ from typing import Callable
 
 import numpy as np
 
-from lorag.errors import InvalidInput, NotFound
-from lorag.layout import Layout, check_name
+from lorag.core.errors import InvalidInput, NotFound
+from lorag.core.layout import Layout, check_name
 from retrieval.embedders import Embedder
 from retrieval.fusion import reciprocal_rank_fusion
 from retrieval.lexical import fts_query

@@ -26,7 +26,7 @@ from typing import Iterator
 
 import numpy as np
 
-from lorag.db import Database
+from lorag.core.db import Database
 from retrieval.types import DocumentWrite, SearchHit, StoredDocument
 
 SCHEMA = """

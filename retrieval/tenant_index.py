@@ -18,8 +18,8 @@ from typing import Iterator
 import faiss
 import numpy as np
 
-from lorag.errors import Conflict
-from lorag.layout import Layout
+from lorag.core.errors import Conflict
+from lorag.core.layout import Layout
 from retrieval.embedders import Embedder
 from retrieval.settings import IndexSettings
 from retrieval.store import ChunkStore, VectorChanges

@@ -26,7 +26,7 @@ from typing import Protocol
 import faiss
 import numpy as np
 
-from lorag.registry import Registry
+from lorag.core.plugins import Registry
 from retrieval.settings import IndexSettings
 
 

@@ -35,7 +35,7 @@ per brand. `/v1/...` routes take a tenant's API key (`Authorization: Bearer lrg-
 
 def create_app(container: Any, *, on_ready: Callable[[], None] | None = None,
                on_failure: Callable[[BaseException], None] | None = None) -> FastAPI:
-    """The HTTP app over a ``lorag.services.Lorag`` container (which the caller closes).
+    """The HTTP app over a ``lorag.app.container.Lorag`` container (which the caller closes).
 
     ``on_ready`` runs once warm-up is done; ``on_failure`` if warm-up fails.
     """

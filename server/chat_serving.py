@@ -11,7 +11,7 @@ from typing import Any, AsyncIterator, Awaitable
 
 from fastapi import Request, Response
 
-from lorag.chat import PreparedChat, usage_of
+from lorag.app.chat import PreparedChat, usage_of
 from server import schemas
 from server.errors import sse_error
 from server.metrics import Metrics

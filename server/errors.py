@@ -14,12 +14,24 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from lorag.errors import (AuthenticationFailed, ClientError, LoragError, PayloadTooLarge,
-                          ServerError, Unavailable)
+from lorag.core.errors import (AuthenticationFailed, ClientError, Conflict, LoragError, NotFound,
+                               PayloadTooLarge, PermissionDenied, ServerError, Unavailable)
 
 log = logging.getLogger(__name__)
 
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
+# Each class of the error tree as (HTTP status, OpenAI error type); the most specific
+# class that an error is an instance of wins (a subclass is listed before its base).
+_STATUSES: tuple[tuple[type[LoragError], int, str], ...] = (
+    (NotFound, 404, "invalid_request_error"),
+    (Conflict, 409, "invalid_request_error"),
+    (AuthenticationFailed, 401, "authentication_error"),
+    (PermissionDenied, 403, "permission_error"),
+    (PayloadTooLarge, 413, "invalid_request_error"),
+    (ClientError, 400, "invalid_request_error"),
+    (Unavailable, 503, "server_error"),
+    (LoragError, 500, "server_error"),
+)
 _LOCATIONS = ("body", "query", "path", "header", "cookie")
 # pydantic adds the member type of a union to an error's location ("str", "list[TextPart]",
 # "function-after[...]", a model's class name); field names are lowercase identifiers.
@@ -34,17 +46,32 @@ def as_lorag_error(exc: BaseException) -> LoragError:
     return ServerError("internal server error")
 
 
-def error_response(exc: BaseException) -> JSONResponse:
+def http_status(error: LoragError) -> tuple[int, str]:
+    """The HTTP status and OpenAI error type of ``error``'s class."""
+    return next((status, kind) for cls, status, kind in _STATUSES if isinstance(error, cls))
+
+
+def error_body(error: LoragError, error_type: str) -> dict:
+    """The OpenAI-shaped error body: ``{"error": {message, type, param, code}}``."""
+    return {"error": {"message": error.message, "type": error_type, "param": error.param,
+                      "code": error.code}}
+
+
+def error_response(exc: BaseException, status: int | None = None) -> JSONResponse:
+    """``exc`` as a JSON error response; ``status`` overrides the class's (starlette's own)."""
     error = as_lorag_error(exc)
-    if error.status >= 500 and not isinstance(error, Unavailable):  # 503s are expected
+    mapped, error_type = http_status(error)
+    status = status or mapped
+    if status >= 500 and not isinstance(error, Unavailable):  # 503s are expected
         log.warning("%s: %s", type(error).__name__, error.message)
     headers = {"WWW-Authenticate": "Bearer"} if isinstance(error, AuthenticationFailed) else None
-    return JSONResponse(error.to_dict(), status_code=error.status, headers=headers)
+    return JSONResponse(error_body(error, error_type), status_code=status, headers=headers)
 
 
 def sse_error(exc: BaseException) -> str:
     """An error as one server-sent event, for failures after a stream has started."""
-    return f"data: {json.dumps(as_lorag_error(exc).to_dict())}\n\n"
+    error = as_lorag_error(exc)
+    return f"data: {json.dumps(error_body(error, http_status(error)[1]))}\n\n"
 
 
 @contextmanager
@@ -97,8 +124,7 @@ def install_error_handlers(app: FastAPI) -> None:
         # A 400 here is starlette refusing a malformed body (a broken multipart form).
         error = ClientError(str(exc.detail), code=_HTTP_CODES.get(exc.status_code, "invalid_request"),
                             param="body" if exc.status_code == 400 else None)
-        error.status = exc.status_code
-        return error_response(error)
+        return error_response(error, status=exc.status_code)
 
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         return error_response(exc)

@@ -8,7 +8,7 @@ import re
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from lorag.errors import PayloadTooLarge
+from lorag.core.errors import PayloadTooLarge
 from server.errors import error_response
 
 

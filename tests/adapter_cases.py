@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 from adapters.validation import InvalidAdapter, UnsafeArchive
-from lorag.errors import PayloadTooLarge
+from lorag.core.errors import PayloadTooLarge
 
 
 @dataclass

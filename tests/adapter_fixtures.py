@@ -11,9 +11,9 @@ import shutil
 import pytest
 
 from adapters.settings import AdapterSettings, EngineSettings
-from adapters.tiny import build_tiny_model, make_lora
-from lorag.config import Settings
-from lorag.services import Lorag
+from lorag.testing.tiny_model import build_tiny_model, make_lora
+from lorag.app.settings import Settings
+from lorag.app.container import Lorag
 
 
 def adapter_settings(data_dir, model, **adapters) -> Settings:
@@ -26,8 +26,8 @@ def adapter_settings(data_dir, model, **adapters) -> Settings:
 def app(tmp_path, tiny_model):
     """A container on the tiny model with tenants ``acme`` and ``globex``."""
     lorag = Lorag(adapter_settings(tmp_path / "data", tiny_model, max_unpacked_bytes=16 * 2**20))
-    lorag.tenants.create("acme")
-    lorag.tenants.create("globex")
+    lorag.core.tenants.create("acme")
+    lorag.core.tenants.create("globex")
     yield lorag
     lorag.close()
 

@@ -13,8 +13,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # EngineSettings.engine_process)
 os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
 
-from lorag.config import Settings  # noqa: E402
-from lorag.services import Lorag  # noqa: E402
+from lorag.app.settings import Settings  # noqa: E402
+from lorag.app.container import Lorag  # noqa: E402
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from typing import Callable
 
 import pytest
 
-from adapters.tiny import build_tiny_model, make_lora
+from lorag.testing.tiny_model import build_tiny_model, make_lora
 
 
 @pytest.fixture(scope="session")

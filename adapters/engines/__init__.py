@@ -1,4 +1,4 @@
-"""Inference engines, registered by name in ``adapters.engine.ENGINES``.
+"""Inference engines, registered by name in ``adapters.engines.protocol.ENGINES``.
 
 Each factory takes ``(settings: EngineSettings, *, model: str, work_dir: Path)`` and
 returns an engine that is cheap to build; ``warm_up()`` does the loading. Importing this
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from adapters.engine import ENGINES, InferenceEngine
+from adapters.engines.protocol import ENGINES, InferenceEngine
 from adapters.engines.common import schedule_unload
 from adapters.settings import EngineSettings
 

@@ -9,8 +9,8 @@ import shutil
 from collections import Counter
 from pathlib import Path
 
-from adapters.engine import AdapterRef, GenerationRequest, InferenceEngine
-from lorag.errors import InvalidInput, NotFound, Unavailable
+from adapters.engines.protocol import AdapterRef, GenerationRequest, InferenceEngine
+from lorag.core.errors import InvalidInput, NotFound, Unavailable
 
 log = logging.getLogger(__name__)
 

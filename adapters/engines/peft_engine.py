@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, AsyncIterator
 
-from adapters.engine import AdapterRef, GenerationChunk, GenerationRequest, Sampling
+from adapters.engines.protocol import AdapterRef, GenerationChunk, GenerationRequest, Sampling
 from adapters.engines.common import (AdapterSnapshots, ChatPrompts, InFlight, adapter_label,
                                      prompt_text, room_for)
 from adapters.settings import EngineSettings
 from adapters.validation import InvalidAdapter
-from lorag.errors import LoragError, NotFound, ServerError
+from lorag.core.errors import LoragError, NotFound, ServerError
 
 log = logging.getLogger(__name__)
 

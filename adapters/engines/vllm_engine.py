@@ -17,12 +17,12 @@ import time
 from pathlib import Path
 from typing import AsyncIterator
 
-from adapters.engine import AdapterRef, GenerationChunk, GenerationRequest, Sampling
+from adapters.engines.protocol import AdapterRef, GenerationChunk, GenerationRequest, Sampling
 from adapters.engines.common import (AdapterSnapshots, ChatPrompts, InFlight, adapter_label,
                                      prompt_text, room_for)
 from adapters.settings import EngineSettings
 from adapters.validation import BaseModelSpec, InvalidAdapter, check_served_names
-from lorag.errors import InvalidInput, LoragError, NotFound, ServerError, Unavailable
+from lorag.core.errors import InvalidInput, LoragError, NotFound, ServerError, Unavailable
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from itertools import groupby
 from pathlib import Path
 from typing import Iterable
 
-from lorag.layout import Layout
+from lorag.core.layout import Layout
 
 GENERAL_TEXT = "general.txt"
 

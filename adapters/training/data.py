@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from lorag.errors import InvalidInput
+from lorag.core.errors import InvalidInput
 
 IGNORE = -100
 ROLES = ("system", "user", "assistant")

@@ -19,7 +19,7 @@ from typing import Callable, Sequence
 
 from adapters.training import data, evaluate
 from adapters.training.spec import TrainSpec
-from lorag.errors import InvalidInput
+from lorag.core.errors import InvalidInput
 
 log = logging.getLogger(__name__)
 

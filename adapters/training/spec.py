@@ -9,8 +9,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from lorag.errors import InvalidInput
-from lorag.layout import check_name
+from lorag.core.errors import InvalidInput
+from lorag.core.layout import check_name
 
 DEFAULT_TARGETS = ("q_proj", "v_proj")
 

@@ -18,10 +18,10 @@ from typing import Any, Callable, Sequence
 from adapters.settings import TrainingSettings
 from adapters.training.loop import run_training, write_metrics
 from adapters.training.spec import TrainResult, TrainSpec
-from lorag.errors import LoragError
-from lorag.jobs import JobStore, Progress
-from lorag.layout import Layout
-from lorag.tenants import TenantStore
+from lorag.core.errors import LoragError
+from lorag.core.jobs import JobStore, Progress
+from lorag.core.layout import Layout
+from lorag.core.tenants import TenantStore
 
 log = logging.getLogger(__name__)
 

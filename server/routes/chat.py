@@ -1,6 +1,6 @@
 """POST /v1/chat/completions: OpenAI's chat API where ``model`` is a brand.
 
-The route translates the request for ``lorag.chat.ChatService`` (the orchestration)
+The route translates the request for ``lorag.app.chat.ChatService`` (the orchestration)
 and hands the prepared chat to ``server.chat_serving`` (the OpenAI response shapes).
 """
 
@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from lorag.chat import ChatRequest, RetrievalOptions
+from lorag.app.chat import ChatRequest, RetrievalOptions
 from server import schemas
 from server.chat_serving import STREAM_HEADERS, ChatServing, cancel_on_disconnect
 from server.deps import AppMetrics, Lorag, TenantId
@@ -29,10 +29,10 @@ router = APIRouter(tags=["chat"])
 async def create_chat_completion(body: schemas.ChatCompletionRequest, request: Request,
                                  tenant: TenantId, lorag: Lorag, metrics: AppMetrics) -> Any:
     started = time.perf_counter()
-    prepared = await lorag.chat.prepare(tenant, to_chat_request(body))
+    prepared = await lorag.app.chat.prepare(tenant, to_chat_request(body))
     request.state.brand = prepared.brand  # labelled only once known to exist
     metrics.retrieval.labels(tenant, "chat").observe(prepared.retrieval_seconds)
-    serving = ChatServing(lorag.chat, metrics, prepared, started)
+    serving = ChatServing(lorag.app.chat, metrics, prepared, started)
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return StreamingResponse(serving.events(include_usage), media_type="text/event-stream",

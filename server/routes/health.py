@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from lorag.errors import Unavailable
+from lorag.core.errors import Unavailable
 from server import schemas
 from server.deps import AppMetrics
 from server.metrics import CONTENT_TYPE

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from lorag.errors import NotFound
+from lorag.core.errors import NotFound
 from server import schemas
 from server.deps import Lorag, TenantId
 

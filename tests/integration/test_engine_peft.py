@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.engine_conformance import EngineConformance, start_stack
+from lorag.testing.engine_conformance import EngineConformance, start_stack
 
 pytestmark = pytest.mark.integration
 

@@ -12,14 +12,14 @@ import shutil
 
 import pytest
 
-from adapters.engine import AdapterRef
+from adapters.engines.protocol import AdapterRef
 from adapters.engines import build_engine
 from adapters.settings import EngineSettings
 from adapters.validation import InvalidAdapter
-from lorag.errors import NotFound
+from lorag.core.errors import NotFound
 from tests.adapter_cases import REFUSED, Kit
 from tests.adapter_fixtures import other_base_lora  # noqa: F401
-from tests.engine_conformance import EngineConformance, collect, greedy, request, start_stack
+from lorag.testing.engine_conformance import EngineConformance, collect, greedy, request, start_stack
 
 pytest.importorskip("vllm")
 pytestmark = pytest.mark.integration

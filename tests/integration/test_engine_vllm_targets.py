@@ -6,7 +6,7 @@ import pytest
 
 from adapters.engines import build_engine
 from adapters.settings import EngineSettings
-from tests.engine_conformance import collect, request, start_stack
+from lorag.testing.engine_conformance import collect, request, start_stack
 
 pytest.importorskip("vllm")
 pytestmark = pytest.mark.integration

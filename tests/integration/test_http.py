@@ -19,8 +19,8 @@ import openai
 import pytest
 from transformers import AutoTokenizer
 
-from lorag.config import ChatSettings
-from server.testing import LoragProcess
+from lorag.app.settings import ChatSettings
+from lorag.testing.server import LoragProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

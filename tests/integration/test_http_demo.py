@@ -11,8 +11,8 @@ import httpx
 import openai
 import pytest
 
-from lorag.demo import ASSETS, QUESTIONS
-from server.testing import LoragProcess
+from lorag.app.demo import ASSETS, QUESTIONS
+from lorag.testing.server import LoragProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -22,8 +22,8 @@ def smollm2_models_dir():
     """The prepared SmolLM2 folder's parent in the default data dir (prepared once, shared
     with ``make run`` and the benchmarks)."""
     from adapters.models import default_model_path
-    from lorag.config import Settings
-    from lorag.layout import Layout
+    from lorag.app.settings import Settings
+    from lorag.core.layout import Layout
 
     return default_model_path(Layout(Settings().data_dir)).parent
 

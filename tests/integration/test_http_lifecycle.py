@@ -11,7 +11,7 @@ import time
 import httpx
 import pytest
 
-from server.testing import LoragProcess
+from lorag.testing.server import LoragProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from lorag.services import Lorag
+from lorag.app.container import Lorag
 from retrieval.settings import IndexSettings
-from retrieval.testing import fast_settings
+from lorag.testing.retrieval import fast_settings
 
 pytestmark = pytest.mark.integration
 
@@ -21,9 +21,9 @@ REPO = Path(__file__).resolve().parents[2]
 CHILD = textwrap.dedent("""
     import sys
     from ingest.types import DocumentInput
-    from lorag.services import Lorag
+    from lorag.app.container import Lorag
     from retrieval.settings import IndexSettings
-    from retrieval.testing import fast_settings
+    from lorag.testing.retrieval import fast_settings
 
     data_dir, version, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     app = Lorag(fast_settings(data_dir, commit_chunks=6, index=IndexSettings(save_seconds=0)))

@@ -7,10 +7,10 @@ import random
 import numpy as np
 import pytest
 
-from lorag.config import Settings
-from lorag.services import Lorag
-from retrieval.eval import evaluate, load_beir, ndcg_at_k, score_run
-from retrieval.testing import write_beir
+from lorag.app.settings import Settings
+from lorag.app.container import Lorag
+from lorag.app.evaluation import evaluate, load_beir, ndcg_at_k, score_run
+from lorag.testing.retrieval import write_beir
 
 pytestmark = pytest.mark.integration
 

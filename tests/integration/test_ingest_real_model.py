@@ -3,8 +3,8 @@
 import pytest
 
 from ingest.types import DocumentInput
-from lorag.config import Settings
-from lorag.services import Lorag
+from lorag.app.settings import Settings
+from lorag.app.container import Lorag
 
 pytestmark = pytest.mark.integration
 
@@ -20,7 +20,7 @@ DOCS = [
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
     lorag = Lorag(Settings(data_dir=tmp_path_factory.mktemp("real") / "data", environment="test"))
-    lorag.tenants.create("acme")
+    lorag.core.tenants.create("acme")
     yield lorag
     lorag.close()
 

@@ -21,7 +21,7 @@ import pytest
 from adapters.models import SMOLLM2_FOLDER, is_prepared, prepare_smollm2
 from adapters.training import TrainSpec, Trainer
 from adapters.training.corpus import demo_assets, general_texts
-from lorag.config import REPO_DIR
+from lorag.app.settings import REPO_DIR
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 

@@ -28,8 +28,8 @@ from typing import Callable
 
 import httpx
 
-from lorag.services import Lorag
-from server.testing import free_port
+from lorag.app.container import Lorag
+from lorag.testing.server import free_port
 from tests.reliability.harness import (Observed, check_data_dir, child_env, lorag_command,
                                        settings, sha256_file)
 

@@ -15,11 +15,11 @@ from pathlib import Path
 
 from adapters.settings import AdapterSettings, EngineSettings
 from adapters.validation import BaseModelSpec, validate_adapter
-from lorag.config import Settings
-from lorag.jobs import QUEUED, RUNNING
-from lorag.services import Lorag
+from lorag.app.settings import Settings
+from lorag.core.jobs import QUEUED, RUNNING
+from lorag.app.container import Lorag
 from retrieval.settings import EmbedderSettings, RetrievalSettings
-from server.testing import child_environ
+from lorag.testing.server import child_environ
 
 REPO = Path(__file__).resolve().parents[2]
 FIGURES_DIR = REPO / "build" / "reliability"

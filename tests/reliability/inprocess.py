@@ -10,7 +10,7 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from lorag.services import Lorag
+from lorag.app.container import Lorag
 from server.app import create_app
 from tests.reliability.harness import settings
 from tests.unit.chat_fakes import FakeEngine

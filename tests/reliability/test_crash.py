@@ -84,7 +84,7 @@ def test_a_tenant_created_again_after_a_crash_mid_delete_starts_empty(tmp_path, 
     """Regression: deleting a tenant commits its rows, then removes its files; killed in
     between, the files stayed, and a new tenant of the same id got the old one's
     documents (its store.db) back."""
-    from lorag.services import Lorag
+    from lorag.app.container import Lorag
     from tests.reliability.harness import settings
 
     app = Lorag(settings(tmp_path / "data", tiny_model))

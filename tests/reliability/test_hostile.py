@@ -356,7 +356,7 @@ def test_adapter_folders_with_links_or_outside_trees_are_refused(target, loras, 
 
 @pytest.mark.reliability
 def test_schemathesis_against_lorag_serve(tmp_path, tiny_model, loras):
-    from server.testing import LoragProcess
+    from lorag.testing.server import LoragProcess
 
     env = child_env(tmp_path / "data", tiny_model, LORAG_RETRIEVAL__EMBEDDER__BACKEND="fake",
                     LORAG_SERVER__MAX_BODY_BYTES=str(MAX_BODY_BYTES))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from lorag.services import Lorag
+from lorag.app.container import Lorag
 from tests.reliability.harness import settings
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from server.testing import LoragProcess
+from lorag.testing.server import LoragProcess
 from tests.reliability.harness import write_figures
 
 pytestmark = [pytest.mark.reliability, pytest.mark.integration]

@@ -8,10 +8,10 @@ import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
-from adapters.engine import AdapterRef, GenerationChunk
-from lorag.chat import ChatService
-from lorag.errors import Conflict, NotFound
-from lorag.services import Lorag
+from adapters.engines.protocol import AdapterRef, GenerationChunk
+from lorag.app.chat import ChatService
+from lorag.core.errors import Conflict, NotFound
+from lorag.app.container import Lorag
 from retrieval.types import SearchHit
 
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from lorag.cli import main
+from lorag.cli.main import main
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ import shutil
 
 import pytest
 
-from lorag.errors import InvalidInput, NotFound
+from lorag.core.errors import InvalidInput, NotFound
 from tests.adapter_fixtures import app, lora  # noqa: F401
 
 

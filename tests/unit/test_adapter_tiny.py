@@ -2,7 +2,7 @@ import json
 
 from safetensors import safe_open
 
-from adapters.tiny import build_tiny_model
+from lorag.testing.tiny_model import build_tiny_model
 
 
 def test_tiny_model_is_built_once_and_has_chatml(tiny_model):

@@ -9,7 +9,8 @@ import pytest
 from tests.adapter_cases import REFUSED, Kit
 from tests.adapter_fixtures import adapter_settings, app, lora, other_base_lora  # noqa: F401
 from adapters.validation import InvalidAdapter
-from lorag.services import Lorag
+from lorag.app.container import Lorag
+from server.errors import http_status
 
 
 @pytest.fixture
@@ -66,7 +67,7 @@ def test_archive_over_upload_limit(tmp_path, tiny_model, kit):
     path = shutil.make_archive(str(kit.work / "adapter"), "zip", kit.good)
     with pytest.raises(Exception) as err:
         small.adapters.register("acme", "support", path)
-    assert (err.value.param, err.value.status) == ("archive", 413)
+    assert (err.value.param, http_status(err.value)[0]) == ("archive", 413)
     small.close()
 
 
@@ -87,7 +88,7 @@ def test_engine_limited_to_some_modules_refuses_adapters_that_target_others(tmp_
 
 def test_adapter_outside_narrowed_engine_modules_is_refused_at_use_not_served_silently(
         tmp_path, tiny_model, tiny_lora_factory):
-    from lorag.errors import Conflict
+    from lorag.core.errors import Conflict
 
     data = tmp_path / "narrowed"
     first = Lorag(adapter_settings(data, tiny_model))  # every module wrapped
@@ -112,7 +113,7 @@ def test_engine_refuses_to_start_with_target_modules_the_model_lacks(tmp_path, t
 
     from adapters.engines import build_engine
     from adapters.settings import EngineSettings
-    from lorag.errors import InvalidInput
+    from lorag.core.errors import InvalidInput
 
     settings = EngineSettings(model=str(tiny_model), lora_target_modules=["q_proj", "foo_proj"])
     engine = build_engine(settings, model=str(tiny_model), work_dir=tmp_path / "engine")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from lorag.errors import Conflict, InvalidInput, NotFound
+from lorag.core.errors import Conflict, InvalidInput, NotFound
 from tests.adapter_fixtures import app, lora  # noqa: F401
 
 

@@ -8,9 +8,10 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from lorag.chat import NOTHING_FITS, NOTHING_FOUND, ChatRequest, ChatService, RetrievalOptions
-from lorag.config import ChatSettings
-from lorag.errors import Conflict, InvalidInput, NotFound
+from lorag.app.chat import NOTHING_FITS, NOTHING_FOUND, ChatRequest, ChatService, RetrievalOptions
+from lorag.app.settings import ChatSettings
+from lorag.core.errors import Conflict, InvalidInput, NotFound
+from server.errors import http_status
 from tests.unit.chat_fakes import (FakeAdapters, FakeBrand, FakeBrands, FakeEngine, FakeRetrieval,
                                    default_brands, hit)
 
@@ -110,7 +111,7 @@ def test_an_adapter_the_engine_cannot_serve_fails_on_model(adapter, error, code,
     service, _, engine = setup.build()
     with pytest.raises(error) as err:
         run(service.prepare("acme", ask(brand="broken")))
-    assert (err.value.param, err.value.code, err.value.status) == ("model", code, status)
+    assert (err.value.param, err.value.code, http_status(err.value)[0]) == ("model", code, status)
     assert says in err.value.message and engine.requests == []
 
 
@@ -316,7 +317,7 @@ def test_search_errors_name_the_request_field():
 
 
 def test_grounded_messages_are_what_prepare_renders_when_everything_fits():
-    from lorag.chat import grounded_messages
+    from lorag.app.chat import grounded_messages
 
     service, _, engine = Setup().build()
     request = ask(retrieval=RetrievalOptions(top_k=3))

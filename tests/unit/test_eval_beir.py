@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from lorag.cli import main
-from retrieval.eval import load_beir
-from retrieval.testing import write_beir
+from lorag.cli.main import main
+from lorag.app.evaluation import load_beir
+from lorag.testing.retrieval import write_beir
 
 CORPUS = [
     {"_id": "d1", "title": "Volcanoes", "text": "Lava and magma erupt from volcanoes."},

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from retrieval.eval import document_scores, ndcg_at_k, recall_at_k, score_run, trec_ranking
+from lorag.app.evaluation import document_scores, ndcg_at_k, recall_at_k, score_run, trec_ranking
 from retrieval.types import SearchHit
 
 LOG2_3, LOG2_5 = math.log2(3), math.log2(5)

@@ -4,8 +4,8 @@ import pytest
 
 from ingest.normalize import html_to_text, normalize_text
 from ingest.types import DocumentInput
-from lorag.services import Lorag
-from retrieval.testing import fast_settings
+from lorag.app.container import Lorag
+from lorag.testing.retrieval import fast_settings
 
 
 @pytest.fixture
@@ -13,7 +13,7 @@ def app(tmp_path):
     settings = fast_settings(tmp_path / "data")
     settings.ingest.max_document_bytes = 2000
     lorag = Lorag(settings)
-    lorag.tenants.create("acme")
+    lorag.core.tenants.create("acme")
     yield lorag
     lorag.close()
 

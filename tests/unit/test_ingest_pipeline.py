@@ -5,16 +5,16 @@ import json
 import pytest
 
 from ingest.types import DocumentInput
-from lorag.errors import InvalidInput, NotFound
-from lorag.jobs import SUCCEEDED
-from lorag.services import Lorag
-from retrieval.testing import fast_settings
+from lorag.core.errors import InvalidInput, NotFound
+from lorag.core.jobs import SUCCEEDED
+from lorag.app.container import Lorag
+from lorag.testing.retrieval import fast_settings
 
 
 @pytest.fixture
 def app(tmp_path):
     lorag = Lorag(fast_settings(tmp_path / "data"))
-    lorag.tenants.create("acme")
+    lorag.core.tenants.create("acme")
     yield lorag
     lorag.close()
 

@@ -1,4 +1,4 @@
-from lorag.jobs import FAILED, SUCCEEDED, Progress
+from lorag.core.jobs import FAILED, SUCCEEDED, Progress
 
 
 def test_progress_records_counts_and_failures(app):
@@ -19,7 +19,7 @@ def test_progress_records_counts_and_failures(app):
 def test_jobs_are_tenant_scoped_and_interrupted_ones_fail(app):
     import pytest
 
-    from lorag.errors import NotFound
+    from lorag.core.errors import NotFound
 
     app.tenants.create("acme")
     app.tenants.create("globex")

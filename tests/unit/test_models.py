@@ -8,7 +8,7 @@ import importlib.util
 import pytest
 
 from adapters import models
-from lorag.errors import ServerError
+from lorag.core.errors import ServerError
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from retrieval.settings import IndexSettings
-from retrieval.testing import CONFORMANCE
+from lorag.testing.retrieval import CONFORMANCE
 from retrieval.vector_index import (CorruptIndexFile, IndexHeader, create_index, read_index_file,
                                     vector_indexes, write_index_file)
 
@@ -18,7 +18,7 @@ def test_vector_index_conformance(kind, check):
 
 
 def test_registry_lists_kinds_and_refuses_unknown():
-    from lorag.errors import UnknownName
+    from lorag.core.errors import UnknownName
 
     assert vector_indexes.names() == ["flat", "hnsw"]
     with pytest.raises(UnknownName) as caught:

@@ -3,12 +3,12 @@
 import pytest
 
 from ingest.types import DocumentInput
-from lorag.errors import InvalidInput, NotFound
-from lorag.services import Lorag
+from lorag.core.errors import InvalidInput, NotFound
+from lorag.app.container import Lorag
 from retrieval.fusion import reciprocal_rank_fusion
 from retrieval.lexical import fts_query
 from retrieval.settings import IndexSettings
-from retrieval.testing import fast_settings
+from lorag.testing.retrieval import fast_settings
 
 ANIMALS = [
     DocumentInput("cat", "Cats purr and chase mice around the barn.", metadata={"kind": "pet", "legs": 4}),
@@ -186,8 +186,8 @@ def test_large_tenant_switches_to_hnsw_and_back(tmp_path):
 
 
 def test_vectors_from_another_embedder_are_refused(app):
-    from lorag.errors import Conflict
-    from lorag.jobs import FAILED
+    from lorag.core.errors import Conflict
+    from lorag.core.jobs import FAILED
 
     store = app.retrieval.tenant_index("acme").store
     with store.db.transaction() as conn:

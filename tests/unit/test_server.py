@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from lorag.config import Settings
+from lorag.app.settings import Settings
 from server.app import create_app
 from tests.unit.chat_fakes import FakeContainer
 

@@ -9,9 +9,9 @@ import stat
 
 import pytest
 
-from lorag.demo import ensure_demo, render_instructions
-from lorag.services import Lorag
-from retrieval.testing import fast_settings
+from lorag.app.demo import ensure_demo, render_instructions
+from lorag.app.container import Lorag
+from lorag.testing.retrieval import fast_settings
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 import pytest
 
-from lorag.errors import AuthenticationFailed, Conflict, InvalidInput, NotFound
+from lorag.core.errors import AuthenticationFailed, Conflict, InvalidInput, NotFound
 
 
 def test_create_list_delete(app):
@@ -55,7 +55,7 @@ def test_revoke_key_of_other_tenant_is_not_found(app):
 
 
 def test_production_refuses_missing_admin_key(tmp_path):
-    from lorag.config import Settings
+    from lorag.app.settings import Settings
 
     with pytest.raises(ValueError, match="ADMIN_KEY"):
         Settings(data_dir=tmp_path, environment="production")

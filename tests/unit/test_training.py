@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from adapters.tiny import tiny_corpus
+from lorag.testing.tiny_model import tiny_corpus
 from adapters.training import TrainSpec, Trainer
 from adapters.training.corpus import general_texts
-from lorag.errors import InvalidInput, NotFound
+from lorag.core.errors import InvalidInput, NotFound
 
 QUESTIONS = [("What is the price of the blue model?", "Forty dollars."),
              ("When does the store open?", "At nine in the morning."),

@@ -7,9 +7,9 @@ import json
 import pytest
 
 from adapters import models
-from lorag.cli import main
-from lorag.config import Settings
-from lorag.services import Lorag
+from lorag.cli.main import main
+from lorag.app.settings import Settings
+from lorag.app.container import Lorag
 from tests.unit.test_training import conversations
 
 

@@ -9,7 +9,7 @@ from transformers import AutoTokenizer
 
 from adapters.training import data
 from adapters.training.spec import TrainSpec
-from lorag.errors import InvalidInput
+from lorag.core.errors import InvalidInput
 
 CONVERSATION = [
     {"role": "system", "content": "You are terse."},

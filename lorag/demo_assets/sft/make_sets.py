@@ -19,7 +19,7 @@ import json
 import random
 from pathlib import Path
 
-from lorag.chat import NOTHING_FOUND, SOURCES_INSTRUCTIONS
+from lorag.app.chat import NOTHING_FOUND, SOURCES_INSTRUCTIONS
 
 HERE = Path(__file__).resolve().parent
 PIRATE_SIGN_OFF = "-- Captain Byte"

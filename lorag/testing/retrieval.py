@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ingest.settings import ChunkingSettings, IngestSettings
-from lorag.config import Settings
+from lorag.app.settings import Settings
 from retrieval.settings import EmbedderSettings, IndexSettings, RetrievalSettings
 from retrieval.vector_index import VectorIndex, create_index
 

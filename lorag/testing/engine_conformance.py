@@ -17,8 +17,8 @@ from typing import Any, Callable
 
 import pytest
 
-from adapters.engine import AdapterRef, GenerationRequest, InferenceEngine, Sampling
-from lorag.errors import InvalidInput, NotFound
+from adapters.engines.protocol import AdapterRef, GenerationRequest, InferenceEngine, Sampling
+from lorag.core.errors import InvalidInput, NotFound
 
 MESSAGES = ({"role": "user", "content": "What is the capital of France?"},)
 _ids = itertools.count()
@@ -203,8 +203,8 @@ class Stack:
 def start_stack(backend: str, root: Path, tiny_model: Path, make_lora, **engine) -> Stack:
     """Tenant ``acme`` with adapters ``a`` (seed 1) and ``b`` (seed 2), engine warmed."""
     from adapters.settings import AdapterSettings, EngineSettings
-    from lorag.config import Settings
-    from lorag.services import Lorag
+    from lorag.app.settings import Settings
+    from lorag.app.container import Lorag
 
     engine = {"max_model_len": 512, "max_loras": 2, "max_cpu_loras": 2, "max_lora_rank": 16,
               "kv_cache_bytes": 256 * 2**20, "max_num_seqs": 16, **engine}

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from adapters.engine import AdapterRef
+from adapters.engines.protocol import AdapterRef
 from adapters.settings import AdapterSettings
 from adapters.validation import (
     AdapterInfo,
@@ -34,9 +34,9 @@ from adapters.validation import (
     unpack_archive,
     validate_adapter,
 )
-from lorag.db import Database
-from lorag.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
-from lorag.layout import Layout, check_name
+from lorag.core.db import Database
+from lorag.core.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
+from lorag.core.layout import Layout, check_name
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ingest.types import DocumentInput
-from lorag.errors import InvalidInput
+from lorag.core.errors import InvalidInput
 from retrieval.fusion import reciprocal_rank_fusion
 
 log = logging.getLogger(__name__)

@@ -14,9 +14,9 @@ import shutil
 import time
 from dataclasses import dataclass
 
-from lorag.db import Database
-from lorag.errors import AuthenticationFailed, Conflict, NotFound
-from lorag.layout import Layout, check_name
+from lorag.core.db import Database
+from lorag.core.errors import AuthenticationFailed, Conflict, NotFound
+from lorag.core.layout import Layout, check_name
 
 log = logging.getLogger(__name__)
 

@@ -16,12 +16,12 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lorag.errors import AuthenticationFailed
-from lorag.services import Lorag
+from lorag.core.errors import AuthenticationFailed
+from lorag.app.container import Lorag
 
 log = logging.getLogger(__name__)
 
-ASSETS = Path(__file__).resolve().parent / "demo_assets"
+ASSETS = Path(__file__).resolve().parents[1] / "demo_assets"
 KEYS_FILE = "demo-keys.json"
 # One question per demo tenant that its corpus answers.
 QUESTIONS = {"acme": "How long is the warranty on Acme devices?",

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import AsyncIterator, Protocol, runtime_checkable
 
-from lorag.registry import Registry
+from lorag.core.plugins import Registry
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,10 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from adapters.registry import AdapterStore
-from lorag.db import Database
-from lorag.errors import Conflict, InvalidInput, NotFound
-from lorag.layout import check_name
+from adapters.store import AdapterStore
+from lorag.core.db import Database
+from lorag.core.errors import Conflict, InvalidInput, NotFound
+from lorag.core.layout import check_name
 
 log = logging.getLogger(__name__)
 

@@ -9,19 +9,18 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from adapters.settings import AdapterSettings, EngineSettings
 from ingest.settings import IngestSettings
 from retrieval.settings import RetrievalSettings
-from server.settings import ServerSettings
 
-REPO_DIR = Path(__file__).resolve().parents[1]
+REPO_DIR = Path(__file__).resolve().parents[2]
 
 
 class ChatSettings(BaseModel):
-    """Settings of the chat orchestration (``lorag/chat.py``)."""
+    """Settings of the chat orchestration (``lorag/app/chat.py``)."""
 
     default_max_tokens: int = Field(
         256, ge=1, description="Completion tokens reserved when a request gives no max_tokens.")
@@ -32,9 +31,21 @@ class ChatSettings(BaseModel):
         "that share no content word with it are not relevant and are not shown to the model.")
 
 
-# No model hub is reachable: every model comes from a local folder.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+class ServerSettings(BaseModel):
+    """Settings of the HTTP server (``server/``)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    admin_key: SecretStr | None = Field(
+        None, description="Key for /admin routes; required outside development.")
+    max_body_bytes: int = Field(32 * 2**20, ge=1024, description="Largest request body accepted.")
+
+
+def use_local_models_only() -> None:
+    """No model hub is reachable: every model comes from a local folder. Called where a
+    process starts lorag (the container), never at import."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
 class Settings(BaseSettings):

@@ -12,8 +12,8 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from lorag.db import Database
-from lorag.errors import NotFound
+from lorag.core.db import Database
+from lorag.core.errors import NotFound
 
 log = logging.getLogger(__name__)
 

@@ -6,11 +6,11 @@ import argparse
 import json
 from pathlib import Path
 
-from adapters.brands import BRAND_MODES
-from adapters.train_commands import command_group
-from lorag.cli import print_json
-from lorag.errors import InvalidInput
-from lorag.services import Lorag
+from lorag.core.brands import BRAND_MODES
+from lorag.cli.training import command_group
+from lorag.cli.output import print_json
+from lorag.core.errors import InvalidInput
+from lorag.app.container import Lorag
 
 
 def register(subparsers) -> None:

@@ -12,8 +12,8 @@ import sys
 
 from pydantic import SecretStr
 
-from lorag.config import Settings
-from lorag.services import Lorag
+from lorag.app.settings import Settings
+from lorag.app.container import Lorag
 
 
 def register(subparsers) -> None:
@@ -74,7 +74,7 @@ def _one_torch_thread() -> None:
 
 
 def _prepare_demo(container: Lorag):
-    from lorag.demo import ensure_demo, render_instructions
+    from lorag.app.demo import ensure_demo, render_instructions
 
     print("Setting up the demo (the first start prepares the model and ingests the sample "
           "corpus; later starts reuse them)...", flush=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Callable, Generic, TypeVar
 
-from lorag.errors import UnknownName
+from lorag.core.errors import UnknownName
 
 T = TypeVar("T")
 

@@ -8,9 +8,9 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from lorag.cli import print_json
-from lorag.errors import InvalidInput
-from lorag.services import Lorag
+from lorag.cli.output import print_json
+from lorag.core.errors import InvalidInput
+from lorag.app.container import Lorag
 from retrieval.service import MODES
 
 
@@ -74,7 +74,7 @@ def _search(args: argparse.Namespace) -> None:
 
 
 def _eval(args: argparse.Namespace) -> None:
-    from retrieval.eval import evaluate
+    from lorag.app.evaluation import evaluate
 
     app = Lorag()
     try:

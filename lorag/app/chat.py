@@ -18,9 +18,9 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable, Protocol, Sequence
 
-from adapters.engine import AdapterRef, GenerationChunk, GenerationRequest, InferenceEngine, Sampling
-from lorag.config import ChatSettings
-from lorag.errors import Conflict, InvalidInput, NotFound
+from adapters.engines.protocol import AdapterRef, GenerationChunk, GenerationRequest, InferenceEngine, Sampling
+from lorag.app.settings import ChatSettings
+from lorag.core.errors import Conflict, InvalidInput, NotFound
 from retrieval.types import SearchHit
 
 log = logging.getLogger(__name__)

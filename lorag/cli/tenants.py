@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from lorag.cli import print_json
-from lorag.services import Lorag
+from lorag.cli.output import print_json
+from lorag.app.container import Lorag
 
 
 def register(subparsers) -> None:

@@ -3,30 +3,24 @@
 from __future__ import annotations
 
 import argparse
-import importlib
-import json
 import sys
 from typing import Callable
 
-from lorag.errors import LoragError
-from lorag.logs import setup_logging
+from lorag.cli import adapters, ingest, retrieval, serve, tenants, training
+from lorag.core.errors import LoragError
+from lorag.core.logs import setup_logging
 
-# Modules with a ``register(subparsers)`` function adding their commands.
-COMMAND_MODULES = ["lorag.tenant_commands", "adapters.train_commands", "adapters.commands",
-                   "server.commands", "ingest.commands", "retrieval.commands"]
+# Each area's ``register(subparsers)`` adds its commands.
+COMMAND_GROUPS = (tenants, training, adapters, serve, ingest, retrieval)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lorag", description=__doc__)
     parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING...")
     subparsers = parser.add_subparsers(dest="command", required=True)
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(subparsers)
+    for group in COMMAND_GROUPS:
+        group.register(subparsers)
     return parser
-
-
-def print_json(value) -> None:
-    print(json.dumps(value, indent=2, default=str))
 
 
 def main(argv: list[str] | None = None) -> int:

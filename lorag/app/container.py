@@ -10,17 +10,18 @@ from __future__ import annotations
 import logging
 from functools import cached_property
 
-from lorag.config import Settings
-from lorag.db import Database
-from lorag.jobs import JobStore
-from lorag.layout import Layout
-from lorag.tenants import TenantStore
+from lorag.app.settings import Settings, use_local_models_only
+from lorag.core.db import Database
+from lorag.core.jobs import JobStore
+from lorag.core.layout import Layout
+from lorag.core.tenants import TenantStore
 
 log = logging.getLogger(__name__)
 
 
 class Lorag:
     def __init__(self, settings: Settings | None = None):
+        use_local_models_only()
         self.settings = settings or Settings()
         self.layout = Layout(self.settings.data_dir)
         self.layout.data_dir.mkdir(parents=True, exist_ok=True)
@@ -84,7 +85,7 @@ class Lorag:
     @cached_property
     def adapters(self):
         """Validated, versioned LoRA adapters; deletes and new versions unload the engine's copy."""
-        from adapters.registry import AdapterStore
+        from adapters.store import AdapterStore
         from adapters.validation import BaseModelSpec
 
         self.tenants  # the adapters table references tenants
@@ -99,7 +100,7 @@ class Lorag:
     @cached_property
     def brands(self):
         """Brands of tenants: adapter name, system prompt, retrieval defaults."""
-        from adapters.brands import BrandStore
+        from lorag.core.brands import BrandStore
 
         return BrandStore(self.catalog, self.adapters)
 
@@ -114,7 +115,7 @@ class Lorag:
     @cached_property
     def chat(self):
         """Chat as a brand: retrieval -> numbered sources within the token budget -> engine."""
-        from lorag.chat import ChatService
+        from lorag.app.chat import ChatService
 
         return ChatService(brands=self.brands, adapters=self.adapters, retrieval=self.retrieval,
                            engine=self.engine, settings=self.settings.chat)

@@ -1,0 +1,1 @@
+"""The ``lorag`` command line: argument parsing that delegates to the application layer."""
