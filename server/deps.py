@@ -33,7 +33,7 @@ AppMetrics = Annotated[Metrics, Depends(get_metrics)]
 def authenticate_tenant(request: Request, lorag: Lorag,
                         credentials: Annotated[Credentials, Depends(_tenant_key)]) -> str:
     """The tenant owning the bearer key; 401 when it is missing or unknown."""
-    tenant_id = lorag.core.tenants.authenticate(credentials.credentials if credentials else None)
+    tenant_id = lorag.tenants.authenticate(credentials.credentials if credentials else None)
     request.state.tenant = tenant_id
     return tenant_id
 
@@ -52,7 +52,7 @@ def require_admin(lorag: Lorag, credentials: Annotated[Credentials, Depends(_adm
                                                  admin.get_secret_value().encode()):
         return
     try:
-        lorag.core.tenants.authenticate(secret)
+        lorag.tenants.authenticate(secret)
     except AuthenticationFailed:
         raise AuthenticationFailed("invalid admin key") from None
     raise PermissionDenied("a tenant key may not use the admin API")

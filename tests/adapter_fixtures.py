@@ -26,8 +26,8 @@ def adapter_settings(data_dir, model, **adapters) -> Settings:
 def app(tmp_path, tiny_model):
     """A container on the tiny model with tenants ``acme`` and ``globex``."""
     lorag = Lorag(adapter_settings(tmp_path / "data", tiny_model, max_unpacked_bytes=16 * 2**20))
-    lorag.core.tenants.create("acme")
-    lorag.core.tenants.create("globex")
+    lorag.tenants.create("acme")
+    lorag.tenants.create("globex")
     yield lorag
     lorag.close()
 

@@ -1,6 +1,6 @@
 """Where each piece of state lives under the data directory.
 
-    <data_dir>/lorag.core.db                           tenants, keys, brands, adapters, jobs
+    <data_dir>/lorag.db                           tenants, keys, brands, adapters, jobs
     <data_dir>/tenants/<tenant>/store.db          the tenant's documents, chunks, FTS5
     <data_dir>/tenants/<tenant>/index.faiss       rebuildable cache of the chunk vectors
     <data_dir>/adapters/<tenant>/<name>/<version>/  peft adapter folders
@@ -33,7 +33,7 @@ class Layout:
 
     @property
     def catalog_db(self) -> Path:
-        return self.data_dir / "lorag.core.db"
+        return self.data_dir / "lorag.db"
 
     def tenant_dir(self, tenant: str) -> Path:
         return self.data_dir / "tenants" / check_name(tenant, "tenant")

@@ -29,10 +29,10 @@ router = APIRouter(tags=["chat"])
 async def create_chat_completion(body: schemas.ChatCompletionRequest, request: Request,
                                  tenant: TenantId, lorag: Lorag, metrics: AppMetrics) -> Any:
     started = time.perf_counter()
-    prepared = await lorag.app.chat.prepare(tenant, to_chat_request(body))
+    prepared = await lorag.chat.prepare(tenant, to_chat_request(body))
     request.state.brand = prepared.brand  # labelled only once known to exist
     metrics.retrieval.labels(tenant, "chat").observe(prepared.retrieval_seconds)
-    serving = ChatServing(lorag.app.chat, metrics, prepared, started)
+    serving = ChatServing(lorag.chat, metrics, prepared, started)
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return StreamingResponse(serving.events(include_usage), media_type="text/event-stream",

@@ -42,7 +42,7 @@ async def create_documents(request: Request, tenant: TenantId, lorag: Lorag,
                            metrics: AppMetrics) -> schemas.Job:
     folder = None
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
-        folder = lorag.core.layout.uploads_dir / tenant / uuid.uuid4().hex
+        folder = lorag.layout.uploads_dir / tenant / uuid.uuid4().hex
         inputs = await _save_uploads(request, folder)
     else:
         inputs = [doc.model_dump() for doc in (await _json_batch(request)).documents]
@@ -53,8 +53,8 @@ async def create_documents(request: Request, tenant: TenantId, lorag: Lorag,
         raise
     metrics.documents_submitted.labels(tenant).inc(len(inputs))
     if folder is not None:
-        _keep(asyncio.create_task(_remove_when_done(lorag.core.jobs, tenant, job_id, folder)))
-    return to_job(lorag.core.jobs.get(tenant, job_id))
+        _keep(asyncio.create_task(_remove_when_done(lorag.jobs, tenant, job_id, folder)))
+    return to_job(lorag.jobs.get(tenant, job_id))
 
 
 @router.get("/v1/documents", response_model=schemas.DocumentList,

@@ -20,10 +20,10 @@ def to_job(job) -> schemas.Job:
             summary="The caller's most recent jobs")
 def list_jobs(tenant: TenantId, lorag: Lorag,
               limit: int = Query(20, ge=1, le=100)) -> schemas.JobList:
-    return schemas.JobList(data=[to_job(j) for j in lorag.core.jobs.list(tenant, limit)])
+    return schemas.JobList(data=[to_job(j) for j in lorag.jobs.list(tenant, limit)])
 
 
 @router.get("/v1/jobs/{job_id}", response_model=schemas.Job,
             responses=schemas.error_responses(401, 404), summary="A job's status and progress")
 def get_job(job_id: str, tenant: TenantId, lorag: Lorag) -> schemas.Job:
-    return to_job(lorag.core.jobs.get(tenant, job_id))
+    return to_job(lorag.jobs.get(tenant, job_id))

@@ -20,7 +20,7 @@ DOCS = [
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
     lorag = Lorag(Settings(data_dir=tmp_path_factory.mktemp("real") / "data", environment="test"))
-    lorag.core.tenants.create("acme")
+    lorag.tenants.create("acme")
     yield lorag
     lorag.close()
 

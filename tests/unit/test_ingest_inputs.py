@@ -13,7 +13,7 @@ def app(tmp_path):
     settings = fast_settings(tmp_path / "data")
     settings.ingest.max_document_bytes = 2000
     lorag = Lorag(settings)
-    lorag.core.tenants.create("acme")
+    lorag.tenants.create("acme")
     yield lorag
     lorag.close()
 

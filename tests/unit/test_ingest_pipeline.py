@@ -14,7 +14,7 @@ from lorag.testing.retrieval import fast_settings
 @pytest.fixture
 def app(tmp_path):
     lorag = Lorag(fast_settings(tmp_path / "data"))
-    lorag.core.tenants.create("acme")
+    lorag.tenants.create("acme")
     yield lorag
     lorag.close()
 

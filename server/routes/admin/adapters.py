@@ -37,7 +37,7 @@ async def upload_adapter(tenant: str, name: Annotated[str, Form()],
     suffix = next((s for s in ARCHIVE_SUFFIXES if (file.filename or "").lower().endswith(s)), None)
     if suffix is None:
         raise InvalidInput(f"file must be one of {', '.join(ARCHIVE_SUFFIXES)}", param="file")
-    staging = lorag.core.layout.uploads_dir / ".adapters"
+    staging = lorag.layout.uploads_dir / ".adapters"
     staging.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=staging) as tmp:
         archive = Path(tmp) / f"adapter{suffix}"
@@ -61,7 +61,7 @@ async def register_adapter(tenant: str, body: schemas.AdapterRegister,
 @router.get("/tenants/{tenant}/adapters", response_model=schemas.AdapterList,
             responses=schemas.error_responses(404), summary="Every version of a tenant's adapters")
 def list_adapters(tenant: str, lorag: Lorag) -> schemas.AdapterList:
-    lorag.core.tenants.get(tenant)
+    lorag.tenants.get(tenant)
     return schemas.AdapterList(data=[to_adapter(v) for v in lorag.adapters.list(tenant)])
 
 

@@ -24,7 +24,7 @@ def to_brand(brand) -> schemas.Brand:
              response_model=schemas.Brand, responses=schemas.error_responses(400, 404, 409),
              summary="Create a brand")
 def create_brand(tenant: str, body: schemas.BrandCreate, lorag: Lorag) -> schemas.Brand:
-    lorag.core.tenants.get(tenant)
+    lorag.tenants.get(tenant)
     with params_renamed(**BRAND_FIELDS):
         brand = lorag.brands.create(tenant, body.name, adapter=body.adapter,
                                     system_prompt=body.system_prompt,
@@ -35,7 +35,7 @@ def create_brand(tenant: str, body: schemas.BrandCreate, lorag: Lorag) -> schema
 @router.get("/tenants/{tenant}/brands", response_model=schemas.BrandList,
             responses=schemas.error_responses(404), summary="A tenant's brands")
 def list_brands(tenant: str, lorag: Lorag) -> schemas.BrandList:
-    lorag.core.tenants.get(tenant)
+    lorag.tenants.get(tenant)
     return schemas.BrandList(data=[to_brand(b) for b in lorag.brands.list(tenant)])
 
 

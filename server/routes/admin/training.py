@@ -19,21 +19,21 @@ router = admin_router()
              response_model=schemas.Job, responses=schemas.error_responses(400, 404),
              summary="Start training an adapter; poll the job")
 async def start_training(tenant: str, body: schemas.TrainingCreate, lorag: Lorag) -> schemas.Job:
-    lorag.core.tenants.get(tenant)
+    lorag.tenants.get(tenant)
     spec = TrainSpec.parse(**body.model_dump(exclude_none=True), progress=False)
     job_id = await asyncio.to_thread(lorag.trainer.start, tenant, spec)
-    return to_job(lorag.core.jobs.get(tenant, job_id))
+    return to_job(lorag.jobs.get(tenant, job_id))
 
 
 @router.get("/tenants/{tenant}/jobs", response_model=schemas.JobList,
             responses=schemas.error_responses(400, 404), summary="A tenant's recent jobs")
 def list_tenant_jobs(tenant: str, lorag: Lorag,
                      limit: int = Query(20, ge=1, le=100)) -> schemas.JobList:
-    lorag.core.tenants.get(tenant)
-    return schemas.JobList(data=[to_job(j) for j in lorag.core.jobs.list(tenant, limit)])
+    lorag.tenants.get(tenant)
+    return schemas.JobList(data=[to_job(j) for j in lorag.jobs.list(tenant, limit)])
 
 
 @router.get("/tenants/{tenant}/jobs/{job_id}", response_model=schemas.Job,
             responses=schemas.error_responses(404), summary="One job of a tenant")
 def get_tenant_job(tenant: str, job_id: str, lorag: Lorag) -> schemas.Job:
-    return to_job(lorag.core.jobs.get(tenant, job_id))
+    return to_job(lorag.jobs.get(tenant, job_id))
