@@ -21,6 +21,7 @@ from retrieval.embedders import Embedder
 from retrieval.fusion import reciprocal_rank_fusion
 from retrieval.lexical import fts_query
 from retrieval.settings import RetrievalSettings
+from retrieval.store import ChunkStore
 from retrieval.tenant_index import TenantIndex
 from retrieval.types import SearchHit
 
@@ -100,6 +101,13 @@ class Retrieval:
         for handle in handles:
             handle.save()
             handle.close()
+
+    def document_texts(self, tenant: str) -> list[str]:
+        """One text per ingested document of ``tenant``, in document order, rebuilt from
+        its chunks ([] when it has ingested nothing). Whole documents are the unit a
+        training run splits into train and held-out texts."""
+        check_name(tenant, "tenant")
+        return ChunkStore(self.layout.tenant_store(tenant)).document_texts()
 
     # --- search --------------------------------------------------------------------------
 

@@ -21,8 +21,9 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import groupby
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -125,6 +126,26 @@ def filter_clause(filters: dict | None, document_ids: list[str] | None) -> tuple
     return " AND ".join(clauses), params
 
 
+# A tenant's chunks in document order, with their character span in the normalised text.
+_DOCUMENT_CHUNKS = ("SELECT c.document_pk, c.char_start, c.char_end, c.text FROM chunks c "
+                    "ORDER BY c.document_pk, c.position")
+
+
+def join_chunks(chunks: Iterable[tuple[int, int, str]]) -> str:
+    """Rebuild a text from ``(char_start, char_end, text)`` chunks in order, keeping each
+    overlapped stretch once; a chunk whose text does not match its span is appended
+    whole, and gaps become a blank line."""
+    parts: list[str] = []
+    covered = None
+    for start, end, text in chunks:
+        if covered is None or start >= covered or len(text) != end - start:
+            parts.append(text if covered is None or start == covered else "\n\n" + text)
+        else:
+            parts.append(text[covered - start:])
+        covered = end if covered is None else max(covered, end)
+    return "".join(parts)
+
+
 class ChunkStore:
     """A tenant's SQLite store. The file is created on the first write, not by reads."""
 
@@ -181,6 +202,23 @@ class ChunkStore:
             yield conn
         finally:
             conn.execute("COMMIT")
+
+    def document_texts(self) -> list[str]:
+        """One text per stored document, rebuilt from its chunks without the overlap
+        between neighbours ([] when nothing is stored). Read on a read-only connection of
+        its own, so a long reader (training) never holds a lock a writer waits for."""
+        if not self.path.exists():
+            return []
+        conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30)
+        try:
+            if not conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' "
+                                "AND name='chunks'").fetchone():
+                return []
+            rows = conn.execute(_DOCUMENT_CHUNKS).fetchall()
+        finally:
+            conn.close()
+        return [join_chunks((start, end, text) for _, start, end, text in group)
+                for _, group in groupby(rows, key=lambda row: row[0])]
 
     # --- state and vectors ---------------------------------------------------------------
 

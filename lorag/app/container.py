@@ -65,13 +65,13 @@ class Lorag:
         """LoRA training runs as ``train`` jobs; results are registered as adapter versions."""
         from adapters.models import resolve_base_model
         from adapters.training import Trainer
-        from adapters.training.corpus import general_texts, tenant_document_texts
+        from adapters.training.corpus import general_texts
 
         return Trainer(
             self.settings.adapters.training, self.layout, self.jobs, self.tenants,
             base_model=lambda: resolve_base_model(self.settings.engine.model, self.layout),
             register=lambda tenant, name, folder: self.adapters.register(tenant, name, folder),
-            tenant_texts=lambda tenant: tenant_document_texts(self.layout, tenant),
+            tenant_texts=self.retrieval.document_texts,
             general_texts=general_texts)
 
     @cached_property

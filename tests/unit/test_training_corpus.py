@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from adapters.training.corpus import general_texts, join_chunks, tenant_document_texts
-from retrieval.store import ChunkStore
+from adapters.training.corpus import general_texts
+from retrieval.store import ChunkStore, join_chunks
 from retrieval.types import ChunkWrite, DocumentWrite
 
 TEXT = "Sweepy X2 vacuums twice a day. It docks itself. The battery lasts ninety minutes."
@@ -30,8 +30,8 @@ def test_tenant_documents_come_back_whole_and_in_order(app):
     store.write([_document("faq", TEXT, [(0, 30), (20, 55), (45, len(TEXT))]),
                  _document("returns", other, [(0, len(other))])], embedder="fake", dimension=4)
     store.close()
-    assert tenant_document_texts(app.layout, "acme") == [TEXT, other]
-    assert tenant_document_texts(app.layout, "nobody") == []
+    assert app.retrieval.document_texts("acme") == [TEXT, other]
+    assert app.retrieval.document_texts("nobody") == []
 
 
 def test_general_text_is_shipped():
