@@ -17,8 +17,6 @@ from ingest.settings import IngestSettings
 from retrieval.settings import RetrievalSettings
 from server.settings import ServerSettings
 
-REPO_DIR = Path(__file__).resolve().parents[1]
-
 
 class ChatSettings(BaseModel):
     """Settings of the chat orchestration (``lorag/chat.py``)."""
@@ -41,7 +39,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LORAG_", env_nested_delimiter="__",
                                       extra="ignore")
 
-    data_dir: Path = Field(REPO_DIR / "data", description="Where lorag keeps all its state.")
+    data_dir: Path = Field(default_factory=lambda: Path.cwd() / "data", description="Where lorag "
+                           "keeps all its state (default: ./data under the working directory).")
     environment: str = Field("development", description="development, test or production.")
     retrieval: RetrievalSettings = RetrievalSettings()
     ingest: IngestSettings = IngestSettings()
