@@ -36,6 +36,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import httpx
@@ -44,7 +45,7 @@ from bench.bench_adapters import model_path
 from bench.common import REPO_DIR, BenchResult, Options, percentile
 from bench.common import main as bench_main
 
-ASSETS = Path(__file__).resolve().parents[1] / "lorag" / "demo_assets"
+ASSETS = resources.files("lorag") / "demo_assets"
 SYSTEM = "You are the customer support assistant of Acme Robotics."
 QUESTIONS = [
     "How long is the warranty on Acme devices?",
@@ -148,7 +149,8 @@ def set_up_lorag(server, adapter: Path) -> str:
         "name": "bench", "adapter": "voice", "system_prompt": SYSTEM}))
     tenant = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}, timeout=300)
     files = [("files", (p.name, p.read_bytes(), "text/markdown"))
-             for p in sorted((ASSETS / "corpus" / "acme").glob("*.md"))]
+             for p in sorted((ASSETS / "corpus" / "acme").iterdir(), key=lambda p: p.name)
+             if p.name.endswith(".md")]
     job = _ok(tenant.post("/v1/documents", files=files))["id"]
     while _ok(tenant.get(f"/v1/jobs/{job}"))["status"] in ("queued", "running"):
         time.sleep(0.2)

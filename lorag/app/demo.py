@@ -14,6 +14,8 @@ import logging
 import os
 import secrets
 from dataclasses import dataclass, field
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
 from lorag.core.errors import AuthenticationFailed
@@ -21,7 +23,8 @@ from lorag.app.container import Lorag
 
 log = logging.getLogger(__name__)
 
-ASSETS = Path(__file__).resolve().parents[1] / "demo_assets"
+# Package data of the installed lorag (pyproject's package-data), wherever it was installed.
+ASSETS: Traversable = resources.files("lorag") / "demo_assets"
 KEYS_FILE = "demo-keys.json"
 # One question per demo tenant that its corpus answers.
 QUESTIONS = {"acme": "How long is the warranty on Acme devices?",
@@ -44,7 +47,7 @@ class Demo:
     tenants: list[DemoTenant] = field(default_factory=list)
 
 
-def ensure_demo(app: Lorag, assets: Path = ASSETS) -> Demo:
+def ensure_demo(app: Lorag, assets: Traversable = ASSETS) -> Demo:
     """Create (or find) the demo tenants with their adapters, brands, corpus and keys.
 
     Raises LoragError when an asset is refused (e.g. an adapter for another base model).
@@ -56,10 +59,12 @@ def ensure_demo(app: Lorag, assets: Path = ASSETS) -> Demo:
     for tenant_id, spec in manifest["tenants"].items():
         _ensure_tenant(app, tenant_id, spec)
         for name, folder in spec.get("adapters", {}).items():
-            _ensure_adapter(app, tenant_id, name, assets / folder)
+            with resources.as_file(assets / folder) as path:  # a real folder to copy from
+                _ensure_adapter(app, tenant_id, name, path)
         for name, brand in spec["brands"].items():
             _ensure_brand(app, tenant_id, name, brand)
-        report = app.documents.ingest(tenant_id, [assets / spec["corpus"]])
+        with resources.as_file(assets / spec["corpus"]) as corpus:
+            report = app.documents.ingest(tenant_id, [corpus])
         log.info("demo tenant=%s corpus: %s added, %s updated, %s unchanged, %s failed", tenant_id,
                  report.added, report.updated, report.unchanged, report.failed)
         demo.tenants.append(DemoTenant(

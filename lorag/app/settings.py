@@ -16,8 +16,6 @@ from adapters.settings import AdapterSettings, EngineSettings
 from ingest.settings import IngestSettings
 from retrieval.settings import RetrievalSettings
 
-REPO_DIR = Path(__file__).resolve().parents[2]
-
 
 class ChatSettings(BaseModel):
     """Settings of the chat orchestration (``lorag/app/chat.py``)."""
@@ -52,7 +50,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LORAG_", env_nested_delimiter="__",
                                       extra="ignore")
 
-    data_dir: Path = Field(REPO_DIR / "data", description="Where lorag keeps all its state.")
+    data_dir: Path = Field(default_factory=lambda: Path.cwd() / "data", description="Where lorag "
+                           "keeps all its state (default: ./data under the working directory).")
     environment: str = Field("development", description="development, test or production.")
     retrieval: RetrievalSettings = RetrievalSettings()
     ingest: IngestSettings = IngestSettings()
