@@ -90,7 +90,10 @@ class RawVLLM:
             "--kv-cache-memory-bytes", str(size["kv_cache_bytes"]), "--enforce-eager",
             "--enable-lora", "--lora-modules", f"{ADAPTER}={adapter}", "--max-lora-rank", "16",
             "--max-loras", "4", "--seed", "0", "--disable-log-stats",
-            "--uvicorn-log-level", "warning", *_worker_extension()]
+            # lorag's LoRA ops reach this server too: vLLM loads the general plugin lorag
+            # installs (adapters/engines/vllm_cpu_fix.py) in every process it starts, so
+            # both servers run the same kernels and the ratios measure lorag's own work.
+            "--uvicorn-log-level", "warning"]
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
@@ -121,12 +124,6 @@ class RawVLLM:
             except subprocess.TimeoutExpired:
                 self.process.kill()
 
-
-def _worker_extension() -> list[str]:
-    """The LoRA ops lorag's engine installs in vLLM on CPUs (adapters/engines/vllm_cpu_fix.py:
-    vllm-cpu's own are far slower and wrong for mixed batches), so that both servers run
-    the same kernels and the ratios measure lorag's own work; GPU builds need none."""
-    return ["--worker-extension-cls", "adapters.engines.vllm_cpu_fix.LoraOpsFix"]  # as vllm_engine
 
 
 def start_lorag(model: str, size: dict, work: Path):
@@ -338,8 +335,8 @@ def result_of(found: dict, size: dict, commands: dict) -> BenchResult:
                    f"{retrieval}, 8 concurrent requests ({size['model']})", value, "<=", threshold,
                    why=_why(size, retrieval))
     result.notes += [
-        "Both servers run vLLM with lorag's LoRA ops for the CPU backend (the raw server via "
-        "`--worker-extension-cls`), so the ratios measure lorag's own work per request; "
+        "Both servers run vLLM with lorag's LoRA ops for the CPU backend (vLLM loads them as "
+        "the `lorag_cpu_lora_ops` general plugin in every process it starts), so the ratios measure lorag's own work per request; "
         "vllm-cpu's stock LoRA ops are much slower (see the adapters benchmark).",
         "Raw vLLM server: `" + " ".join(Path(commands["raw"][0]).name if i == 0 else a
                                         for i, a in enumerate(commands["raw"])) + "`",

@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from adapters.engines.protocol import ENGINES, InferenceEngine
-from adapters.engines.common import schedule_unload
+from adapters.engines.common import AdapterUnloads
 from adapters.settings import EngineSettings
 
-__all__ = ["ENGINES", "build_engine", "schedule_unload"]
+__all__ = ["ENGINES", "build_engine", "AdapterUnloads"]
 
 
 @ENGINES.register("vllm")

@@ -139,25 +139,28 @@ class InFlight:
             await self._idle.setdefault(int_id, asyncio.Event()).wait()
 
 
-_background: set[asyncio.Future] = set()
+class AdapterUnloads:
+    """Asks an engine to drop adapter versions, from any thread; a no-op before warm-up.
 
-
-def schedule_unload(engine: InferenceEngine, ref: AdapterRef) -> None:
-    """Ask ``engine`` to drop ``ref`` from any thread; no-op before warm-up.
-
-    Registered as the adapter store's unload listener: the store is synchronous (CLI,
-    HTTP handlers) and the engine lives on its event loop.
+    The adapter store's unload listener: the store is synchronous (CLI, HTTP handlers)
+    and the engine lives on its event loop. Holds the tasks it starts until they finish.
     """
-    loop: asyncio.AbstractEventLoop | None = getattr(engine, "loop", None)
-    if loop is None or loop.is_closed() or not engine.ready():
-        return
-    try:
-        running = asyncio.get_running_loop()
-    except RuntimeError:
-        running = None
-    if running is not loop:
-        asyncio.run_coroutine_threadsafe(engine.remove_adapter(ref), loop)
-        return
-    task = loop.create_task(engine.remove_adapter(ref))
-    _background.add(task)  # keep the task alive until it finishes
-    task.add_done_callback(_background.discard)
+
+    def __init__(self, engine: InferenceEngine):
+        self.engine = engine
+        self._tasks: set[asyncio.Task] = set()
+
+    def __call__(self, ref: AdapterRef) -> None:
+        loop: asyncio.AbstractEventLoop | None = getattr(self.engine, "loop", None)
+        if loop is None or loop.is_closed() or not self.engine.ready():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is not loop:
+            asyncio.run_coroutine_threadsafe(self.engine.remove_adapter(ref), loop)
+            return
+        task = loop.create_task(self.engine.remove_adapter(ref))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

@@ -10,10 +10,12 @@
    gigabytes. The replacements here multiply each adapter's tokens as one matrix
    product (at most ``max_loras`` groups per call) and give index -1 no contribution.
 
-vLLM imports ``worker_extension_cls`` by name inside its engine process before the
-model is built; naming ``LoraOpsFix`` there installs the ops where they run. Importing
-this module anywhere else installs them in that process too, which is harmless (GPU
-builds use Triton kernels, not these).
+Nothing happens at import. ``apply`` is registered as a vLLM general plugin (the
+``vllm.general_plugins`` entry point in pyproject.toml), which vLLM itself calls in each
+process it starts (the engine core, its workers, in-process engines) before a model is
+built, so the ops are installed where they run. GPU builds use Triton kernels, not
+these, so there it changes nothing that runs. ``VLLM_PLUGINS``, when set, must name
+``lorag_cpu_lora_ops``.
 """
 
 from __future__ import annotations
@@ -110,11 +112,3 @@ def apply() -> bool:
     if changed:
         log.info("installed grouped LoRA ops for vLLM's CPU backend (index -1 = no adapter)")
     return changed
-
-
-apply()
-
-
-class LoraOpsFix:
-    """Named as vLLM's ``worker_extension_cls`` so that vLLM imports this module (and so
-    installs the ops) in its engine process. Adds nothing to the worker."""

@@ -99,10 +99,7 @@ class VLLMEngine(ChatPrompts):
             enable_lora=True, max_loras=s.max_loras, max_cpu_loras=max(s.max_cpu_loras, s.max_loras),
             max_lora_rank=vllm_lora_rank(s.max_lora_rank), lora_target_modules=s.lora_target_modules,
             kv_cache_memory_bytes=s.kv_cache_bytes, enforce_eager=s.enforce_eager,
-            disable_log_stats=True,
-            # Imported by vLLM in its engine process: correct and grouped LoRA ops for
-            # the CPU backend (see vllm_cpu_fix).
-            worker_extension_cls="adapters.engines.vllm_cpu_fix.LoraOpsFix")
+            disable_log_stats=True)  # vLLM's CPU LoRA ops are replaced by a plugin: vllm_cpu_fix
 
     def ready(self) -> bool:
         return self._llm is not None and not getattr(self._llm, "errored", False)

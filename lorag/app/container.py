@@ -120,11 +120,15 @@ class Lorag:
         return ChatService(brands=self.brands, adapters=self.adapters, retrieval=self.retrieval,
                            engine=self.engine, settings=self.settings.chat)
 
+    @cached_property
+    def _engine_unloads(self):
+        from adapters.engines import AdapterUnloads
+
+        return AdapterUnloads(self.engine)
+
     def _unload_from_engine(self, ref) -> None:
         if "engine" in self.__dict__:  # never build an engine just to unload from it
-            from adapters.engines import schedule_unload
-
-            schedule_unload(self.engine, ref)
+            self._engine_unloads(ref)
 
     def close(self) -> None:
         """Release everything that was built; safe to call twice."""

@@ -47,3 +47,22 @@ def test_grouping_follows_the_indices_of_each_call():
         for row, slot in enumerate(indices):
             expected = torch.zeros(2) if slot < 0 else a[slot, 0] @ x[row]
             assert torch.allclose(out[row], expected, atol=1e-5)
+
+
+def test_vllm_installs_the_ops_through_its_plugin_and_importing_changes_nothing():
+    """vLLM calls the ``vllm.general_plugins`` entry point in each process it starts;
+    importing lorag's module alone patches nothing (no import-time side effects)."""
+    import importlib.metadata
+    import subprocess
+    import sys
+
+    plugins = {e.name: e.value for e in importlib.metadata.entry_points(group="vllm.general_plugins")}
+    assert plugins.get("lorag_cpu_lora_ops") == "adapters.engines.vllm_cpu_fix:apply"
+    check = ("from vllm.lora.ops.torch_ops import lora_ops\n"
+             "from adapters.engines import vllm_cpu_fix\n"
+             "assert lora_ops.bgmv_shrink is not vllm_cpu_fix.bgmv_shrink\n"
+             "from vllm.plugins import load_general_plugins\n"
+             "load_general_plugins()\n"
+             "assert lora_ops.bgmv_shrink is vllm_cpu_fix.bgmv_shrink\n")
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
