@@ -37,7 +37,8 @@ class VectorIndex(Protocol):
     dimension: int
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        """Add vectors under new ids (int64, never already present)."""
+        """Add vectors under new ids (int64, never already present); raises ValueError
+        unless ``vectors`` is (len(ids), dimension)."""
 
     def remove(self, ids: np.ndarray) -> None:
         """Remove ids; unknown ids are ignored."""
@@ -45,7 +46,8 @@ class VectorIndex(Protocol):
     def search(self, query: np.ndarray, k: int,
                allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(ids, scores) of the best ``k`` live vectors for one query, best first;
-        only ids in ``allowed`` when it is given."""
+        only ids in ``allowed`` when it is given. Raises ValueError unless the query
+        has ``dimension`` values."""
 
     def ids(self) -> np.ndarray:
         """All live ids (sorted)."""
@@ -84,8 +86,9 @@ class FlatIndex:
         self.index = index or faiss.IndexIDMap2(faiss.IndexFlatIP(dimension))
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        vectors = _matrix(vectors, len(ids), self.dimension)
         if len(ids):
-            self.index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), _ids(ids))
+            self.index.add_with_ids(vectors, _ids(ids))
 
     def remove(self, ids: np.ndarray) -> None:
         if len(ids):
@@ -98,7 +101,7 @@ class FlatIndex:
         if allowed is not None:
             params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(_ids(allowed)))
         k = min(k, self.index.ntotal)
-        scores, labels = self.index.search(_as_query(query), k, params=params)
+        scores, labels = self.index.search(_as_query(query, self.dimension), k, params=params)
         return _top(labels[0], scores[0])
 
     def ids(self) -> np.ndarray:
@@ -137,8 +140,9 @@ class HNSWIndex:
         self.deleted: set[int] = set() if deleted is None else set(int(i) for i in deleted)
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        vectors = _matrix(vectors, len(ids), self.dimension)
         if len(ids):
-            self.index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), _ids(ids))
+            self.index.add_with_ids(vectors, _ids(ids))
 
     def remove(self, ids: np.ndarray) -> None:
         present = set(faiss.vector_to_array(self.index.id_map).tolist()) if len(ids) else set()
@@ -155,7 +159,7 @@ class HNSWIndex:
         params = faiss.SearchParametersHNSW(efSearch=self.ef_search(k))
         if selector is not None:
             params.sel = selector
-        scores, labels = self.index.search(_as_query(query), min(k, len(self)), params=params)
+        scores, labels = self.index.search(_as_query(query, self.dimension), min(k, len(self)), params=params)
         labels, scores = _top(labels[0], scores[0])
         if allowed is not None and self.deleted:
             keep = np.array([int(i) not in self.deleted for i in labels], dtype=bool)
@@ -193,8 +197,18 @@ class HNSWIndex:
         return cls(dimension, settings, index, deleted)
 
 
-def _as_query(query: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(np.asarray(query, dtype=np.float32).reshape(1, -1))
+def _matrix(vectors: np.ndarray, rows: int, dimension: int) -> np.ndarray:
+    """``vectors`` as contiguous float32, checked: FAISS checks shapes with ``assert``,
+    which ``python -O`` strips, and then reads past the buffer."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    if vectors.shape != (rows, dimension):
+        raise ValueError(f"expected {rows} vectors of dimension {dimension}, "
+                         f"got shape {vectors.shape}")
+    return vectors
+
+
+def _as_query(query: np.ndarray, dimension: int) -> np.ndarray:
+    return _matrix(np.asarray(query, dtype=np.float32).reshape(1, -1), 1, dimension)
 
 
 def create_index(kind: str, dimension: int, settings: IndexSettings) -> VectorIndex:

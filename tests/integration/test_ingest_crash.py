@@ -12,7 +12,7 @@ import pytest
 
 from lorag.app.container import Lorag
 from retrieval.settings import IndexSettings
-from lorag.testing.retrieval import fast_settings
+from lorag.testing.settings import fast_settings
 
 pytestmark = pytest.mark.integration
 
@@ -23,7 +23,7 @@ CHILD = textwrap.dedent("""
     from ingest.types import DocumentInput
     from lorag.app.container import Lorag
     from retrieval.settings import IndexSettings
-    from lorag.testing.retrieval import fast_settings
+    from lorag.testing.settings import fast_settings
 
     data_dir, version, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     app = Lorag(fast_settings(data_dir, commit_chunks=6, index=IndexSettings(save_seconds=0)))

@@ -10,7 +10,7 @@ import pytest
 from lorag.app.settings import Settings
 from lorag.app.container import Lorag
 from lorag.app.evaluation import evaluate, load_beir, ndcg_at_k, score_run
-from lorag.testing.retrieval import write_beir
+from lorag.testing.beir import write_beir
 
 pytestmark = pytest.mark.integration
 

@@ -6,7 +6,7 @@ import pytest
 
 from lorag.cli.main import main
 from lorag.app.evaluation import load_beir
-from lorag.testing.retrieval import write_beir
+from lorag.testing.beir import write_beir
 
 CORPUS = [
     {"_id": "d1", "title": "Volcanoes", "text": "Lava and magma erupt from volcanoes."},

@@ -5,7 +5,7 @@ import pytest
 from ingest.normalize import html_to_text, normalize_text
 from ingest.types import DocumentInput
 from lorag.app.container import Lorag
-from lorag.testing.retrieval import fast_settings
+from lorag.testing.settings import fast_settings
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from ingest.types import DocumentInput
 from lorag.core.errors import InvalidInput, NotFound
 from lorag.core.jobs import SUCCEEDED
 from lorag.app.container import Lorag
-from lorag.testing.retrieval import fast_settings
+from lorag.testing.settings import fast_settings
 
 
 @pytest.fixture

@@ -1,20 +1,14 @@
-"""VectorIndex conformance (every registered kind) and the index file as a cache."""
+"""Vector indexes beyond the conformance suite (tests/unit/test_conformance_vector_indexes.py):
+the registry, HNSW's rebuild and beam rules, and the index file as a cache."""
 
 import numpy as np
 import pytest
 
 from retrieval.settings import IndexSettings
-from lorag.testing.retrieval import CONFORMANCE
 from retrieval.vector_index import (CorruptIndexFile, IndexHeader, create_index, read_index_file,
                                     vector_indexes, write_index_file)
 
 SETTINGS = IndexSettings(hnsw_m=16, hnsw_ef_construction=64, hnsw_ef_search=64)
-
-
-@pytest.mark.parametrize("kind", vector_indexes.names())
-@pytest.mark.parametrize("check", CONFORMANCE, ids=lambda c: c.__name__)
-def test_vector_index_conformance(kind, check):
-    check(kind, SETTINGS)
 
 
 def test_registry_lists_kinds_and_refuses_unknown():

@@ -8,7 +8,7 @@ from lorag.app.container import Lorag
 from retrieval.fusion import reciprocal_rank_fusion
 from retrieval.lexical import fts_query
 from retrieval.settings import IndexSettings
-from lorag.testing.retrieval import fast_settings
+from lorag.testing.settings import fast_settings
 
 ANIMALS = [
     DocumentInput("cat", "Cats purr and chase mice around the barn.", metadata={"kind": "pet", "legs": 4}),

@@ -11,7 +11,7 @@ import pytest
 
 from lorag.app.demo import ensure_demo, render_instructions
 from lorag.app.container import Lorag
-from lorag.testing.retrieval import fast_settings
+from lorag.testing.settings import fast_settings
 
 
 @pytest.fixture
