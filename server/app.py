@@ -22,7 +22,7 @@ from server import schemas
 from server.errors import install_error_handlers
 from server.limits import BodyLimit
 from server.metrics import Metrics, MetricsMiddleware
-from server.routes import ROUTERS
+from server.routers import ROUTERS
 
 log = logging.getLogger(__name__)
 

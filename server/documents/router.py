@@ -18,7 +18,7 @@ from lorag.core.errors import InvalidInput, NotFound
 from lorag.core.jobs import QUEUED, RUNNING
 from server import schemas
 from server.deps import AppMetrics, Lorag, TenantId
-from server.routes.jobs import to_job
+from server.jobs.router import to_job
 
 router = APIRouter(tags=["documents"])
 
