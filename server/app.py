@@ -14,14 +14,12 @@ from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Callable
 
 from fastapi import FastAPI
-from fastapi.openapi.utils import get_openapi
-from pydantic.json_schema import models_json_schema
 
 import lorag
-from server import schemas
 from server.errors import install_error_handlers
 from server.limits import BodyLimit
 from server.metrics import Metrics, MetricsMiddleware
+from server.openapi import openapi
 from server.routers import ROUTERS
 
 log = logging.getLogger(__name__)
@@ -53,29 +51,8 @@ def create_app(container: Any, *, on_ready: Callable[[], None] | None = None,
     app.add_middleware(BodyLimit, default=settings.server.max_body_bytes, per_path=[
         (r"/admin/tenants/[^/]+/adapters", settings.adapters.max_upload_bytes)])
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)  # outermost: sees all
-    app.openapi = lambda: _openapi(app)
+    app.openapi = lambda: openapi(app)
     return app
-
-
-def _openapi(app: FastAPI) -> dict:
-    """FastAPI's document, with validation errors as the 400s they are (not 422s) and
-    the bodies that routes parse themselves."""
-    if app.openapi_schema is None:
-        document = get_openapi(title=app.title, version=app.version,
-                               description=app.description, routes=app.routes)
-        error = {"description": "Bad Request", "content": {"application/json": {
-            "schema": {"$ref": "#/components/schemas/ErrorResponse"}}}}
-        for operation in (op for path in document["paths"].values() for op in path.values()):
-            if operation["responses"].pop("422", None) is not None:
-                operation["responses"].setdefault("400", error)
-        components = document["components"]["schemas"]
-        for name in ("HTTPValidationError", "ValidationError"):
-            components.pop(name, None)
-        _, extra = models_json_schema([(m, "validation") for m in schemas.EXTRA_OPENAPI_MODELS],
-                                      ref_template="#/components/schemas/{model}")
-        components.update(extra["$defs"])
-        app.openapi_schema = document
-    return app.openapi_schema
 
 
 async def warm_up(container: Any) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import status
 
-from server import schemas
+from server.admin import schemas
 from server.admin.common import admin_router
 from server.deps import Lorag
 from server.errors import params_renamed

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from lorag.app.chat import ChatRequest, RetrievalOptions
-from server import schemas
+from server.chat import schemas
 from server.chat.serving import STREAM_HEADERS, ChatServing, cancel_on_disconnect
 from server.deps import AppMetrics, Lorag, TenantId
 

@@ -12,7 +12,7 @@ from typing import Any, AsyncIterator, Awaitable
 from fastapi import Request, Response
 
 from lorag.app.chat import PreparedChat, usage_of
-from server import schemas
+from server.chat import schemas
 from server.errors import sse_error
 from server.metrics import Metrics
 

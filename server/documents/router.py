@@ -16,8 +16,8 @@ from starlette.datastructures import UploadFile
 
 from lorag.core.errors import InvalidInput, NotFound
 from lorag.core.jobs import QUEUED, RUNNING
-from server import schemas
 from server.deps import AppMetrics, Lorag, TenantId
+from server.documents import schemas
 from server.jobs.router import to_job
 
 router = APIRouter(tags=["documents"])
