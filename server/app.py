@@ -11,16 +11,18 @@ import asyncio
 import logging
 import shutil
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator, Callable
+from typing import AsyncIterator, Callable
 
 from fastapi import FastAPI
 
 import lorag
+from lorag.app.container import Lorag
 from server.errors import install_error_handlers
 from server.limits import BodyLimit
 from server.metrics import Metrics, MetricsMiddleware
 from server.openapi import openapi
 from server.routers import ROUTERS
+from server.tasks import Tasks
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +33,9 @@ per brand. `/v1/...` routes take a tenant's API key (`Authorization: Bearer lrg-
 """
 
 
-def create_app(container: Any, *, on_ready: Callable[[], None] | None = None,
+def create_app(container: Lorag, *, on_ready: Callable[[], None] | None = None,
                on_failure: Callable[[BaseException], None] | None = None) -> FastAPI:
-    """The HTTP app over a ``lorag.app.container.Lorag`` container (which the caller closes).
+    """The HTTP app over a container (which the caller closes).
 
     ``on_ready`` runs once warm-up is done; ``on_failure`` if warm-up fails.
     """
@@ -41,6 +43,7 @@ def create_app(container: Any, *, on_ready: Callable[[], None] | None = None,
                   lifespan=_lifespan)
     app.state.lorag = container
     app.state.metrics = Metrics(container)
+    app.state.tasks = Tasks()  # stopped with the app
     app.state.ready = False
     app.state.warm_up_error = None
     app.state.hooks = (on_ready, on_failure)
@@ -55,7 +58,7 @@ def create_app(container: Any, *, on_ready: Callable[[], None] | None = None,
     return app
 
 
-async def warm_up(container: Any) -> None:
+async def warm_up(container: Lorag) -> None:
     """Load everything a request needs, so the first one is not slow."""
     await asyncio.to_thread(container.embedder.warm_up)
     await container.engine.warm_up()
@@ -70,13 +73,14 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         app.state.ready = False
         task.cancel()
+        await app.state.tasks.stop()
         engine = vars(app.state.lorag).get("engine")  # only if it was ever built
         if engine is not None:
             await engine.shutdown()
         log.info("stopped")
 
 
-def _clean_up_after_a_dead_server(container: Any) -> None:
+def _clean_up_after_a_dead_server(container: Lorag) -> None:
     """Before the first request: jobs a dead process left queued/running are failed
     (done in the background, it would also fail jobs started meanwhile), and the
     uploaded files only those jobs would have read are removed."""
