@@ -11,18 +11,18 @@ import asyncio
 import logging
 import shutil
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator, Callable
+from typing import AsyncIterator, Callable
 
 from fastapi import FastAPI
-from fastapi.openapi.utils import get_openapi
-from pydantic.json_schema import models_json_schema
 
 import lorag
-from server import schemas
+from lorag.app.container import Lorag
 from server.errors import install_error_handlers
 from server.limits import BodyLimit
 from server.metrics import Metrics, MetricsMiddleware
-from server.routes import ROUTERS
+from server.openapi import openapi
+from server.routers import ROUTERS
+from server.tasks import Tasks
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +33,9 @@ per brand. `/v1/...` routes take a tenant's API key (`Authorization: Bearer lrg-
 """
 
 
-def create_app(container: Any, *, on_ready: Callable[[], None] | None = None,
+def create_app(container: Lorag, *, on_ready: Callable[[], None] | None = None,
                on_failure: Callable[[BaseException], None] | None = None) -> FastAPI:
-    """The HTTP app over a ``lorag.app.container.Lorag`` container (which the caller closes).
+    """The HTTP app over a container (which the caller closes).
 
     ``on_ready`` runs once warm-up is done; ``on_failure`` if warm-up fails.
     """
@@ -43,6 +43,7 @@ def create_app(container: Any, *, on_ready: Callable[[], None] | None = None,
                   lifespan=_lifespan)
     app.state.lorag = container
     app.state.metrics = Metrics(container)
+    app.state.tasks = Tasks()  # stopped with the app
     app.state.ready = False
     app.state.warm_up_error = None
     app.state.hooks = (on_ready, on_failure)
@@ -53,32 +54,11 @@ def create_app(container: Any, *, on_ready: Callable[[], None] | None = None,
     app.add_middleware(BodyLimit, default=settings.server.max_body_bytes, per_path=[
         (r"/admin/tenants/[^/]+/adapters", settings.adapters.max_upload_bytes)])
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)  # outermost: sees all
-    app.openapi = lambda: _openapi(app)
+    app.openapi = lambda: openapi(app)
     return app
 
 
-def _openapi(app: FastAPI) -> dict:
-    """FastAPI's document, with validation errors as the 400s they are (not 422s) and
-    the bodies that routes parse themselves."""
-    if app.openapi_schema is None:
-        document = get_openapi(title=app.title, version=app.version,
-                               description=app.description, routes=app.routes)
-        error = {"description": "Bad Request", "content": {"application/json": {
-            "schema": {"$ref": "#/components/schemas/ErrorResponse"}}}}
-        for operation in (op for path in document["paths"].values() for op in path.values()):
-            if operation["responses"].pop("422", None) is not None:
-                operation["responses"].setdefault("400", error)
-        components = document["components"]["schemas"]
-        for name in ("HTTPValidationError", "ValidationError"):
-            components.pop(name, None)
-        _, extra = models_json_schema([(m, "validation") for m in schemas.EXTRA_OPENAPI_MODELS],
-                                      ref_template="#/components/schemas/{model}")
-        components.update(extra["$defs"])
-        app.openapi_schema = document
-    return app.openapi_schema
-
-
-async def warm_up(container: Any) -> None:
+async def warm_up(container: Lorag) -> None:
     """Load everything a request needs, so the first one is not slow."""
     await asyncio.to_thread(container.embedder.warm_up)
     await container.engine.warm_up()
@@ -93,13 +73,14 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         app.state.ready = False
         task.cancel()
+        await app.state.tasks.stop()
         engine = vars(app.state.lorag).get("engine")  # only if it was ever built
         if engine is not None:
             await engine.shutdown()
         log.info("stopped")
 
 
-def _clean_up_after_a_dead_server(container: Any) -> None:
+def _clean_up_after_a_dead_server(container: Lorag) -> None:
     """Before the first request: jobs a dead process left queued/running are failed
     (done in the background, it would also fail jobs started meanwhile), and the
     uploaded files only those jobs would have read are removed."""

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import hmac
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from lorag.app.container import Lorag as Container
 from lorag.core.errors import AuthenticationFailed, PermissionDenied
 from server.metrics import Metrics
+from server.tasks import Tasks
 
 _tenant_key = HTTPBearer(auto_error=False, scheme_name="TenantKey",
                          description="A tenant's API key (`lrg-...`).")
@@ -18,7 +20,7 @@ _admin_key = HTTPBearer(auto_error=False, scheme_name="AdminKey",
 Credentials = HTTPAuthorizationCredentials | None
 
 
-def get_lorag(request: Request) -> Any:
+def get_lorag(request: Request) -> Container:
     return request.app.state.lorag
 
 
@@ -26,8 +28,13 @@ def get_metrics(request: Request) -> Metrics:
     return request.app.state.metrics
 
 
-Lorag = Annotated[Any, Depends(get_lorag)]
+def get_tasks(request: Request) -> Tasks:
+    return request.app.state.tasks
+
+
+Lorag = Annotated[Container, Depends(get_lorag)]
 AppMetrics = Annotated[Metrics, Depends(get_metrics)]
+AppTasks = Annotated[Tasks, Depends(get_tasks)]
 
 
 def authenticate_tenant(request: Request, lorag: Lorag,

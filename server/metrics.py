@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Iterable
+from typing import Iterable
 
 from prometheus_client import (CollectorRegistry, Counter, Histogram, disable_created_metrics,
                                generate_latest)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from lorag.app.container import Lorag
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +27,7 @@ disable_created_metrics()  # the *_created series double the output and say litt
 
 
 class Metrics:
-    def __init__(self, lorag: Any = None):
+    def __init__(self, lorag: Lorag | None = None):
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter("lorag_http_requests", "HTTP requests answered.",
@@ -68,7 +70,7 @@ class Metrics:
 class StateCollector:
     """Read at scrape time: engine adapter stats and catalog job counts."""
 
-    def __init__(self, lorag: Any):
+    def __init__(self, lorag: Lorag):
         self.lorag = lorag
 
     def describe(self) -> list[Metric]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from lorag.core.errors import NotFound
-from server import schemas
 from server.deps import Lorag, TenantId
+from server.models import schemas
 
 router = APIRouter(tags=["chat"])
 

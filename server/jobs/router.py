@@ -6,8 +6,8 @@ from dataclasses import asdict
 
 from fastapi import APIRouter, Query
 
-from server import schemas
 from server.deps import Lorag, TenantId
+from server.jobs import schemas
 
 router = APIRouter(tags=["documents"])
 

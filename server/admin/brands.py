@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from fastapi import status
 
-from server import schemas
+from server.admin import schemas
+from server.admin.common import admin_router
 from server.deps import Lorag
 from server.errors import params_renamed
-from server.routes.admin.common import admin_router
 
 router = admin_router()
 

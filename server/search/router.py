@@ -8,9 +8,9 @@ from dataclasses import asdict
 
 from fastapi import APIRouter
 
-from server import schemas
 from server.deps import AppMetrics, Lorag, TenantId
 from server.errors import params_renamed
+from server.search import schemas
 
 router = APIRouter(tags=["documents"])
 

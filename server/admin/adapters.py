@@ -12,10 +12,10 @@ from fastapi import File, Form, Query, UploadFile, status
 
 from lorag.core.errors import InvalidInput, NotFound
 from lorag.core.layout import check_name
-from server import schemas
+from server.admin import schemas
+from server.admin.common import admin_router
 from server.deps import Lorag
 from server.errors import params_renamed
-from server.routes.admin.common import admin_router
 
 router = admin_router()
 

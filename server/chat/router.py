@@ -1,7 +1,7 @@
 """POST /v1/chat/completions: OpenAI's chat API where ``model`` is a brand.
 
 The route translates the request for ``lorag.app.chat.ChatService`` (the orchestration)
-and hands the prepared chat to ``server.chat_serving`` (the OpenAI response shapes).
+and hands the prepared chat to ``server.chat.serving`` (the OpenAI response shapes).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from lorag.app.chat import ChatRequest, RetrievalOptions
-from server import schemas
-from server.chat_serving import STREAM_HEADERS, ChatServing, cancel_on_disconnect
+from server.chat import schemas
+from server.chat.serving import STREAM_HEADERS, ChatServing, cancel_on_disconnect
 from server.deps import AppMetrics, Lorag, TenantId
 
 router = APIRouter(tags=["chat"])

@@ -11,8 +11,8 @@ from typing import Any, AsyncIterator, Awaitable
 
 from fastapi import Request, Response
 
-from lorag.app.chat import PreparedChat, usage_of
-from server import schemas
+from lorag.app.chat import ChatService, PreparedChat, usage_of
+from server.chat import schemas
 from server.errors import sse_error
 from server.metrics import Metrics
 
@@ -23,7 +23,7 @@ CLIENT_CLOSED = 499  # nginx's code for a client that went away before the answe
 class ChatServing:
     """One prepared chat as an OpenAI completion or chunk stream, with its metrics."""
 
-    def __init__(self, chat: Any, metrics: Metrics, prepared: PreparedChat, started: float):
+    def __init__(self, chat: ChatService, metrics: Metrics, prepared: PreparedChat, started: float):
         self.chat, self.metrics, self.prepared, self.started = chat, metrics, prepared, started
         self.created = int(time.time())
         self.citations = [schemas.Citation(**vars(c)) for c in prepared.citations]

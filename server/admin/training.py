@@ -7,10 +7,10 @@ import asyncio
 from fastapi import Query, status
 
 from adapters.training.spec import TrainSpec
-from server import schemas
+from server.admin import schemas
+from server.admin.common import admin_router
 from server.deps import Lorag
-from server.routes.admin.common import admin_router
-from server.routes.jobs import to_job
+from server.jobs.router import to_job
 
 router = admin_router()
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import Path as PathParam, status
 
-from server import schemas
+from server.admin import schemas
+from server.admin.common import admin_router
 from server.deps import Lorag
-from server.routes.admin.common import admin_router
 
 router = admin_router()
 

@@ -16,9 +16,9 @@ from starlette.datastructures import UploadFile
 
 from lorag.core.errors import InvalidInput, NotFound
 from lorag.core.jobs import QUEUED, RUNNING
-from server import schemas
-from server.deps import AppMetrics, Lorag, TenantId
-from server.routes.jobs import to_job
+from server.deps import AppMetrics, AppTasks, Lorag, TenantId
+from server.documents import schemas
+from server.jobs.router import to_job
 
 router = APIRouter(tags=["documents"])
 
@@ -39,7 +39,7 @@ UPLOAD_SCHEMA = {"type": "object", "required": ["files"], "properties": {
         "application/json": {"schema": {"$ref": "#/components/schemas/DocumentsCreate"}},
         "multipart/form-data": {"schema": UPLOAD_SCHEMA}}}})
 async def create_documents(request: Request, tenant: TenantId, lorag: Lorag,
-                           metrics: AppMetrics) -> schemas.Job:
+                           metrics: AppMetrics, tasks: AppTasks) -> schemas.Job:
     folder = None
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
         folder = lorag.layout.uploads_dir / tenant / uuid.uuid4().hex
@@ -53,7 +53,7 @@ async def create_documents(request: Request, tenant: TenantId, lorag: Lorag,
         raise
     metrics.documents_submitted.labels(tenant).inc(len(inputs))
     if folder is not None:
-        _keep(asyncio.create_task(_remove_when_done(lorag.jobs, tenant, job_id, folder)))
+        tasks.start(_remove_when_done(lorag.jobs, tenant, job_id, folder))
     return to_job(lorag.jobs.get(tenant, job_id))
 
 
@@ -114,14 +114,6 @@ async def _save_uploads(request: Request, folder: Path) -> list[Path]:
             with (folder / name).open("wb") as out:
                 await asyncio.to_thread(shutil.copyfileobj, upload.file, out)
     return [folder / name for name in names]
-
-
-_tasks: set[asyncio.Task] = set()
-
-
-def _keep(task: asyncio.Task) -> None:
-    _tasks.add(task)  # the loop holds tasks weakly
-    task.add_done_callback(_tasks.discard)
 
 
 async def _remove_when_done(jobs, tenant: str, job_id: str, folder: Path) -> None:

@@ -1,0 +1,1 @@
+"""/admin/...: tenants and their keys, brands, adapters and training (admin key only)."""

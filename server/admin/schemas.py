@@ -1,0 +1,142 @@
+"""Admin bodies: tenants and their keys, brands, adapters, training."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, StrictFloat, StrictInt
+
+from server.schemas import MAX_TOP_K, FilterValue, Request
+# Re-exported: a route module takes its bodies and its error docs from one `schemas`.
+from server.jobs.schemas import Job, JobList  # noqa: F401
+from server.schemas import Deleted, error_responses  # noqa: F401
+
+
+class TenantCreate(Request):
+    id: str = Field(description="Lowercase letters, digits, '-' and '_' (1-63 characters).")
+    display_name: str | None = Field(None, max_length=200)
+
+
+class Tenant(BaseModel):
+    id: str
+    object: Literal["tenant"] = "tenant"
+    display_name: str
+    created_at: float
+
+
+class TenantList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[Tenant]
+
+
+class IssuedKey(BaseModel):
+    """A new API key: ``api_key`` is shown here once; only its hash is stored."""
+
+    id: int
+    object: Literal["api_key"] = "api_key"
+    tenant: str
+    api_key: str
+    hint: str
+
+
+class TenantCreated(BaseModel):
+    tenant: Tenant
+    key: IssuedKey
+
+
+class ApiKey(BaseModel):
+    id: int
+    object: Literal["api_key"] = "api_key"
+    hint: str
+    created_at: float
+
+
+class ApiKeyList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ApiKey]
+
+
+class BrandRetrieval(Request):
+    top_k: StrictInt | None = Field(None, ge=1, le=MAX_TOP_K)
+    mode: Literal["dense", "lexical", "hybrid", "off"] | None = None
+    filters: dict[str, FilterValue] | None = None
+
+
+class BrandCreate(Request):
+    name: str = Field(description="The `model` clients send; lowercase, digits, '-', '_'.")
+    adapter: str | None = Field(None, description="Adapter name; None = the base model.")
+    system_prompt: str = Field("", max_length=20_000)
+    retrieval: BrandRetrieval = Field(default_factory=BrandRetrieval)
+
+
+class BrandUpdate(Request):
+    """Only the fields given change; ``adapter: null`` switches to the base model."""
+
+    adapter: str | None = None
+    system_prompt: str | None = Field(None, max_length=20_000)
+    retrieval: BrandRetrieval | None = None
+
+
+class Brand(BaseModel):
+    name: str
+    object: Literal["brand"] = "brand"
+    tenant: str
+    adapter: str | None
+    system_prompt: str
+    retrieval: dict[str, Any]
+    created_at: float
+    updated_at: float
+
+
+class BrandList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[Brand]
+
+
+class AdapterRegister(Request):
+    name: str
+    path: str = Field(description="A PEFT LoRA folder or archive on the server; it is copied.")
+
+
+class AdapterVersion(BaseModel):
+    id: int
+    object: Literal["adapter"] = "adapter"
+    tenant: str
+    name: str
+    version: int
+    rank: int
+    alpha: float
+    targets: list[str]
+    base_model: str
+    status: str
+    created_at: float
+
+
+class AdapterList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[AdapterVersion]
+
+
+class AdapterDeleted(BaseModel):
+    object: Literal["list"] = "list"
+    deleted: list[AdapterVersion]
+
+
+class TrainingCreate(Request):
+    """A LoRA training run (see ``adapters.training.TrainSpec`` for every bound)."""
+
+    name: str = Field(description="Adapter name the result is registered under.")
+    kind: Literal["sft", "domain"] = "sft"
+    conversations: list[list[dict[str, Any]]] | None = Field(
+        None, description="sft: chat conversations, each a list of {role, content}.")
+    texts: list[str] | None = Field(None, description="domain: texts; None = the tenant's chunks.")
+    steps: StrictInt | None = None
+    batch_size: StrictInt | None = None
+    rank: StrictInt | None = None
+    alpha: StrictInt | None = None
+    targets: list[str] | None = None
+    lr: StrictFloat | None = None
+    max_length: StrictInt | None = None
+    block_size: StrictInt | None = None
+    seed: StrictInt | None = None
+    marker: str | None = None

@@ -1,0 +1,1 @@
+"""GET /v1/models: the caller's brands as OpenAI models."""

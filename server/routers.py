@@ -1,0 +1,12 @@
+"""Every feature's router, in the order the app includes them (and OpenAPI lists them)."""
+
+from server.admin import adapters, brands, tenants, training
+from server.chat import router as chat
+from server.documents import router as documents
+from server.health import router as health
+from server.jobs import router as jobs
+from server.models import router as models
+from server.search import router as search
+
+ROUTERS = [chat.router, models.router, search.router, documents.router, jobs.router,
+           tenants.router, brands.router, adapters.router, training.router, health.router]
