@@ -19,7 +19,7 @@ import httpx
 import openai
 import pytest
 
-from server.testing import child_environ, die_with_parent, free_port
+from lorag.testing.server import child_environ, die_with_parent, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
