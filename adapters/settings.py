@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pathlib import Path
+
+from pydantic import BaseModel, Field, field_validator
 
 
 class EngineSettings(BaseModel):
@@ -48,3 +50,18 @@ class AdapterSettings(BaseModel):
     check_base_name: bool = Field(
         True, description="Refuse an adapter whose base_model_name_or_path names another model "
                           "(the shapes are always checked); False trusts the shapes alone.")
+    import_roots: list[Path] | None = Field(
+        None, description="The server folders whose adapter folders and archives "
+                          "`POST /admin/tenants/{tenant}/adapters/register` may name (absolute "
+                          "paths; a path is checked once resolved, so neither `..` nor a link "
+                          "leads out of them). None = `<data_dir>/import/adapters`; [] refuses "
+                          "every path. The CLI (`lorag adapters register`) may name any local "
+                          "path. Env: LORAG_ADAPTERS__IMPORT_ROOTS='[\"/srv/adapters\"]'.")
+
+    @field_validator("import_roots")
+    @classmethod
+    def _roots_are_absolute(cls, roots: list[Path] | None) -> list[Path] | None:
+        for root in roots or ():
+            if not root.is_absolute():
+                raise ValueError(f"every import root must be an absolute path; got {str(root)!r}")
+        return roots

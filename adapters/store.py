@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import tempfile
 import time
@@ -35,7 +36,7 @@ from adapters.validation import (
     validate_adapter,
 )
 from lorag.core.db import Database
-from lorag.core.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
+from lorag.core.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge, PermissionDenied
 from lorag.core.layout import Layout, check_name
 
 log = logging.getLogger(__name__)
@@ -156,6 +157,46 @@ class AdapterStore:
                  tenant_id, name, version.version, version.id, version.rank)
         self._unload_older(version)
         return version
+
+    def register_import(self, tenant_id: str, name: str, path: str) -> AdapterVersion:
+        """``register`` for a path a remote caller (the admin API) names: only a folder or
+        archive under one of the import roots (see ``import_path``). Raises what
+        ``import_path`` and ``register`` raise."""
+        return self.register(tenant_id, name, self.import_path(path))
+
+    def import_roots(self) -> list[Path]:
+        """The folders ``register_import`` takes paths from (``adapters.import_roots``, by
+        default ``<data_dir>/import/adapters``), resolved."""
+        roots = self.settings.import_roots
+        if roots is None:
+            roots = [self.layout.adapter_imports_dir]
+        return [Path(os.path.realpath(root)) for root in roots]
+
+    def import_path(self, path: str) -> Path:
+        """``path`` resolved (symlinks followed, ``..`` applied), once it is known to lie
+        under an import root; the resolved path is what gets copied, so neither ``..`` nor
+        a link leads out of a root. Nothing outside the roots is read beyond resolving.
+
+        Raises InvalidInput (param ``path``) when it is empty, relative or not a path;
+        PermissionDenied (param ``path``, code ``path_not_allowed``) outside every root.
+        """
+        if not path or "\x00" in path or not Path(path).is_absolute():
+            raise InvalidInput(f"path must be an absolute path on the server; got {path!r}",
+                               param="path")
+        try:
+            # realpath, not Path.resolve: a link loop resolves to some path instead of raising
+            resolved = Path(os.path.realpath(path))
+        except ValueError:  # a name the file system cannot encode
+            raise InvalidInput(f"path is not a valid file name; got {path!r}",
+                               param="path") from None
+        roots = self.import_roots()
+        if not any(resolved.is_relative_to(root) for root in roots):
+            allowed = ", ".join(str(root) for root in roots) or "none (adapters.import_roots is [])"
+            raise PermissionDenied(
+                f"path {path!r} is outside the folders adapters may be registered from over "
+                f"HTTP: {allowed}; put it there, or run `lorag adapters register` on the server",
+                param="path", code="path_not_allowed")
+        return resolved
 
     def _stage(self, source: Path, tmp: Path) -> Path:
         """A private copy of the adapter files in ``tmp``: validation reads this copy, so

@@ -31,6 +31,7 @@ import asyncio
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -44,6 +45,7 @@ import httpx
 from bench.bench_adapters import model_path
 from bench.common import REPO_DIR, BenchResult, Options, percentile
 from bench.common import main as bench_main
+from lorag.core.layout import Layout
 
 ASSETS = resources.files("lorag") / "demo_assets"
 SYSTEM = "You are the customer support assistant of Acme Robotics."
@@ -141,7 +143,9 @@ def set_up_lorag(server, adapter: Path) -> str:
     """A tenant with the adapter, a brand using it and the demo corpus; its API key."""
     admin = httpx.Client(base_url=server.url, headers=server.admin_headers, timeout=300)
     key = admin.post("/admin/tenants", json={"id": "bench"}).json()["key"]["api_key"]
-    _ok(admin.post("/admin/tenants/bench/adapters/register", json={"name": "voice", "path": str(adapter)}))
+    imported = Layout(server.data_dir).adapter_imports_dir / "voice"  # where HTTP may read it
+    shutil.copytree(adapter, imported, dirs_exist_ok=True)
+    _ok(admin.post("/admin/tenants/bench/adapters/register", json={"name": "voice", "path": str(imported)}))
     _ok(admin.post("/admin/tenants/bench/brands", json={
         "name": "bench", "adapter": "voice", "system_prompt": SYSTEM}))
     tenant = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}, timeout=300)

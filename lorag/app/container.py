@@ -25,6 +25,7 @@ class Lorag:
         self.settings = settings or Settings()
         self.layout = Layout(self.settings.data_dir)
         self.layout.data_dir.mkdir(parents=True, exist_ok=True)
+        self.layout.adapter_imports_dir.mkdir(parents=True, exist_ok=True)
         self.catalog = Database(self.layout.catalog_db)
 
     @cached_property

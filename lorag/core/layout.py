@@ -5,6 +5,7 @@
     <data_dir>/tenants/<tenant>/index.faiss       rebuildable cache of the chunk vectors
     <data_dir>/adapters/<tenant>/<name>/<version>/  peft adapter folders
     <data_dir>/models/                            prepared base models
+    <data_dir>/import/adapters/                   folders and archives the admin API may register
 """
 
 from __future__ import annotations
@@ -51,6 +52,12 @@ class Layout:
     def adapter_dir(self, tenant: str, name: str, version: int) -> Path:
         return (self.adapters_dir / check_name(tenant, "tenant") / check_name(name, "adapter")
                 / str(int(version)))
+
+    @property
+    def adapter_imports_dir(self) -> Path:
+        """Where an operator puts adapters for ``POST .../adapters/register`` (the default
+        of ``adapters.import_roots``)."""
+        return self.data_dir / "import" / "adapters"
 
     @property
     def models_dir(self) -> Path:

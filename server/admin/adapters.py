@@ -49,12 +49,15 @@ async def upload_adapter(tenant: str, name: Annotated[str, Form()],
 
 
 @router.post("/tenants/{tenant}/adapters/register", status_code=status.HTTP_201_CREATED,
-             response_model=schemas.AdapterVersion, responses=schemas.error_responses(400, 404),
-             summary="Register an adapter folder or archive on the server (it is copied)")
+             response_model=schemas.AdapterVersion,
+             responses=schemas.error_responses(400, 403, 404, 413),
+             summary="Register an adapter folder or archive on the server (it is copied); only "
+                     "from the folders `adapters.import_roots` lists (403 elsewhere)")
 async def register_adapter(tenant: str, body: schemas.AdapterRegister,
                            lorag: Lorag) -> schemas.AdapterVersion:
     with params_renamed(adapter="name", archive="path"):
-        version = await asyncio.to_thread(lorag.adapters.register, tenant, body.name, body.path)
+        version = await asyncio.to_thread(lorag.adapters.register_import, tenant, body.name,
+                                          body.path)
     return to_adapter(version)
 
 
@@ -75,7 +78,7 @@ def list_versions(tenant: str, name: str, lorag: Lorag) -> schemas.AdapterList:
 
 
 @router.delete("/tenants/{tenant}/adapters/{name}", response_model=schemas.AdapterDeleted,
-               responses=schemas.error_responses(404),
+               responses=schemas.error_responses(400, 404),
                summary="Delete every version of an adapter (or one, with ?version=)")
 def delete_adapter(tenant: str, name: str, lorag: Lorag,
                    version: int | None = Query(None, ge=1, le=2**62)) -> schemas.AdapterDeleted:

@@ -21,7 +21,7 @@ def to_brand(brand) -> schemas.Brand:
 
 
 @router.post("/tenants/{tenant}/brands", status_code=status.HTTP_201_CREATED,
-             response_model=schemas.Brand, responses=schemas.error_responses(400, 404, 409),
+             response_model=schemas.Brand, responses=schemas.error_responses(400, 404, 409, 413),
              summary="Create a brand")
 def create_brand(tenant: str, body: schemas.BrandCreate, lorag: Lorag) -> schemas.Brand:
     lorag.tenants.get(tenant)
@@ -46,7 +46,7 @@ def get_brand(tenant: str, name: str, lorag: Lorag) -> schemas.Brand:
 
 
 @router.patch("/tenants/{tenant}/brands/{name}", response_model=schemas.Brand,
-              responses=schemas.error_responses(400, 404), summary="Change a brand")
+              responses=schemas.error_responses(400, 404, 413), summary="Change a brand")
 def update_brand(tenant: str, name: str, body: schemas.BrandUpdate, lorag: Lorag) -> schemas.Brand:
     changes = body.model_dump(include=body.model_fields_set - {"retrieval"})
     if body.retrieval is not None:

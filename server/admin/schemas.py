@@ -95,7 +95,11 @@ class BrandList(BaseModel):
 
 class AdapterRegister(Request):
     name: str
-    path: str = Field(description="A PEFT LoRA folder or archive on the server; it is copied.")
+    path: str = Field(description="The absolute path of a PEFT LoRA folder or archive on the "
+                                  "server, under one of the folders `adapters.import_roots` "
+                                  "lists (by default `<data_dir>/import/adapters`); it is "
+                                  "copied. Empty or relative: 400; elsewhere, also through "
+                                  "`..` or a link: 403 `path_not_allowed`.")
 
 
 class AdapterVersion(BaseModel):

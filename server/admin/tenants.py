@@ -21,7 +21,8 @@ def to_key(key) -> schemas.IssuedKey:
 
 
 @router.post("/tenants", status_code=status.HTTP_201_CREATED, response_model=schemas.TenantCreated,
-             responses=schemas.error_responses(400, 409), summary="Create a tenant and its first key")
+             responses=schemas.error_responses(400, 409, 413),
+             summary="Create a tenant and its first key")
 def create_tenant(body: schemas.TenantCreate, lorag: Lorag) -> schemas.TenantCreated:
     tenant = lorag.tenants.create(body.id, body.display_name)
     return schemas.TenantCreated(tenant=to_tenant(tenant), key=to_key(lorag.tenants.issue_key(tenant.id)))
@@ -61,7 +62,7 @@ def list_keys(tenant: str, lorag: Lorag) -> schemas.ApiKeyList:
 
 
 @router.delete("/tenants/{tenant}/keys/{key_id}", response_model=schemas.Deleted,
-               responses=schemas.error_responses(404), summary="Revoke a key")
+               responses=schemas.error_responses(400, 404), summary="Revoke a key")
 def revoke_key(tenant: str, lorag: Lorag,
                key_id: int = PathParam(ge=1, le=2**62)) -> schemas.Deleted:
     lorag.tenants.revoke_key(tenant, key_id)

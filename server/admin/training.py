@@ -16,7 +16,7 @@ router = admin_router()
 
 
 @router.post("/tenants/{tenant}/training", status_code=status.HTTP_202_ACCEPTED,
-             response_model=schemas.Job, responses=schemas.error_responses(400, 404),
+             response_model=schemas.Job, responses=schemas.error_responses(400, 404, 413),
              summary="Start training an adapter; poll the job")
 async def start_training(tenant: str, body: schemas.TrainingCreate, lorag: Lorag) -> schemas.Job:
     lorag.tenants.get(tenant)

@@ -24,7 +24,7 @@ router = APIRouter(tags=["chat"])
     "/v1/chat/completions", response_model=schemas.ChatCompletion,
     responses={200: {"content": {"text/event-stream": {"description": "With `stream: true`: "
                      "`data: <ChatCompletionChunk>` events, then `data: [DONE]`."}}},
-               **schemas.error_responses(400, 401, 404, 413, 503)},
+               **schemas.error_responses(400, 401, 404, 409, 413, 503)},
     summary="Answer as a brand, grounded in the tenant's documents, with citations")
 async def create_chat_completion(body: schemas.ChatCompletionRequest, request: Request,
                                  tenant: TenantId, lorag: Lorag, metrics: AppMetrics) -> Any:

@@ -67,14 +67,14 @@ def list_documents(tenant: TenantId, lorag: Lorag, limit: int = Query(100, ge=1,
 
 
 @router.get("/v1/documents/{document_id:path}", response_model=schemas.Document,
-            responses=schemas.error_responses(401, 404), summary="One document")
+            responses=schemas.error_responses(400, 401, 404), summary="One document")
 def get_document(tenant: TenantId, lorag: Lorag,
                  document_id: str = PathParam(max_length=512)) -> schemas.Document:
     return to_document(lorag.documents.get(tenant, document_id))
 
 
 @router.delete("/v1/documents/{document_id:path}", response_model=schemas.Deleted,
-               responses=schemas.error_responses(401, 404),
+               responses=schemas.error_responses(400, 401, 404, 409),
                summary="Delete a document with its chunks")
 async def delete_document(tenant: TenantId, lorag: Lorag,
                           document_id: str = PathParam(max_length=512)) -> schemas.Deleted:

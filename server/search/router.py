@@ -16,7 +16,8 @@ router = APIRouter(tags=["documents"])
 
 
 @router.post("/v1/search", response_model=schemas.SearchResponse,
-             responses=schemas.error_responses(400, 401, 413), summary="Search the caller's documents")
+             responses=schemas.error_responses(400, 401, 409, 413),
+             summary="Search the caller's documents")
 async def search(body: schemas.SearchRequest, tenant: TenantId, lorag: Lorag,
                  metrics: AppMetrics) -> schemas.SearchResponse:
     started = time.perf_counter()

@@ -61,11 +61,13 @@ GLOBEX_FILES = {
 # -- the server ---------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def server(tiny_model, tmp_path_factory):
+def server(tiny_model, tiny_lora_factory, tmp_path_factory):
     data = tmp_path_factory.mktemp("http") / "data"
     env = {"LORAG_ENGINE__MODEL": str(tiny_model), "LORAG_ENGINE__MAX_MODEL_LEN": str(MAX_MODEL_LEN),
            "LORAG_ENGINE__KV_CACHE_BYTES": str(128 * 2**20), "LORAG_ENVIRONMENT": "test",
-           "LORAG_SERVER__MAX_BODY_BYTES": str(2 * 2**20)}
+           "LORAG_SERVER__MAX_BODY_BYTES": str(2 * 2**20),
+           # the test adapters' folder: the one registration over HTTP may read from
+           "LORAG_ADAPTERS__IMPORT_ROOTS": json.dumps([str(tiny_lora_factory(seed=1).parent)])}
     with LoragProcess(data, env=env) as process:
         yield process
 
@@ -518,7 +520,7 @@ def test_health_ready_and_docs(server):
     assert httpx.get(server.url + "/docs").status_code == 200
 
 
-def test_admin_brands_adapters_and_keys(admin, server, keys):
+def test_admin_brands_adapters_and_keys(admin, server, keys, tiny_lora_factory):
     brand = ok(admin.patch("/admin/tenants/acme/brands/acme-base",
                            json={"retrieval": {"top_k": 2}, "system_prompt": "Be brief."}))
     assert brand["retrieval"]["top_k"] == 2 and brand["system_prompt"] == "Be brief."
@@ -532,7 +534,10 @@ def test_admin_brands_adapters_and_keys(admin, server, keys):
     assert [v["version"] for v in versions] == [1]
     assert_error(admin.get("/admin/tenants/globex/adapters/voice"), 404, "name")
     assert_error(admin.post("/admin/tenants/acme/adapters/register",
-                            json={"name": "x", "path": "/nonexistent"}), 404)
+                            json={"name": "x", "path": "/nonexistent"}), 403, "path")
+    missing = tiny_lora_factory(seed=1).parent / "nonexistent"
+    assert_error(admin.post("/admin/tenants/acme/adapters/register",
+                            json={"name": "x", "path": str(missing)}), 404, "path")
     issued = ok(admin.post("/admin/tenants/acme/keys"), 201)
     models = httpx.get(server.url + "/v1/models", headers={"Authorization": f"Bearer {issued['api_key']}"})
     assert models.status_code == 200

@@ -64,7 +64,7 @@ def smollm2_models_dir() -> Path:
     """The prepared SmolLM2 folder's parent in the checkout's default data dir (prepared
     once, shared with ``make run``, the benchmarks and test_http_demo.py)."""
     from adapters.models import default_model_path
-    from lorag.layout import Layout
+    from lorag.core.layout import Layout
 
     return default_model_path(Layout(REPO / "data")).parent
 

@@ -225,6 +225,7 @@ def check_keys(world, figures):
 
 def run_isolation(tmp_path, tiny_model, loras, examples: int) -> dict:
     app = inprocess.container(tmp_path / "data", tiny_model)
+    app.settings.adapters.import_roots = sorted({lora.parent for lora in loras})
     figures = {"examples": 0, "tenants": 0, "requests": 0}
     with inprocess.client(app) as client:
 

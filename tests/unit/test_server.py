@@ -292,3 +292,49 @@ def test_metrics_count_requests_tokens_ttft_and_retrieval_by_tenant_and_brand(cl
     assert 'lorag_chat_time_to_first_token_seconds_count{brand="support",tenant="acme"} 1.0' in text
     assert 'lorag_retrieval_duration_seconds_count{route="chat",tenant="acme"} 1.0' in text
     assert "lorag_http_request_duration_seconds_bucket" in text
+
+
+# Statuses a route answers for a reason beyond the rules of test_openapi_documents_*.
+SPECIFIC_STATUSES = {
+    ("post", "/v1/chat/completions"): {404, 409, 503},  # brand/adapter; not served; engine
+    ("post", "/v1/search"): {409},  # the tenant was indexed with another embedder
+    ("delete", "/v1/documents/{document_id}"): {409},
+    ("post", "/admin/tenants"): {409},
+    ("post", "/admin/tenants/{tenant}/brands"): {409},
+    ("post", "/admin/tenants/{tenant}/adapters/register"): {403},  # outside the import roots
+    ("get", "/ready"): {503},
+}
+
+
+def test_openapi_documents_the_error_statuses_of_every_route(client):
+    """Every route documents, with the error schema: 400 and 413 when it takes a body or
+    a constrained parameter, 401 when it needs a key, 403 on /admin, 404 with a path
+    parameter, and the statuses listed above."""
+    document = client.get("/openapi.json").json()
+    error_schema = {"$ref": "#/components/schemas/ErrorResponse"}
+    operations = [(method, path, op) for path, item in document["paths"].items()
+                  for method, op in item.items()]
+    assert {(m, p) for m, p, _ in operations} >= set(SPECIFIC_STATUSES)
+    for method, path, operation in operations:
+        expected = set(SPECIFIC_STATUSES.get((method, path), ()))
+        parameters = operation.get("parameters", [])
+        if "requestBody" in operation:
+            expected |= {400, 413}
+        if any(p["in"] == "query" or _constrained(p["schema"]) for p in parameters):
+            expected.add(400)
+        if operation.get("security"):
+            expected.add(401)
+        if path.startswith("/admin"):
+            expected.add(403)
+        if any(p["in"] == "path" for p in parameters):
+            expected.add(404)
+        documented = {int(s) for s in operation["responses"] if int(s) >= 400}
+        assert documented >= expected, (method, path, sorted(expected - documented))
+        for status in documented:
+            content = operation["responses"][str(status)]["content"]
+            assert content["application/json"]["schema"] == error_schema, (method, path, status)
+
+
+def _constrained(schema: dict) -> bool:
+    return schema.get("type") == "integer" or bool(
+        {"maximum", "minimum", "maxLength", "minLength", "pattern"} & set(schema))
