@@ -42,6 +42,9 @@ class TrainingSettings(BaseModel):
 
 class AdapterSettings(BaseModel):
     training: TrainingSettings = TrainingSettings()
+    store: str = Field(
+        "local", description="Registered AdapterStore name (adapters.store.ADAPTER_STORES); "
+                             "local = a SQLite catalog and adapter folders in the data directory.")
     max_upload_bytes: int = Field(512 * 2**20, ge=1, description="Largest adapter archive accepted.")
     max_unpacked_bytes: int = Field(
         2 * 2**30, ge=1, description="Largest total size of an archive's files once unpacked "

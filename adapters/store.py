@@ -1,4 +1,8 @@
-"""The adapter store: validated, versioned copies of tenants' LoRA adapters.
+"""Adapter stores: validated, versioned copies of tenants' LoRA adapters.
+
+``AdapterStore`` is the Protocol; implementations are registered by name in
+``ADAPTER_STORES`` and chosen by ``adapters.store`` (``AdapterSettings.store``). The one
+shipped, ``local`` (``LocalAdapterStore``), keeps a catalog in SQLite and the files in
 
     <data_dir>/adapters/<tenant>/<name>/<version>/   adapter_config.json, adapter_model.safetensors
 
@@ -21,7 +25,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Protocol, Sequence
 
 from adapters.engines.protocol import AdapterRef
 from adapters.settings import AdapterSettings
@@ -38,6 +42,7 @@ from adapters.validation import (
 from lorag.core.db import Database
 from lorag.core.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge, PermissionDenied
 from lorag.core.layout import Layout, check_name
+from lorag.core.plugins import Registry
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +103,64 @@ def _row(row) -> AdapterVersion:
                           row["created_at"])
 
 
-class AdapterStore:
-    """Registers, resolves and deletes adapter versions. Safe for concurrent use.
+class AdapterStore(Protocol):
+    """Versioned LoRA adapters of tenants: what the engines load, brands name and the
+    API manages. Implementations are safe for concurrent use; a version never changes
+    once registered and its id is never reused."""
+
+    def register(self, tenant_id: str, name: str, source: Path | str) -> AdapterVersion:
+        """Validate ``source`` (a PEFT LoRA folder or a .zip/.tar/.tar.gz of one) against
+        the served base model and store it as the next version of ``name``; older
+        versions are unloaded from the engines. Raises NotFound (tenant, path),
+        InvalidAdapter (param names the failing part), UnsafeArchive / PayloadTooLarge
+        (param ``archive``); nothing is stored on error."""
+        ...
+
+    def resolve(self, tenant_id: str, name: str) -> AdapterRef:
+        """The newest version of ``name`` as an engine sees it; raises NotFound(adapter),
+        or Conflict(adapter, code ``adapter_not_served``) when the engine no longer
+        applies LoRA to all of its modules."""
+        ...
+
+    def get(self, tenant_id: str, name: str, version: int | None = None) -> AdapterVersion:
+        """One version (the newest when ``version`` is None); raises NotFound(adapter)."""
+        ...
+
+    def exists(self, tenant_id: str, name: str) -> bool:
+        """Whether the tenant has an adapter ``name`` (any version); raises nothing."""
+        ...
+
+    def delete(self, tenant_id: str, name: str, version: int | None = None) -> list[AdapterVersion]:
+        """Delete one version, or every version when ``version`` is None, unloading each
+        from the engines; returns what was deleted. Raises NotFound(adapter)."""
+        ...
+
+    def delete_tenant(self, tenant_id: str) -> None:
+        """Delete every adapter of a tenant being deleted, unloading each; raises nothing
+        for a tenant without adapters."""
+        ...
+
+    def on_unload(self, listener: UnloadListener) -> None:
+        """Call ``listener(ref)`` whenever a version is deleted or superseded, so engines
+        drop their copy; a listener that raises is logged, never undoes the change."""
+        ...
+
+    def list(self, tenant_id: str, name: str | None = None) -> list[AdapterVersion]:
+        """All versions of the tenant's adapters (of ``name`` only, when given), by name
+        then version; [] when there are none. Raises nothing."""
+        ...
+
+
+# Each factory takes ``(db, layout, settings, *, max_rank, base_model, served_modules)``:
+# the catalog, the data layout, the adapter settings, the largest LoRA rank the engine
+# serves, a callable describing the served base model, and the modules it wraps with LoRA.
+ADAPTER_STORES: Registry[AdapterStore] = Registry("adapter store")
+
+
+@ADAPTER_STORES.register("local")
+class LocalAdapterStore:
+    """Adapter versions catalogued in SQLite, their files in the data directory.
+    Registers, resolves and deletes adapter versions. Safe for concurrent use.
 
     ``base_model`` is called (once) to describe the served model for validation, so
     building the store never loads or prepares a model.

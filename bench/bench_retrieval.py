@@ -32,6 +32,7 @@ import numpy as np
 from bench import corpus
 from bench.baselines import LlamaIndexWorker, WorkerError
 from bench.common import BenchResult, Options, latency_summary, main, peak_rss_mb, progress
+from lorag.core.modes import RetrievalMode
 
 K = 5
 TENANT = "bench"
@@ -145,14 +146,14 @@ def _latency_at(folder: Path, size: int, base_texts, base_vectors, embedder, que
     app = _lorag_with(folder / "data", texts, vectors, embedder)
     _one_thread()
     started = time.perf_counter()
-    app.retrieval.search(TENANT, "warm up", k=K, mode="dense")
+    app.retrieval.search(TENANT, "warm up", k=K, mode=RetrievalMode.DENSE)
     result.metrics[f"lorag_index_load_s_{size}"] = round(time.perf_counter() - started, 2)
     raw_index = faiss.IndexFlatIP(vectors.shape[1])
     raw_index.add(vectors)
     model = embedder.model
 
     def lorag(q):
-        return [h.chunk_id for h in app.retrieval.search(TENANT, q, k=K, mode="dense")]
+        return [h.chunk_id for h in app.retrieval.search(TENANT, q, k=K, mode=RetrievalMode.DENSE)]
 
     def raw(q):
         vector = model.encode([q], normalize_embeddings=True, convert_to_numpy=True,

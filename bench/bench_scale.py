@@ -29,6 +29,7 @@ import numpy as np
 
 from bench import corpus, models
 from bench.common import BenchResult, Options, latency_summary, main, progress
+from lorag.core.modes import RetrievalMode
 
 GROWTH_BAR = 1.10
 KV_CACHE_MIB = 256
@@ -151,7 +152,7 @@ def _touch_searches(app, tenants: int, memory: _Memory, cache_tenants: int) -> d
         tenant = f"t{t:04d}"
         for bucket in (cold, warm):
             started = time.perf_counter()
-            app.retrieval.search(tenant, QUESTION, k=5, mode="dense")
+            app.retrieval.search(tenant, QUESTION, k=5, mode=RetrievalMode.DENSE)
             bucket.append(time.perf_counter() - started)
         loaded_max = max(loaded_max, len(app.retrieval.loaded_tenants()))
         if (t + 1) % _every(tenants) == 0 or t + 1 == cache_tenants:

@@ -17,6 +17,7 @@ import numpy as np
 
 from lorag.core.errors import InvalidInput, NotFound
 from lorag.core.layout import Layout, check_name
+from lorag.core.modes import SEARCH_MODES, RetrievalMode
 from retrieval.embedders import Embedder
 from retrieval.fusion import reciprocal_rank_fusion
 from retrieval.lexical import fts_query
@@ -27,7 +28,6 @@ from retrieval.types import SearchHit
 
 log = logging.getLogger(__name__)
 
-MODES = ("dense", "lexical", "hybrid")
 MAX_K = 1000
 MAX_FILTERS = 16
 _FILTER_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,63}$")
@@ -111,7 +111,8 @@ class Retrieval:
 
     # --- search --------------------------------------------------------------------------
 
-    def search(self, tenant: str, query: str, *, k: int | None = None, mode: str | None = None,
+    def search(self, tenant: str, query: str, *, k: int | None = None,
+               mode: RetrievalMode | str | None = None,
                filters: dict[str, str | int | float | bool] | None = None,
                document_ids: list[str] | None = None) -> list[SearchHit]:
         """The tenant's best ``k`` chunks for ``query``, best first.
@@ -135,16 +136,17 @@ class Retrieval:
         return [replace(h, dense_score=dense.get(h.chunk_id), lexical_match=h.chunk_id in lexical)
                 for h in handle.store.hits(ranked)]
 
-    def _rank(self, handle: TenantIndex, query: str, k: int, mode: str, filters,
+    def _rank(self, handle: TenantIndex, query: str, k: int, mode: RetrievalMode, filters,
               document_ids) -> tuple[Scored, dict[int, float], dict[int, float]]:
         """The mode's best ``k`` (chunk id, score), with the dense and lexical scores
         behind them (empty for a search the mode does not run)."""
-        n = max(k, self.settings.hybrid_candidates) if mode == "hybrid" else k
+        hybrid = mode is RetrievalMode.HYBRID
+        n = max(k, self.settings.hybrid_candidates) if hybrid else k
         dense = dict(self._dense(handle, query, n, filters, document_ids)) \
-            if mode != "lexical" else {}
+            if mode is not RetrievalMode.LEXICAL else {}
         lexical = dict(self._lexical(handle, query, n, filters, document_ids)) \
-            if mode != "dense" else {}
-        if mode == "hybrid":
+            if mode is not RetrievalMode.DENSE else {}
+        if hybrid:
             fused = reciprocal_rank_fusion([list(dense), list(lexical)], self.settings.rrf_k)
             return fused[:k], dense, lexical
         return list((dense or lexical).items()), dense, lexical
@@ -161,13 +163,13 @@ class Retrieval:
             raise InvalidInput(f"k must be an integer from 1 to {MAX_K}; got {k!r}", param="k")
         return k
 
-    def _check_mode(self, mode: str | None) -> str:
+    def _check_mode(self, mode: RetrievalMode | str | None) -> RetrievalMode:
         if mode is None:
             return self.settings.default_mode
-        if mode not in MODES:
-            raise InvalidInput(f"mode must be one of {', '.join(MODES)}; got {mode!r}",
+        if mode not in SEARCH_MODES:
+            raise InvalidInput(f"mode must be one of {', '.join(SEARCH_MODES)}; got {mode!r}",
                                param="mode")
-        return mode
+        return RetrievalMode(mode)
 
     def _dense(self, handle: TenantIndex, query: str, k: int, filters, document_ids) -> Scored:
         allowed = None

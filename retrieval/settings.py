@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
+
+from lorag.core.modes import SEARCH_MODES, RetrievalMode
 
 
 class EmbedderSettings(BaseModel):
@@ -49,7 +51,9 @@ class RetrievalSettings(BaseModel):
     embedder: EmbedderSettings = EmbedderSettings()
     index: IndexSettings = IndexSettings()
     default_k: int = Field(5, ge=1, le=100, description="Chunks returned when k is not given.")
-    default_mode: Literal["dense", "lexical", "hybrid"] = "hybrid"
+    default_mode: RetrievalMode = Field(
+        RetrievalMode.HYBRID, description="Search mode when a search names none: dense, "
+                                          "lexical or hybrid (off is a chat option, not a search).")
     rrf_k: int = Field(60, ge=1, description="Reciprocal rank fusion constant.")
     hybrid_candidates: int = Field(
         50, ge=1, le=1000, description="Chunks taken from each of the dense and lexical lists "
@@ -57,3 +61,10 @@ class RetrievalSettings(BaseModel):
     exact_filter_limit: int = Field(
         4096, ge=0, description="A filter allowing at most this many chunks is answered by exact "
         "scoring of their stored vectors instead of an index search with an IDSelector.")
+
+    @field_validator("default_mode")
+    @classmethod
+    def _search_mode(cls, mode: RetrievalMode) -> RetrievalMode:
+        if mode not in SEARCH_MODES:
+            raise ValueError(f"must be one of {', '.join(SEARCH_MODES)}")
+        return mode

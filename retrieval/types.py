@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
-
-SearchMode = Literal["dense", "lexical", "hybrid"]
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from adapters.training import data, evaluate
-from adapters.training.spec import TrainSpec
+from adapters.training.spec import TrainingKind, TrainSpec
 from lorag.core.errors import InvalidInput
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ class Examples:
 def build_examples(spec: TrainSpec, tokenizer, texts: Sequence[str] | None) -> Examples:
     """Tokenized train/held-out examples for the spec's kind; raises InvalidInput when
     no training data is left."""
-    if spec.kind == "sft":
+    if spec.kind is TrainingKind.SFT:
         conversations = spec.conversations or data.load_chat_jsonl(spec.sft_file)
         conversations = [data.check_messages(c, f"conversation {i}") for i, c in enumerate(conversations)]
         train_conv, held_conv = data.split_holdout(conversations, spec.holdout_fraction, spec.seed)
@@ -62,7 +62,7 @@ def build_examples(spec: TrainSpec, tokenizer, texts: Sequence[str] | None) -> E
         held_conv = []
         stats = {"texts": len(texts), "heldout_texts": len(held_texts)}
     if not train:
-        raise InvalidInput("no training example left after tokenization", param=spec.kind)
+        raise InvalidInput("no training example left after tokenization", param=spec.kind.value)
     stats.update(train_examples=len(train), heldout_examples=len(heldout),
                  train_target_tokens=sum(e.target_tokens for e in train),
                  heldout_target_tokens=sum(e.target_tokens for e in heldout))
@@ -229,7 +229,7 @@ def _metrics(spec, base, model, tokenizer, examples: Examples, general_texts, lo
     pad_id = tokenizer.pad_token_id
     window = max(1, min(10, len(losses) // 4 or 1))
     metrics = {
-        "kind": spec.kind, "name": spec.name, "base_model": str(base),
+        "kind": spec.kind.value, "name": spec.name, "base_model": str(base),
         "spec": spec.model_dump(mode="json", exclude={"conversations", "texts"}),
         "data": examples.stats,
         "train": {"steps": spec.steps, "resumed_from_step": first_step,

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -13,6 +14,13 @@ from lorag.core.errors import InvalidInput
 from lorag.core.layout import check_name
 
 DEFAULT_TARGETS = ("q_proj", "v_proj")
+
+
+class TrainingKind(StrEnum):
+    """What a training run learns from."""
+
+    SFT = "sft"  # assistant turns of chat conversations (loss on the answers only)
+    DOMAIN = "domain"  # next-token prediction on plain texts (the tenant's documents)
 
 
 class TrainSpec(BaseModel):
@@ -23,7 +31,7 @@ class TrainSpec(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str = Field(description="Adapter name the result is registered under.")
-    kind: Literal["sft", "domain"] = "sft"
+    kind: TrainingKind = TrainingKind.SFT
     sft_file: Path | None = Field(None, description="Chat JSONL ({\"messages\": [...]} per line).")
     conversations: list[list[dict]] | None = Field(
         None, description="SFT conversations given inline instead of a file.")
@@ -72,9 +80,10 @@ class TrainSpec(BaseModel):
 
     @model_validator(mode="after")
     def _data_matches_kind(self) -> "TrainSpec":
-        if self.kind == "sft" and (self.sft_file is None) == (self.conversations is None):
+        one_sft_input = (self.sft_file is None) != (self.conversations is None)
+        if self.kind is TrainingKind.SFT and not one_sft_input:
             raise ValueError("sft training needs exactly one of sft_file or conversations")
-        if self.kind == "domain" and (self.sft_file or self.conversations):
+        if self.kind is TrainingKind.DOMAIN and (self.sft_file or self.conversations):
             raise ValueError("domain training takes texts (or the tenant's chunks), not SFT data")
         return self
 

@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 
 from adapters.settings import TrainingSettings
 from adapters.training.loop import run_training, write_metrics
-from adapters.training.spec import TrainResult, TrainSpec
+from adapters.training.spec import TrainingKind, TrainResult, TrainSpec
 from lorag.core.errors import LoragError
 from lorag.core.jobs import JobStore, Progress
 from lorag.core.layout import Layout
@@ -116,7 +116,7 @@ class Trainer:
 
     def _train_and_register(self, tenant, spec, job_id, progress: Progress, bar) -> TrainResult:
         texts = None
-        if spec.kind == "domain":
+        if spec.kind is TrainingKind.DOMAIN:
             texts = spec.texts if spec.texts is not None else list(self._tenant_texts(tenant))
 
         def on_step(done: int, loss: float) -> None:

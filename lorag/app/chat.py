@@ -16,18 +16,19 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Callable, Protocol, Sequence
+from typing import AsyncIterator, Callable, Sequence
 
 from adapters.engines.protocol import AdapterRef, GenerationChunk, GenerationRequest, InferenceEngine, Sampling
+from lorag.app.ports import AdapterResolver, BrandLookup, Searcher
 from lorag.app.settings import ChatSettings
+from lorag.core.brands import Brand
 from lorag.core.errors import Conflict, InvalidInput, NotFound
+from lorag.core.modes import RetrievalMode, parse_mode
 from retrieval.types import SearchHit
 
 log = logging.getLogger(__name__)
 
 ROLES = ("system", "user", "assistant")
-RETRIEVAL_MODES = ("dense", "lexical", "hybrid", "off")
-RETRIEVAL_OFF = "off"
 # Search arguments -> the ChatRequest fields they come from.
 _RETRIEVAL_FIELDS = {"k": "retrieval.top_k", "mode": "retrieval.mode",
                      "filters": "retrieval.filters", "query": "messages"}
@@ -48,7 +49,7 @@ class RetrievalOptions:
     """Per-request overrides of the brand's retrieval defaults; None = the brand's."""
 
     top_k: int | None = None
-    mode: str | None = None  # dense | lexical | hybrid | off
+    mode: RetrievalMode | str | None = None  # checked by ChatService.prepare
     filters: dict | None = None
 
 
@@ -116,17 +117,6 @@ class ChatResult:
     usage: Usage
 
 
-class BrandLike(Protocol):
-    """What the chat needs of a brand (``app.brands``)."""
-
-    name: str
-    adapter_name: str | None
-    system_prompt: str
-    top_k: int | None
-    mode: str | None
-    filters: dict | None
-
-
 @dataclass
 class _Prompt:
     """The parts of a prompt the budget trims: ranked hits and conversation turns."""
@@ -144,7 +134,7 @@ class _Prompt:
 class ChatService:
     """Joins a tenant's retrieval with its brand's adapter. Safe for concurrent use."""
 
-    def __init__(self, *, brands: Any, adapters: Any, retrieval: Any,
+    def __init__(self, *, brands: BrandLookup, adapters: AdapterResolver, retrieval: Searcher,
                  engine: InferenceEngine, settings: ChatSettings):
         self.brands = brands
         self.adapters = adapters
@@ -205,13 +195,13 @@ class ChatService:
 
     # -- steps -------------------------------------------------------------------------
 
-    def _brand(self, tenant_id: str, name: str) -> BrandLike:
+    def _brand(self, tenant_id: str, name: str) -> Brand:
         try:
             return self.brands.get(tenant_id, name)
         except NotFound:
             raise NotFound(f"model {name!r} not found", param="model") from None
 
-    def _adapter(self, tenant_id: str, brand: BrandLike) -> AdapterRef | None:
+    def _adapter(self, tenant_id: str, brand: Brand) -> AdapterRef | None:
         if not brand.adapter_name:
             return None
         try:
@@ -236,16 +226,13 @@ class ChatService:
         return Sampling(max_tokens=max_tokens, temperature=temperature, top_p=request.top_p,
                         stop=tuple(request.stop), seed=request.seed)
 
-    async def _retrieve(self, tenant_id: str, brand: BrandLike,
+    async def _retrieve(self, tenant_id: str, brand: Brand,
                         request: ChatRequest) -> list[SearchHit] | None:
         """The ranked hits, or None when retrieval is off for this request."""
         options = request.retrieval
-        mode = options.mode or brand.mode
-        if mode == RETRIEVAL_OFF:
+        mode = parse_mode(options.mode or brand.mode, param="retrieval.mode")
+        if mode is RetrievalMode.OFF:
             return None
-        if mode is not None and mode not in RETRIEVAL_MODES:
-            raise InvalidInput(f"retrieval.mode must be one of {', '.join(RETRIEVAL_MODES)}",
-                               param="retrieval.mode")
         filters = options.filters if options.filters is not None else brand.filters
         query = _last_user_text(request.messages)
         try:

@@ -9,12 +9,23 @@ from __future__ import annotations
 
 import logging
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from lorag.app.settings import Settings, use_local_models_only
 from lorag.core.db import Database
 from lorag.core.jobs import JobStore
 from lorag.core.layout import Layout
 from lorag.core.tenants import TenantStore
+
+if TYPE_CHECKING:  # the parts are imported where they are built, so building is lazy
+    from adapters.engines.protocol import AdapterRef, InferenceEngine
+    from adapters.store import AdapterStore
+    from adapters.training import Trainer
+    from ingest.service import DocumentService
+    from lorag.app.chat import ChatService
+    from lorag.core.brands import BrandStore
+    from retrieval.embedders import Embedder
+    from retrieval.service import Retrieval
 
 log = logging.getLogger(__name__)
 
@@ -38,14 +49,14 @@ class Lorag:
         return JobStore(self.catalog)
 
     @cached_property
-    def embedder(self):
+    def embedder(self) -> Embedder:
         """The configured Embedder (cached per configuration; loads its model on first use)."""
         from retrieval.embedders import get_embedder
 
         return get_embedder(self.settings.retrieval.embedder)
 
     @cached_property
-    def retrieval(self):
+    def retrieval(self) -> Retrieval:
         """Per-tenant search; deleting a tenant evicts its cached index."""
         from retrieval.service import Retrieval
 
@@ -55,14 +66,14 @@ class Lorag:
         return service
 
     @cached_property
-    def documents(self):
+    def documents(self) -> DocumentService:
         """Ingestion (batches and background jobs) and document management."""
         from ingest.service import DocumentService
 
         return DocumentService(self.settings.ingest, self.retrieval, self.tenants, self.jobs)
 
     @cached_property
-    def trainer(self):
+    def trainer(self) -> Trainer:
         """LoRA training runs as ``train`` jobs; results are registered as adapter versions."""
         from adapters.models import resolve_base_model
         from adapters.training import Trainer
@@ -84,29 +95,31 @@ class Lorag:
         return resolve_base_model(self.settings.engine.model, self.layout)
 
     @cached_property
-    def adapters(self):
-        """Validated, versioned LoRA adapters; deletes and new versions unload the engine's copy."""
-        from adapters.store import AdapterStore
+    def adapters(self) -> AdapterStore:
+        """The AdapterStore ``settings.adapters.store`` names: validated, versioned LoRA
+        adapters; deletes and new versions unload the engine's copy."""
+        from adapters.store import ADAPTER_STORES
         from adapters.validation import BaseModelSpec
 
         self.tenants  # the adapters table references tenants
-        store = AdapterStore(self.catalog, self.layout, self.settings.adapters,
-                             max_rank=self.settings.engine.max_lora_rank,
-                             served_modules=self.settings.engine.lora_target_modules,
-                             base_model=lambda: BaseModelSpec.from_folder(self.base_model_path))
+        factory = ADAPTER_STORES.get(self.settings.adapters.store, param="adapters.store")
+        store = factory(self.catalog, self.layout, self.settings.adapters,
+                        max_rank=self.settings.engine.max_lora_rank,
+                        served_modules=self.settings.engine.lora_target_modules,
+                        base_model=lambda: BaseModelSpec.from_folder(self.base_model_path))
         store.on_unload(self._unload_from_engine)
         self.tenants.before_delete.append(store.delete_tenant)
         return store
 
     @cached_property
-    def brands(self):
+    def brands(self) -> BrandStore:
         """Brands of tenants: adapter name, system prompt, retrieval defaults."""
         from lorag.core.brands import BrandStore
 
         return BrandStore(self.catalog, self.adapters)
 
     @cached_property
-    def engine(self):
+    def engine(self) -> InferenceEngine:
         """The InferenceEngine ``settings.engine.backend`` names; ``await warm_up()`` loads it."""
         from adapters.engines import build_engine
 
@@ -114,7 +127,7 @@ class Lorag:
                             work_dir=self.layout.data_dir / "engine")
 
     @cached_property
-    def chat(self):
+    def chat(self) -> ChatService:
         """Chat as a brand: retrieval -> numbered sources within the token budget -> engine."""
         from lorag.app.chat import ChatService
 
@@ -127,7 +140,7 @@ class Lorag:
 
         return AdapterUnloads(self.engine)
 
-    def _unload_from_engine(self, ref) -> None:
+    def _unload_from_engine(self, ref: AdapterRef) -> None:
         if "engine" in self.__dict__:  # never build an engine just to unload from it
             self._engine_unloads(ref)
 

@@ -24,10 +24,11 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 from ingest.types import DocumentInput
 from lorag.core.errors import InvalidInput
+from lorag.core.modes import SEARCH_MODES, RetrievalMode
 from retrieval.fusion import reciprocal_rank_fusion
 
 log = logging.getLogger(__name__)
@@ -121,7 +122,8 @@ def document_scores(hits, query_id: str, depth: int = DEPTH) -> dict[str, float]
     return {doc: best[doc] for doc in trec_ranking(best)[:depth]}
 
 
-def run_queries(retrieval, tenant: str, dataset: BeirDataset, mode: str) -> dict[str, dict]:
+def run_queries(retrieval, tenant: str, dataset: BeirDataset,
+                mode: RetrievalMode) -> dict[str, dict]:
     """query id -> {document id: score} for dense or lexical."""
     return {query_id: document_scores(retrieval.search(tenant, text, k=CHUNK_DEPTH, mode=mode),
                                       query_id)
@@ -145,8 +147,8 @@ def score_run(run: dict[str, dict], qrels: Qrels, k: int = 10) -> dict:
             "queries": len(queries)}
 
 
-def evaluate(app, tenant: str, folder: Path, modes: list[str], *, split: str = "test",
-             progress: bool = False) -> dict:
+def evaluate(app, tenant: str, folder: Path, modes: Sequence[RetrievalMode], *,
+             split: str = "test", progress: bool = False) -> dict:
     """Ingest the BEIR corpus into ``tenant`` (incrementally) and score each mode.
 
     Use a tenant holding nothing but this corpus. Raises InvalidInput (param ``beir``).
@@ -159,13 +161,14 @@ def evaluate(app, tenant: str, folder: Path, modes: list[str], *, split: str = "
                          "unchanged": report.unchanged, "failed": report.failed,
                          "chunks_embedded": report.chunks_embedded,
                          "seconds": round(time.monotonic() - started, 1)}}
-    runs: dict[str, dict] = {}
-    for mode in ("dense", "lexical", "hybrid"):
-        if mode not in modes and not (mode != "hybrid" and "hybrid" in modes):
+    hybrid, dense, lexical = RetrievalMode.HYBRID, RetrievalMode.DENSE, RetrievalMode.LEXICAL
+    runs: dict[RetrievalMode, dict] = {}
+    for mode in SEARCH_MODES:  # hybrid comes last: it fuses the dense and lexical runs
+        if mode not in modes and not (mode is not hybrid and hybrid in modes):
             continue
         started = time.monotonic()
-        runs[mode] = fuse_runs(runs["dense"], runs["lexical"], app.retrieval.settings.rrf_k) \
-            if mode == "hybrid" else run_queries(app.retrieval, tenant, dataset, mode)
+        runs[mode] = fuse_runs(runs[dense], runs[lexical], app.retrieval.settings.rrf_k) \
+            if mode is hybrid else run_queries(app.retrieval, tenant, dataset, mode)
         if mode in modes:
             result[mode] = {**score_run(runs[mode], dataset.qrels),
                             "seconds": round(time.monotonic() - started, 1)}

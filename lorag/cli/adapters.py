@@ -6,10 +6,10 @@ import argparse
 import json
 from pathlib import Path
 
-from lorag.core.brands import BRAND_MODES
 from lorag.cli.training import command_group
 from lorag.cli.output import print_json
 from lorag.core.errors import InvalidInput
+from lorag.core.modes import RetrievalMode
 from lorag.app.container import Lorag
 
 
@@ -59,7 +59,8 @@ def _brand_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--adapter", default=None, help="adapter name (default: the base model)")
     parser.add_argument("--system-prompt", default=None)
     parser.add_argument("--top-k", type=int, default=None, help="chunks retrieved per question")
-    parser.add_argument("--mode", choices=BRAND_MODES, default=None, help="retrieval mode")
+    parser.add_argument("--mode", choices=[mode.value for mode in RetrievalMode], default=None,
+                        help="retrieval mode")
     parser.add_argument("--filters", default=None, help='metadata filters as JSON, e.g. {"lang": "en"}')
 
 

@@ -11,14 +11,16 @@ from pathlib import Path
 from lorag.cli.output import print_json
 from lorag.core.errors import InvalidInput
 from lorag.app.container import Lorag
-from retrieval.service import MODES
+from lorag.core.modes import SEARCH_MODES, RetrievalMode
+
+SEARCH_CHOICES = [mode.value for mode in SEARCH_MODES]
 
 
 def register(subparsers) -> None:
     search = subparsers.add_parser("search", help="search a tenant's documents")
     search.add_argument("--tenant", required=True)
     search.add_argument("query")
-    search.add_argument("--mode", choices=MODES, default=None,
+    search.add_argument("--mode", choices=SEARCH_CHOICES, default=None,
                         help="default: settings (LORAG_RETRIEVAL__DEFAULT_MODE)")
     search.add_argument("-k", type=int, default=None, help="chunks to return")
     search.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
@@ -34,7 +36,7 @@ def register(subparsers) -> None:
                     "holding only this corpus), then score the queries of qrels/<split>.tsv.")
     evaluate.add_argument("--tenant", required=True)
     evaluate.add_argument("--beir", required=True, type=Path, metavar="DIR")
-    evaluate.add_argument("--mode", choices=(*MODES, "all"), default="all")
+    evaluate.add_argument("--mode", choices=[*SEARCH_CHOICES, "all"], default="all")
     evaluate.add_argument("--split", default="test")
     evaluate.set_defaults(handler=_eval)
 
@@ -80,7 +82,7 @@ def _eval(args: argparse.Namespace) -> None:
     try:
         if not app.tenants.exists(args.tenant):
             app.tenants.create(args.tenant)
-        modes = list(MODES) if args.mode == "all" else [args.mode]
+        modes = list(SEARCH_MODES) if args.mode == "all" else [RetrievalMode(args.mode)]
         result = evaluate(app, args.tenant, args.beir, modes, split=args.split,
                           progress=sys.stderr.isatty())
     finally:

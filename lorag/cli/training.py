@@ -72,11 +72,12 @@ def _prepare(args: argparse.Namespace) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from adapters.training import TrainSpec
+    from adapters.training import TrainingKind, TrainSpec
 
     app = Lorag()
     spec = TrainSpec.parse(
-        name=args.name, kind="domain" if args.domain else "sft", sft_file=args.sft,
+        name=args.name, kind=TrainingKind.DOMAIN if args.domain else TrainingKind.SFT,
+        sft_file=args.sft,
         steps=args.steps, batch_size=args.batch_size, rank=args.rank, alpha=args.alpha,
         lr=args.lr, targets=tuple(t.strip() for t in args.targets.split(",") if t.strip()),
         max_length=args.max_length, block_size=args.block_size, holdout_fraction=args.holdout,

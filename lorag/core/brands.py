@@ -10,16 +10,15 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
-from adapters.store import AdapterStore
 from lorag.core.db import Database
 from lorag.core.errors import Conflict, InvalidInput, NotFound
 from lorag.core.layout import check_name
+from lorag.core.modes import RetrievalMode, parse_mode
 
 log = logging.getLogger(__name__)
 
-BRAND_MODES = ("dense", "lexical", "hybrid", "off")
 MAX_TOP_K = 100
 MAX_SYSTEM_PROMPT = 20_000
 
@@ -46,7 +45,7 @@ class Brand:
     adapter_name: str | None = None
     system_prompt: str = ""
     top_k: int | None = None  # None = the retrieval default
-    mode: str | None = None  # dense | lexical | hybrid | off; None = the retrieval default
+    mode: RetrievalMode | None = None  # None = the retrieval default
     filters: dict | None = None
     created_at: float = field(default=0.0, compare=False)
     updated_at: float = field(default=0.0, compare=False)
@@ -63,24 +62,31 @@ class Brand:
 def _row(row) -> Brand:
     retrieval = json.loads(row["retrieval"])
     return Brand(row["tenant_id"], row["name"], row["adapter_name"], row["system_prompt"],
-                 retrieval.get("top_k"), retrieval.get("mode"), retrieval.get("filters"),
+                 retrieval.get("top_k"), parse_mode(retrieval.get("mode"), param="mode"),
+                 retrieval.get("filters"),
                  row["created_at"], row["updated_at"])
+
+
+class AdapterNames(Protocol):
+    """What brands need of the adapter store: whether a tenant has an adapter of a name."""
+
+    def exists(self, tenant_id: str, name: str) -> bool: ...
 
 
 class BrandStore:
     """CRUD of brands; every method raises InvalidInput with the field named."""
 
-    def __init__(self, db: Database, adapters: AdapterStore):
+    def __init__(self, db: Database, adapters: AdapterNames):
         self.db = db
         self.adapters = adapters
         db.apply_schema(SCHEMA)
 
     def create(self, tenant_id: str, name: str, *, adapter: str | None = None,
-               system_prompt: str = "", top_k: int | None = None, mode: str | None = None,
-               filters: dict | None = None) -> Brand:
+               system_prompt: str = "", top_k: int | None = None,
+               mode: RetrievalMode | str | None = None, filters: dict | None = None) -> Brand:
         """Create a brand; raises NotFound (tenant, adapter), Conflict, InvalidInput."""
         brand = Brand(tenant_id, check_name(name, "brand"), adapter, system_prompt,
-                      top_k, mode, filters)
+                      top_k, parse_mode(mode, param="mode"), filters)
         self._check(brand)
         now = time.time()
         with self.db.transaction() as conn:
@@ -97,8 +103,10 @@ class BrandStore:
 
     def update(self, tenant_id: str, name: str, *, adapter: str | None = _UNSET,
                system_prompt: str = _UNSET, top_k: int | None = _UNSET,
-               mode: str | None = _UNSET, filters: dict | None = _UNSET) -> Brand:
+               mode: RetrievalMode | str | None = _UNSET, filters: dict | None = _UNSET) -> Brand:
         """Change the given fields (``adapter=None`` = the base model); raises NotFound."""
+        if mode is not _UNSET:
+            mode = parse_mode(mode, param="mode")
         changes = {k: v for k, v in dict(adapter_name=adapter, system_prompt=system_prompt,
                                          top_k=top_k, mode=mode, filters=filters).items()
                    if v is not _UNSET}
@@ -143,7 +151,5 @@ class BrandStore:
         if brand.top_k is not None and (isinstance(brand.top_k, bool) or not isinstance(brand.top_k, int)
                                         or not 1 <= brand.top_k <= MAX_TOP_K):
             raise InvalidInput(f"top_k must be between 1 and {MAX_TOP_K}", param="top_k")
-        if brand.mode is not None and brand.mode not in BRAND_MODES:
-            raise InvalidInput(f"mode must be one of {', '.join(BRAND_MODES)}", param="mode")
         if brand.filters is not None and not isinstance(brand.filters, dict):
             raise InvalidInput("filters must be an object", param="filters")

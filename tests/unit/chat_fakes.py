@@ -1,54 +1,51 @@
 """Fakes of the parts ChatService and the HTTP app use: brands, adapters, retrieval,
 an engine (one token per word), and a container joining them with the real tenants
-and jobs stores."""
+and jobs stores. Each satisfies the Protocol ChatService takes (``lorag.app.ports``)."""
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from pathlib import Path
 
 from adapters.engines.protocol import AdapterRef, GenerationChunk
 from lorag.app.chat import ChatService
+from lorag.core.brands import Brand
 from lorag.core.errors import Conflict, NotFound
+from lorag.core.modes import RetrievalMode
 from lorag.app.container import Lorag
 from retrieval.types import SearchHit
 
 
-@dataclass
-class FakeBrand:
-    name: str
-    adapter_name: str | None = None
-    system_prompt: str = "You are Acme's assistant."
-    top_k: int | None = None
-    mode: str | None = None
-    filters: dict | None = None
-    tenant_id: str = "acme"
-    created_at: float = 1_700_000_000.0
+def make_brand(name: str, *, adapter_name: str | None = None,
+               system_prompt: str = "You are Acme's assistant.", top_k: int | None = None,
+               mode: RetrievalMode | None = None, filters: dict | None = None,
+               tenant_id: str = "acme") -> Brand:
+    return Brand(tenant_id, name, adapter_name, system_prompt, top_k, mode, filters,
+                 created_at=1_700_000_000.0)
 
 
 class FakeBrands:
-    def __init__(self, brands: dict[tuple[str, str], FakeBrand]):
+    def __init__(self, brands: dict[tuple[str, str], Brand]):
         self.brands = brands
 
-    def get(self, tenant: str, name: str) -> FakeBrand:
+    def get(self, tenant_id: str, name: str) -> Brand:
         try:
-            return self.brands[tenant, name]
+            return self.brands[tenant_id, name]
         except KeyError:
             raise NotFound(f"brand {name!r} not found", param="brand") from None
 
-    def list(self, tenant: str) -> list[FakeBrand]:
-        return [b for (t, _), b in sorted(self.brands.items()) if t == tenant]
+    def list(self, tenant_id: str) -> list[Brand]:
+        return [b for (t, _), b in sorted(self.brands.items()) if t == tenant_id]
 
 
 class FakeAdapters:
-    def resolve(self, tenant: str, name: str) -> AdapterRef:
+    def resolve(self, tenant_id: str, name: str) -> AdapterRef:
         if name == "gone":
             raise NotFound("adapter gone", param="adapter")
         if name == "narrowed":
             raise Conflict("adapter targets v_proj; the engine applies LoRA to q_proj only",
                            param="adapter", code="adapter_not_served")
-        return AdapterRef(tenant, name, 1, 7, Path("/adapters") / tenant / name / "1")
+        return AdapterRef(tenant_id, name, 1, 7, Path("/adapters") / tenant_id / name / "1")
 
 
 class FakeRetrieval:
@@ -56,7 +53,9 @@ class FakeRetrieval:
         self.hits = hits
         self.calls: list[dict] = []
 
-    def search(self, tenant, query, *, k=None, mode=None, filters=None, document_ids=None):
+    def search(self, tenant: str, query: str, *, k: int | None = None,
+               mode: RetrievalMode | str | None = None, filters: dict | None = None,
+               document_ids: list[str] | None = None) -> list[SearchHit]:
         self.calls.append(dict(tenant=tenant, query=query, k=k, mode=mode, filters=filters))
         return self.hits[: k or 5]
 
@@ -123,11 +122,11 @@ def hit(n: int, words: int = 5, score: float | None = None, lexical: bool = Fals
                      source=f"file{n}.md", score=score, dense_score=score, lexical_match=lexical)
 
 
-def default_brands() -> dict[tuple[str, str], FakeBrand]:
-    return {("acme", "support"): FakeBrand("support", adapter_name="voice"),
-            ("acme", "plain"): FakeBrand("plain", system_prompt="", top_k=2, mode="lexical",
-                                         filters={"lang": "en"}),
-            ("other", "secret"): FakeBrand("secret", tenant_id="other")}
+def default_brands() -> dict[tuple[str, str], Brand]:
+    return {("acme", "support"): make_brand("support", adapter_name="voice"),
+            ("acme", "plain"): make_brand("plain", system_prompt="", top_k=2,
+                                          mode=RetrievalMode.LEXICAL, filters={"lang": "en"}),
+            ("other", "secret"): make_brand("secret", tenant_id="other")}
 
 
 class FakeContainer(Lorag):

@@ -4,8 +4,22 @@ import shutil
 
 import pytest
 
-from lorag.core.errors import InvalidInput, NotFound
-from tests.adapter_fixtures import app, lora  # noqa: F401
+from adapters.store import LocalAdapterStore
+from lorag.app.container import Lorag
+from lorag.core.errors import InvalidInput, NotFound, UnknownName
+from tests.adapter_fixtures import adapter_settings, app, lora  # noqa: F401
+
+
+def test_the_store_is_chosen_by_name_and_an_unknown_name_lists_the_valid_ones(app, tmp_path,
+                                                                             tiny_model):
+    assert isinstance(app.adapters, LocalAdapterStore)  # adapters.store = "local"
+    other = Lorag(adapter_settings(tmp_path / "other", tiny_model, store="s3"))
+    try:
+        with pytest.raises(UnknownName) as err:
+            other.adapters
+        assert err.value.param == "adapters.store" and "valid: local" in err.value.message
+    finally:
+        other.close()
 
 
 def test_register_copies_into_the_store(app, lora):

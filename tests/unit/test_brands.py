@@ -3,6 +3,7 @@
 import pytest
 
 from lorag.core.errors import Conflict, InvalidInput, NotFound
+from lorag.core.modes import RetrievalMode
 from tests.adapter_fixtures import app, lora  # noqa: F401
 
 
@@ -11,6 +12,7 @@ def test_create_get_list_delete(app):
                               filters={"lang": "en"})
     assert app.brands.get("acme", "helpdesk") == brand
     assert (brand.adapter_name, brand.top_k, brand.mode, brand.filters) == (None, 3, "dense", {"lang": "en"})
+    assert app.brands.get("acme", "helpdesk").mode is RetrievalMode.DENSE  # stored as a string
     assert [b.name for b in app.brands.list("acme")] == ["helpdesk"]
     app.brands.delete("acme", "helpdesk")
     with pytest.raises(NotFound) as err:

@@ -12,8 +12,8 @@ from lorag.app.chat import NOTHING_FITS, NOTHING_FOUND, ChatRequest, ChatService
 from lorag.app.settings import ChatSettings
 from lorag.core.errors import Conflict, InvalidInput, NotFound
 from server.errors import http_status
-from tests.unit.chat_fakes import (FakeAdapters, FakeBrand, FakeBrands, FakeEngine, FakeRetrieval,
-                                   default_brands, hit)
+from tests.unit.chat_fakes import (FakeAdapters, FakeBrands, FakeEngine, FakeRetrieval,
+                                   default_brands, hit, make_brand)
 
 
 @dataclass
@@ -107,7 +107,7 @@ def test_brand_without_adapter_uses_the_base_model():
 ])
 def test_an_adapter_the_engine_cannot_serve_fails_on_model(adapter, error, code, status, says):
     setup = Setup()
-    setup.brands[("acme", "broken")] = FakeBrand("broken", adapter_name=adapter)
+    setup.brands[("acme", "broken")] = make_brand("broken", adapter_name=adapter)
     service, _, engine = setup.build()
     with pytest.raises(error) as err:
         run(service.prepare("acme", ask(brand="broken")))

@@ -7,7 +7,8 @@ from lorag.core.errors import InvalidInput, NotFound
 from lorag.app.container import Lorag
 from retrieval.fusion import reciprocal_rank_fusion
 from retrieval.lexical import fts_query
-from retrieval.settings import IndexSettings
+from lorag.core.modes import RetrievalMode
+from retrieval.settings import IndexSettings, RetrievalSettings
 from lorag.testing.settings import fast_settings
 
 ANIMALS = [
@@ -62,8 +63,15 @@ def test_hits_say_what_they_share_with_the_question(app):
 
 
 def test_default_mode_and_k_come_from_settings(app):
-    assert app.settings.retrieval.default_mode == "hybrid"
+    assert app.settings.retrieval.default_mode is RetrievalMode.HYBRID
     assert len(app.retrieval.search("acme", "the")) == min(4, app.settings.retrieval.default_k)
+
+
+def test_the_default_mode_is_a_search_mode_never_off():
+    assert RetrievalSettings(default_mode="lexical").default_mode is RetrievalMode.LEXICAL
+    for mode in ("off", "semantic"):
+        with pytest.raises(ValueError, match="default_mode"):
+            RetrievalSettings(default_mode=mode)
 
 
 @pytest.mark.parametrize("mode", ["dense", "lexical", "hybrid"])

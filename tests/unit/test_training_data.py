@@ -8,7 +8,7 @@ import pytest
 from transformers import AutoTokenizer
 
 from adapters.training import data
-from adapters.training.spec import TrainSpec
+from adapters.training.spec import TrainingKind, TrainSpec
 from lorag.core.errors import InvalidInput
 
 CONVERSATION = [
@@ -138,6 +138,7 @@ def test_collate_pads_right_and_masks_padding():
     ({"name": "ok", "conversations": [CONVERSATION], "rank": 0}, "rank"),
     ({"name": "ok", "conversations": [CONVERSATION], "marker": "(unclosed"}, "marker"),
     ({"name": "ok", "conversations": [CONVERSATION], "bogus": 1}, "bogus"),
+    ({"name": "ok", "kind": "rlhf", "texts": ["x"]}, "kind"),
 ])
 def test_bad_specs_are_refused_naming_the_field(values, param):
     with pytest.raises(InvalidInput) as info:
@@ -149,3 +150,5 @@ def test_spec_defaults():
     spec = TrainSpec.parse(name="voice", conversations=[CONVERSATION])
     assert spec.rank == 8 and spec.lora_alpha == 16 and spec.targets == ("q_proj", "v_proj")
     assert spec.warmup == 10 and TrainSpec.parse(name="x", kind="domain", steps=5).warmup == 0
+    assert spec.kind is TrainingKind.SFT
+    assert TrainSpec.parse(name="x", kind="domain").model_dump(mode="json")["kind"] == "domain"
