@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, StrictFloat, StrictInt
 
+from adapters.training.spec import TrainingKind
+from lorag.core.modes import RetrievalMode
 from server.schemas import MAX_TOP_K, FilterValue, Request
 # Re-exported: a route module takes its bodies and its error docs from one `schemas`.
 from server.jobs.schemas import Job, JobList  # noqa: F401
@@ -58,7 +60,7 @@ class ApiKeyList(BaseModel):
 
 class BrandRetrieval(Request):
     top_k: StrictInt | None = Field(None, ge=1, le=MAX_TOP_K)
-    mode: Literal["dense", "lexical", "hybrid", "off"] | None = None
+    mode: RetrievalMode | None = None
     filters: dict[str, FilterValue] | None = None
 
 
@@ -130,7 +132,7 @@ class TrainingCreate(Request):
     """A LoRA training run (see ``adapters.training.TrainSpec`` for every bound)."""
 
     name: str = Field(description="Adapter name the result is registered under.")
-    kind: Literal["sft", "domain"] = "sft"
+    kind: TrainingKind = TrainingKind.SFT
     conversations: list[list[dict[str, Any]]] | None = Field(
         None, description="sft: chat conversations, each a list of {role, content}.")
     texts: list[str] | None = Field(None, description="domain: texts; None = the tenant's chunks.")

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, StrictBool, StrictFloat, StrictInt, field_validator
 
+from lorag.core.modes import RetrievalMode
 from server.schemas import MAX_TOP_K, FilterValue, Request
 # Re-exported: a route module takes its bodies and its error docs from one `schemas`.
 from server.schemas import error_responses  # noqa: F401
@@ -31,7 +32,7 @@ class RetrievalParams(Request):
     """lorag's extension: override the brand's retrieval defaults for this request."""
 
     top_k: StrictInt | None = Field(None, ge=1, le=MAX_TOP_K, description="Chunks to retrieve.")
-    mode: Literal["dense", "lexical", "hybrid", "off"] | None = Field(
+    mode: RetrievalMode | None = Field(
         None, description="Search mode; `off` answers without documents.")
     filters: dict[str, FilterValue] | None = Field(
         None, description="Metadata filters: a chunk's document must have each field equal "

@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, StrictInt
 
+from lorag.core.modes import SEARCH_MODES
 from server.schemas import MAX_TOP_K, FilterValue, Request
 # Re-exported: a route module takes its bodies and its error docs from one `schemas`.
 from server.schemas import error_responses  # noqa: F401
@@ -14,7 +15,7 @@ from server.schemas import error_responses  # noqa: F401
 class SearchRequest(Request):
     query: str = Field(min_length=1, max_length=10_000)
     top_k: StrictInt | None = Field(None, ge=1, le=MAX_TOP_K)
-    mode: Literal["dense", "lexical", "hybrid"] | None = None
+    mode: Literal[tuple(m.value for m in SEARCH_MODES)] | None = None  # type: ignore[valid-type]
     filters: dict[str, FilterValue] | None = None
     document_ids: list[str] | None = Field(None, max_length=1000)
 
