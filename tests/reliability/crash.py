@@ -42,7 +42,7 @@ ABSENT = None
 class Run:
     number: int
     op: str
-    killed_mid_operation: bool  # SIGKILL arrived after the work started, before its acknowledgement
+    killed_mid_operation: bool  # SIGKILL after the work started, before it was acknowledged
     kill_after_seconds: float
     acknowledged: int  # acknowledged operations (documents, deletions, versions) of this run
     seconds: float = 0.0
