@@ -13,6 +13,7 @@ import json
 import re
 import shutil
 import time
+from typing import Callable
 
 import httpx
 import openai
@@ -81,6 +82,14 @@ def admin(server):
 def ok(response: httpx.Response, status: int = 200) -> dict:
     assert response.status_code == status, response.text
     return response.json()
+
+
+def wait_until(condition: Callable[[], bool], failure: str, timeout: float = 60) -> None:
+    """Poll ``condition`` until it holds; fail with ``failure`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, failure
+        time.sleep(0.1)
 
 
 def wait_job(client: httpx.Client, job_id: str) -> dict:
@@ -483,13 +492,10 @@ def test_client_disconnect_mid_stream_aborts_the_request(server, keys):
                            headers={"Authorization": f"Bearer {keys['acme']}"}) as response:
             lines = response.iter_lines()
             assert next(lines).startswith("data: ")
-    deadline = time.monotonic() + 10
-    while metric(server, "lorag_chat_aborted_total", brand="acme-support", tenant="acme") == before:
-        assert time.monotonic() < deadline, "the disconnect was not noticed"
-        time.sleep(0.1)
-    while metric(server, "lorag_engine_requests_running") > 0:  # the engine let it go too
-        assert time.monotonic() < deadline, "the engine request was not aborted"
-        time.sleep(0.1)
+    wait_until(lambda: metric(server, "lorag_chat_aborted_total", brand="acme-support",
+                              tenant="acme") > before, "the disconnect was not noticed")
+    wait_until(lambda: metric(server, "lorag_engine_requests_running") == 0,  # the engine too
+               "the engine request was not aborted")
 
 
 # -- operations ---------------------------------------------------------------------------

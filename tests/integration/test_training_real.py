@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 
 import pytest
 
-from adapters.models import SMOLLM2_FOLDER, is_prepared, prepare_smollm2
+from adapters import models
+from adapters.models import MARKER, SMOLLM2_FOLDER, is_prepared, prepare_smollm2
 from adapters.training import TrainSpec, Trainer
 from adapters.training.corpus import demo_assets, general_texts
 
@@ -45,13 +45,17 @@ def trainer(app, smollm2):
     trainer.shutdown()
 
 
-def test_prepared_model_is_a_plain_hf_folder_and_preparing_again_is_instant(smollm2):
+def test_prepared_model_is_a_plain_hf_folder_and_preparing_again_is_instant(smollm2, monkeypatch):
     from transformers import AutoConfig, AutoTokenizer
 
+    def convert_again(*args):
+        raise AssertionError("a prepared model was converted again")
+
     assert is_prepared(smollm2)
-    started = time.monotonic()
+    marker = (smollm2 / MARKER).read_bytes()
+    monkeypatch.setattr(models, "_convert_gguf", convert_again)  # instant: nothing redone
     assert prepare_smollm2(smollm2) == smollm2
-    assert time.monotonic() - started < 1.0
+    assert (smollm2 / MARKER).read_bytes() == marker
     config = AutoConfig.from_pretrained(smollm2)
     assert config.model_type == "llama" and config.tie_word_embeddings
     assert not hasattr(config, "quantization_config")

@@ -42,7 +42,7 @@ ABSENT = None
 class Run:
     number: int
     op: str
-    killed_mid_operation: bool  # SIGKILL arrived before the operation was acknowledged
+    killed_mid_operation: bool  # SIGKILL after the work started, before it was acknowledged
     kill_after_seconds: float
     acknowledged: int  # acknowledged operations (documents, deletions, versions) of this run
     seconds: float = 0.0
@@ -58,10 +58,17 @@ class Acks:
     seconds: float | None = None  # from the start of the work to its acknowledgement
     started: threading.Event = field(default_factory=threading.Event)
     started_at: float = 0.0
+    # Set when the operation is seen partly done (some of it committed, not acknowledged).
+    progressed: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> None:
         self.started_at = time.monotonic()
         self.started.set()
+
+    @property
+    def unfinished(self) -> bool:
+        """The work had started and was not acknowledged."""
+        return self.started_at > 0 and not self.finished
 
     @property
     def count(self) -> int:
@@ -131,6 +138,7 @@ class CrashLoop:
         self.runs: list[Run] = []
         self.failures: list[str] = []
         self.leftovers = {"orphan_adapter_folders": 0, "leftover_temp": 0}
+        self._temp_seen: set[str] = set()  # leftover temporary files at the last check
         self.ops: dict[str, Callable[[int, Acks], None]] = {
             "ingest/server": self._ingest_server, "ingest/cli": self._ingest_cli,
             "delete/server": self._delete_server, "delete/cli": self._delete_cli,
@@ -156,13 +164,21 @@ class CrashLoop:
             return self.run(op, kill_after=600)
         return self.run(op, kill_after=self.rng.uniform(0.02, 0.7) * self.estimates[op])
 
+    def progress_run(self, op: str) -> Run:
+        """``op`` killed as soon as it is seen partly done (ingest/server: its job running
+        with documents committed), so the kill lands mid-operation however fast the
+        machine is; an operation that reports no progress is killed once it ends."""
+        return self.run(op, kill_after=600, at_progress=True)
+
     # -- one run -------------------------------------------------------------------------
 
-    def run(self, op: str, kill_after: float) -> Run:
+    def run(self, op: str, kill_after: float, at_progress: bool = False) -> Run:
         """Run ``op``; SIGKILL its process ``kill_after`` seconds after the operation was
-        sent; check the data directory."""
+        sent (or, ``at_progress``, once it is seen partly done); check the data directory."""
         number = len(self.runs) + 1
         acks, trigger = Acks(), threading.Event()
+        if at_progress:
+            acks.progressed = trigger
         self._killing.clear()
         self._targets = {}
         started = time.monotonic()
@@ -173,12 +189,13 @@ class CrashLoop:
         acks.started.wait(180)  # the CLI's imports are not the operation
         trigger.wait(kill_after)
         killed_at = time.monotonic() - acks.started_at
-        mid = not acks.finished
         self._killing.set()
         self._kill()
         worker.join(120)
         assert not worker.is_alive(), f"{op} worker hung"
-        record = Run(number, op, mid, round(killed_at, 3), acks.count,
+        # read once the worker is done: an acknowledgement that arrived before the kill
+        # counts even if the worker had not recorded it yet
+        record = Run(number, op, acks.unfinished, round(killed_at, 3), acks.count,
                      round(time.monotonic() - started, 2))
         if acks.seconds is not None:
             self.estimates[op] = acks.seconds
@@ -223,6 +240,7 @@ class CrashLoop:
         observed = check_data_dir(self.data_dir, self.model)
         for name in self.leftovers:
             self.leftovers[name] = max(self.leftovers[name], len(getattr(observed, name)))
+        self._check_leftovers(observed)
         documents = observed.documents.get(TENANT, {})
         for doc_id, allowed in self.allowed.items():
             state = documents.get(doc_id, ABSENT)
@@ -243,6 +261,27 @@ class CrashLoop:
         elif bystander != self.bystander:
             self.failures.append(f"after run {len(self.runs)}: the bystander tenant changed")
         return observed
+
+    def _check_leftovers(self, observed: Observed) -> None:
+        """Orphan version folders only where the next registration of their name replaces
+        them; new temporary files only after a kill mid-operation; and no upload outlives
+        the start of the next server (which removes them)."""
+        after = f"after run {len(self.runs)}"
+        if observed.stale_orphan_adapter_folders:
+            self.failures.append(f"{after}: orphan adapter folders no registration replaces: "
+                                 f"{observed.stale_orphan_adapter_folders}")
+        run = self.runs[-1] if self.runs else None
+        temp = set(observed.leftover_temp)
+        new = temp - self._temp_seen
+        if new and not (run and run.killed_mid_operation):
+            self.failures.append(f"{after}: temporary files left by a finished operation: "
+                                 f"{sorted(new)}")
+        uploads = f"{self.data_dir / 'uploads'}{os.sep}"
+        kept = {p for p in temp & self._temp_seen if p.startswith(uploads)}
+        if kept and run and run.op.endswith("/server"):
+            self.failures.append(f"{after}: uploads a killed server left survived a restart: "
+                                 f"{sorted(kept)}")
+        self._temp_seen = temp
 
     # -- operations ------------------------------------------------------------------------
 
@@ -275,6 +314,8 @@ class CrashLoop:
                     acks.finished = True
                     break
                 assert state["status"] != "failed", state
+                if state["status"] == "running" and state["completed"] > 0:
+                    acks.progressed.set()
                 time.sleep(0.02)
 
     def _ingest_cli(self, number: int, acks: Acks) -> None:

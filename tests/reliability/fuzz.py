@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import os
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
@@ -96,12 +97,21 @@ def data_snapshot(app) -> dict:
     root = app.layout.adapters_dir
     snapshot["adapter_files"] = sorted(
         (str(p.relative_to(root)), hashlib.sha256(p.read_bytes()).hexdigest())
-        for p in root.rglob("*") if p.is_file() and ".staging" not in p.parts) if root.exists() else []
-    snapshot["staging"] = sorted(str(p) for p in (root / ".staging").rglob("*")) \
-        if (root / ".staging").exists() else []
+        for p in walk(root, skip=root / ".staging") if p.is_file())
+    snapshot["staging"] = sorted(str(p) for p in walk(root / ".staging"))
     return snapshot
 
 
 def files_outside(root: Path, data_dir: Path) -> set[str]:
-    """Every file under ``root`` that is not under ``data_dir``."""
-    return {str(p) for p in root.rglob("*") if not p.is_relative_to(data_dir)}
+    """Every file and folder under ``root`` that is not under ``data_dir``. The data
+    directory is never entered: the server removes folders there in the background."""
+    return {str(p) for p in walk(root, skip=data_dir)}
+
+
+def walk(root: Path, skip: Path | None = None) -> Iterator[Path]:
+    """Every path under ``root`` (none if it is missing), without entering ``skip``.
+    Folders that vanish while walked (other tests' temporary files, removed
+    concurrently) are passed over, not an error."""
+    for folder, dirs, files in os.walk(root, onerror=lambda error: None):
+        dirs[:] = [d for d in dirs if Path(folder, d) != skip]
+        yield from (Path(folder, name) for name in (*dirs, *files))

@@ -64,6 +64,7 @@ class Observed:
     documents: dict[str, dict[str, int | None]] = field(default_factory=dict)
     adapters: dict[str, dict[tuple[str, int], str]] = field(default_factory=dict)
     orphan_adapter_folders: list[str] = field(default_factory=list)
+    stale_orphan_adapter_folders: list[str] = field(default_factory=list)  # never replaced
     leftover_temp: list[str] = field(default_factory=list)  # staging, uploads of dead jobs
     chunks: int = 0
 
@@ -90,6 +91,7 @@ def check_data_dir(data_dir: Path, model: Path, *, search: bool = True) -> Obser
             observed.documents[tenant] = _check_documents(app, tenant, search)
             observed.adapters[tenant] = _check_adapters(app, tenant)
         observed.orphan_adapter_folders = _orphan_adapter_folders(app)
+        observed.stale_orphan_adapter_folders = _stale_orphans(app, observed.orphan_adapter_folders)
         observed.leftover_temp = sorted(
             str(p) for p in [*app.layout.uploads_dir.glob("*/*"),
                              *(app.layout.adapters_dir / ".staging").glob("*")])
@@ -150,6 +152,19 @@ def _orphan_adapter_folders(app: Lorag) -> list[str]:
     root = app.layout.adapters_dir
     folders = {str(p) for p in root.glob("*/*/*") if p.is_dir() and not p.parts[-3].startswith(".")}
     return sorted(folders - rows)
+
+
+def _stale_orphans(app: Lorag, orphans: list[str]) -> list[str]:
+    """The orphan folders a later registration would not replace. A kill between a
+    version folder's rename into place and its commit leaves the folder of the version
+    after its name's last one, which the next registration of that name overwrites;
+    any other orphan would stay for good."""
+    if not orphans:
+        return []
+    last = {(r["tenant_id"], r["name"]): r["last_version"]
+            for r in app.catalog.query("SELECT tenant_id, name, last_version FROM adapter_names")}
+    return [o for o in orphans
+            if Path(o).name != str(last.get((Path(o).parts[-3], Path(o).parts[-2]), 0) + 1)]
 
 
 # -- figures ---------------------------------------------------------------------------------

@@ -21,21 +21,28 @@ LONG_OPS = ["ingest/server", "ingest/cli", "delete/server", "delete/cli", "regis
 
 
 def crash_loop(tmp_path, tiny_model, loras, ops, runs: int, seed: int,
-               calibrate: bool) -> CrashLoop:
+               calibrate: bool, first_at_progress: bool = False) -> CrashLoop:
+    """``first_at_progress``: the first run is killed once seen partly done, the others
+    at random moments (see CrashLoop.progress_run)."""
     loop = CrashLoop(tmp_path, tiny_model, loras, write_sft_file(tmp_path / "sft.jsonl"), seed)
     if not calibrate:  # kill every run at a random moment, from the first one
         loop.measured.update(ops)
     loop.check()
-    for op in itertools.islice(itertools.cycle(ops), runs):
-        loop.random_run(op)
+    for number, op in enumerate(itertools.islice(itertools.cycle(ops), runs)):
+        run = loop.progress_run if first_at_progress and number == 0 else loop.random_run
+        run(op)
         assert not loop.failures, loop.failures
     return loop
 
 
 def test_three_kills_lose_nothing_acknowledged(tmp_path, tiny_model, loras):
-    loop = crash_loop(tmp_path, tiny_model, loras, SHORT_OPS, runs=3, seed=1, calibrate=False)
+    loop = crash_loop(tmp_path, tiny_model, loras, SHORT_OPS, runs=3, seed=1, calibrate=False,
+                      first_at_progress=True)
+    figures = loop.figures()
+    write_figures("crash_short", figures)
     assert len(loop.runs) == 3
-    write_figures("crash_short", loop.figures())
+    assert loop.runs[0].op == "ingest/server" and loop.runs[0].killed_mid_operation, figures
+    assert figures["killed_mid_operation"] >= 1, figures
 
 
 @pytest.mark.reliability
@@ -52,6 +59,7 @@ def test_a_restart_fails_interrupted_jobs_before_serving_and_only_those(tmp_path
     """Regression: the sweep of jobs a dead process left running ran in the background
     warm-up, after the server already answered, so it could also fail a job started by
     a request in between (and an upload's files were then removed under its job)."""
+    import threading
     import time
 
     from tests.reliability import inprocess
@@ -64,17 +72,22 @@ def test_a_restart_fails_interrupted_jobs_before_serving_and_only_those(tmp_path
     app.jobs.update(left, status="running")  # by a process that was killed
     sweep = app.jobs.fail_interrupted
 
+    swept = threading.Event()
+
     def slow_sweep():  # a slow catalog widens the window the old code left open
         time.sleep(1.0)
-        return sweep()
+        try:
+            return sweep()
+        finally:
+            swept.set()
 
     app.jobs.fail_interrupted = slow_sweep
     with inprocess.client(app) as client:
         assert client.get(f"/v1/jobs/{left}", headers=bearer(key)).json()["status"] == "failed"
         job = client.post("/v1/documents", headers=bearer(key), json={"documents": [
             {"id": f"d{i}", "text": f"text {i}"} for i in range(50)]}).json()
-        app.documents.wait(job["id"], 30)
-        time.sleep(1.2)
+        assert app.documents.wait(job["id"], 60)
+        assert swept.wait(60)  # whenever the sweep runs, it has run by now
         done = client.get(f"/v1/jobs/{job['id']}", headers=bearer(key)).json()
         assert done["status"] == "succeeded" and done["error"] is None, done
     app.close()

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 
 import pytest
 from fastapi.testclient import TestClient
@@ -241,12 +243,18 @@ def test_unknown_routes_and_methods_have_the_error_shape(client, keys):
 # -- readiness, docs, metrics ---------------------------------------------------------------
 
 def test_ready_is_503_until_warm_up_finishes(container):
-    container.engine.warm_up_seconds = 0.5
-    with TestClient(create_app(container)) as client:
+    release, ready = threading.Event(), threading.Event()
+
+    async def held_warm_up():  # warm-up lasts until the test releases it
+        while not release.is_set():
+            await asyncio.sleep(0.01)
+
+    container.engine.warm_up = held_warm_up
+    with TestClient(create_app(container, on_ready=ready.set)) as client:
         assert client.get("/health").json() == {"status": "ok"}
         assert_error(client.get("/ready"), 503, code="warming_up")
-        import time
-        time.sleep(1.0)
+        release.set()
+        assert ready.wait(60), "warm-up did not finish once released"
         assert client.get("/ready").status_code == 200
 
 
@@ -255,10 +263,14 @@ def test_failed_warm_up_keeps_ready_503_with_the_reason(container):
         raise RuntimeError("no model here")
 
     container.engine.warm_up = broken
-    failures = []
-    with TestClient(create_app(container, on_failure=failures.append)) as client:
-        import time
-        time.sleep(0.2)
+    failures, failed = [], threading.Event()
+
+    def on_failure(exc: Exception) -> None:
+        failures.append(exc)
+        failed.set()
+
+    with TestClient(create_app(container, on_failure=on_failure)) as client:
+        assert failed.wait(60), "the warm-up failure was not reported"
         error = assert_error(client.get("/ready"), 503, code="warm_up_failed")
         assert "no model here" in error["message"]
     assert len(failures) == 1
