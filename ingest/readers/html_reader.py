@@ -3,6 +3,7 @@ other boilerplate), then headings, paragraphs, lists and tables as blocks."""
 
 from __future__ import annotations
 
+import functools
 import logging
 
 import lxml.html
@@ -38,13 +39,24 @@ def main_content(html: str, **location) -> Parsed:
     try:
         main = trafilatura.extract(html, output_format="html", include_tables=True,
                                    include_comments=False, include_images=False,
-                                   include_links=False, deduplicate=False)
+                                   include_links=False, deduplicate=False, config=_config())
     except (ValueError, etree.LxmlError, RecursionError) as exc:
         log.info("main-content extraction failed, reading the whole page: %s", exc)
         main = None
     if main:
         return Parsed(title, html_blocks(main, Sections(), SKIP_TAGS, **location))
     return Parsed(title, html_blocks(html, Sections(), _BOILERPLATE, **location))
+
+
+@functools.cache
+def _config():
+    """trafilatura's settings, but short pages keep their structure: by default a main
+    content under 250 characters is replaced by a flat run of all the page's text."""
+    from trafilatura.settings import use_config
+
+    config = use_config()
+    config.set("DEFAULT", "MIN_EXTRACTED_SIZE", "1")
+    return config
 
 
 def page_title(html: str) -> str | None:
