@@ -31,28 +31,32 @@ class Expect:
 TABLE_ROW = ("Turbo blender X9", "1200 watts", "two years", "149 euros")
 
 
-def docx_bytes() -> bytes:
+def docx_bytes(variant: int = 0) -> bytes:
     import docx
+
+    v = _variant(variant)
 
     document = docx.Document()
     document.core_properties.title = "Gadgetco warranty handbook"
     document.add_heading("Warranty", level=1)
-    document.add_paragraph("Every Gadgetco appliance carries a warranty against defects.")
+    document.add_paragraph(v("Every Gadgetco appliance carries a warranty against defects."))
     document.add_heading("Returns", level=2)
-    document.add_paragraph("A kettle returned within ninety days is refunded to the card "
-                           "used at checkout.")
+    document.add_paragraph(v("A kettle returned within ninety days is refunded to the card "
+                             "used at checkout."))
     document.add_heading("Models", level=1)
     table = document.add_table(rows=1, cols=4)
     for cell, text in zip(table.rows[0].cells, ("Model", "Power", "Warranty", "Price")):
         cell.text = text
     for row in (("Kettle K1", "2000 watts", "one year", "39 euros"), TABLE_ROW):
         for cell, text in zip(table.add_row().cells, row):
-            cell.text = text
+            cell.text = v(text)
     return _save(document)
 
 
-def pptx_bytes() -> bytes:
+def pptx_bytes(variant: int = 0) -> bytes:
     import pptx
+
+    v = _variant(variant)
 
     deck = pptx.Presentation()
     slides = [("Quarterly review", "Revenue grew in every region this quarter."),
@@ -61,29 +65,32 @@ def pptx_bytes() -> bytes:
     for title, body in slides:
         slide = deck.slides.add_slide(deck.slide_layouts[1])
         slide.shapes.title.text = title
-        slide.placeholders[1].text = body
+        slide.placeholders[1].text = v(body)
     return _save(deck)
 
 
-def xlsx_bytes(rows: int = 0) -> bytes:
+def xlsx_bytes(rows: int = 0, variant: int = 0) -> bytes:
     """Two sheets of prices and stores; with ``rows``, one sheet of that many rows."""
     import openpyxl
 
+    v = _variant(variant)
     book = openpyxl.Workbook()
     prices = book.active
     prices.title = "Prices"
     prices.append(["Product", "Price", "Stock"])
-    prices.append(["Espresso grinder G7", "89 euros", "backorder until March"])
+    prices.append(["Espresso grinder G7", "89 euros", v("backorder until March")])
     for n in range(rows):
         prices.append([f"Item {n}", f"{n} euros", "in stock"])
     stores = book.create_sheet("Stores")
     stores.append(["City", "Address", "Hours"])
-    stores.append(["Lisbon", "Rua Augusta 12", "open Sundays from noon"])
+    stores.append(["Lisbon", "Rua Augusta 12", v("open Sundays from noon")])
     return _save(book)
 
 
-def epub_bytes() -> bytes:
+def epub_bytes(variant: int = 0) -> bytes:
     from ebooklib import epub
+
+    v = _variant(variant)
 
     book = epub.EpubBook()
     book.set_identifier("gadgetco-guide")
@@ -94,7 +101,7 @@ def epub_bytes() -> bytes:
     items = []
     for n, (title, sentence) in enumerate(chapters, start=1):
         item = epub.EpubHtml(title=title, file_name=f"chapter{n}.xhtml", lang="en")
-        item.content = f"<html><body><h1>{title}</h1><p>{sentence}</p></body></html>"
+        item.content = f"<html><body><h1>{title}</h1><p>{v(sentence)}</p></body></html>"
         book.add_item(item)
         items.append(item)
     book.toc = items
@@ -106,39 +113,49 @@ def epub_bytes() -> bytes:
     return buffer.getvalue()
 
 
-def eml_bytes() -> bytes:
+def eml_bytes(variant: int = 0) -> bytes:
+    v = _variant(variant)
     message = EmailMessage()
     message["From"] = "Dana <dana@gadgetco.example>"
     message["To"] = "support@gadgetco.example"
     message["Subject"] = "Recall of the toaster T3"
     message["Date"] = "Mon, 02 Mar 2026 10:00:00 +0000"
-    message.set_content("Customers with a toaster T3 get a free replacement heating coil.")
-    message.add_attachment(b"Couriers collect recalled toasters on Tuesdays only.",
+    message.set_content(v("Customers with a toaster T3 get a free replacement heating coil."))
+    message.add_attachment(v("Couriers collect recalled toasters on Tuesdays only.").encode(),
                            maintype="text", subtype="plain", filename="courier-notes.txt")
     return message.as_bytes()
 
 
-def pdf_bytes() -> bytes:
+def pdf_bytes(variant: int = 0) -> bytes:
     from fpdf import FPDF
+
+    v = _variant(variant)
 
     pdf = FPDF()
     pdf.set_font("Helvetica", size=12)
     pdf.add_page()
-    pdf.multi_cell(0, 8, "Installation manual. Mount the heat pump on a north-facing wall.")
+    pdf.multi_cell(0, 8, v("Installation manual. Mount the heat pump on a north-facing wall."))
     pdf.add_page()
-    pdf.multi_cell(0, 8, "Noise levels of each model are measured at one metre.")
+    pdf.multi_cell(0, 8, v("Noise levels of each model are measured at one metre."))
     with pdf.table() as table:
         for row in (("Model", "Noise", "Weight", "Price"),
                     ("Heat pump H4", "38 decibels", "55 kilos", "2400 euros")):
             cells = table.row()
             for text in row:
-                cells.cell(text)
+                cells.cell(v(text))
     return bytes(pdf.output())
 
 
-def csv_bytes() -> bytes:
-    return ("Route,Departs,Arrives\nPorto ferry,08:15,09:40\n"
-            "Night bus to Faro,23:05,04:50\n").encode()
+def csv_bytes(variant: int = 0) -> bytes:
+    v = _variant(variant)
+    return (f"Route,Departs,Arrives\nPorto ferry,08:15,{v('09:40')}\n"
+            f"Night bus to Faro,23:05,{v('04:50')}\n").encode()
+
+
+def _variant(variant: int) -> Callable[[str], str]:
+    """Variant 0 is the fixture; others tag every text, so no two variants share a
+    chunk (benchmarks ingest many distinct copies)."""
+    return (lambda text: text) if not variant else (lambda text: f"{text} (copy {variant})")
 
 
 def _save(document) -> bytes:
@@ -147,8 +164,8 @@ def _save(document) -> bytes:
     return buffer.getvalue()
 
 
-# file name -> (maker, what a search must find)
-FIXTURES: dict[str, tuple[Callable[[], bytes], list[Expect]]] = {
+# file name -> (maker(variant=0), what a search must find in variant 0)
+FIXTURES: dict[str, tuple[Callable[..., bytes], list[Expect]]] = {
     "handbook.docx": (docx_bytes, [
         Expect("kettle returned ninety days refunded", "A kettle returned within ninety days",
                "Warranty > Returns"),
