@@ -124,3 +124,31 @@ def test_markdown_headings_and_html_main_content(tmp_path):
         assert not any("Copyright" in t or "Cart" in t for t in app.retrieval.document_texts("acme"))
     finally:
         app.close()
+
+
+def test_office_files_upload_over_http_and_list_with_their_titles(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from server.app import create_app
+
+    from tests.unit.chat_fakes import FakeEngine
+
+    app = Lorag(fast_settings(tmp_path / "data", max_tokens=64))
+    app.engine = FakeEngine()  # the HTTP app starts its engine; none is needed here
+    app.tenants.create("acme")
+    key = {"Authorization": f"Bearer {app.tenants.issue_key('acme').secret}"}
+    files = [("files", (name, make(), "application/octet-stream"))
+             for name, (make, _) in documents.FIXTURES.items()]
+    try:
+        with TestClient(create_app(app)) as client:
+            response = client.post("/v1/documents", headers=key, files=files)
+            assert response.status_code == 202, response.text
+            assert app.documents.wait(response.json()["id"], timeout=120)
+            job = client.get(f"/v1/jobs/{response.json()['id']}", headers=key).json()
+            assert (job["status"], job["completed"], job["failed"]) == (
+                "succeeded", len(files), 0), job
+            listed = client.get("/v1/documents", headers=key).json()["data"]
+        assert {d["id"] for d in listed} == set(documents.FIXTURES)
+        assert {d["id"]: d["title"] for d in listed}["review.pptx"] == "review.pptx"
+    finally:
+        app.close()
