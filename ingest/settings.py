@@ -35,7 +35,8 @@ class WebSettings(BaseModel):
                             "matched against robots.txt.")
     min_interval_s: float = Field(1.0, ge=0, description="Least time between two requests "
                                   "to the same host.")
-    timeout_s: float = Field(20.0, gt=0, description="Connect and read timeout of a request.")
+    timeout_s: float = Field(20.0, gt=0, description="Connect and read timeout of a request, "
+                             "and the most a page's whole body may take to arrive.")
     max_page_bytes: int = Field(5 * 2**20, ge=1, description="A page (or sitemap) longer "
                                 "than this is abandoned as a failure of that page.")
     max_redirects: int = Field(5, ge=0, description="Redirects followed per request.")

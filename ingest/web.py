@@ -110,8 +110,13 @@ class Fetcher:
             raise DocumentError(FailureCode.FETCH_FAILED, f"{type(exc).__name__}: {exc}") from None
 
     def _read(self, response: httpx.Response) -> bytes:
+        """The body, within the byte limit and (a server may drip) ``timeout_s`` in all."""
         limit, parts, size = self.settings.max_page_bytes, [], 0
+        deadline = time.monotonic() + self.settings.timeout_s
         for part in response.iter_bytes():
+            if time.monotonic() > deadline:
+                raise DocumentError(FailureCode.FETCH_FAILED, f"the page took more than "
+                                    f"{self.settings.timeout_s:g} s to arrive; abandoned")
             size += len(part)
             if size > limit:
                 raise DocumentError(FailureCode.TOO_LARGE, f"the page is longer than "
@@ -129,7 +134,10 @@ class Fetcher:
 
 def check_url(url: str) -> str:
     """``url`` if it is an absolute http(s) URL; raises DocumentError otherwise."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise DocumentError(FailureCode.FETCH_FAILED, f"not a URL: {url!r} ({exc})") from None
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise DocumentError(FailureCode.FETCH_FAILED, f"not an http(s) URL: {url!r}")
     return url
@@ -247,6 +255,9 @@ class WebSource(Source):
         except DocumentError as exc:
             exc.source = exc.source or self.pages.describe()
             self._urls = exc
+        except Exception as exc:  # a URL no parser accepts: the input's failure alone
+            self._urls = DocumentError(FailureCode.FETCH_FAILED, f"{type(exc).__name__}: {exc}",
+                                       source=self.pages.describe())
         self.count = len(self._urls) if isinstance(self._urls, list) else 1
 
     def _list(self) -> list[str]:

@@ -80,6 +80,11 @@ def _handler(site: HelpCenter):
                 return self._send(200, site.robots, "text/plain")
             if self.path == "/sitemap.xml":
                 return self._send(200, site.sitemap(base), "application/xml")
+            if self.path == "/sitemap-index.xml":
+                return self._send(200, '<?xml version="1.0"?><sitemapindex xmlns="http://www.'
+                                  'sitemaps.org/schemas/sitemap/0.9"><sitemap><loc>'
+                                  f"{base}/sitemap.xml</loc></sitemap></sitemapindex>",
+                                  "application/xml")
             if self.path == "/endless":
                 return self._endless()
             if self.path in ("/loop/a", "/loop/b"):

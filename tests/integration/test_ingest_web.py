@@ -117,6 +117,13 @@ def test_hostile_pages_fail_alone(site, app, path, code):
     assert {d.id: d.content_hash for d in app.documents.list("acme")} == before
 
 
+def test_a_sitemap_index_is_followed_and_a_bad_url_fails_alone(site, app):
+    report = app.documents.ingest("acme", [WebPages(sitemap=f"{site.base}/sitemap-index.xml"),
+                                           WebPages(url="http://[not-a-host/x")])
+    assert report.unchanged == len(site.site.listed) - 1  # all but the disallowed page
+    assert sorted(f.code for f in report.failures) == ["fetch_failed", "robots_disallowed"]
+
+
 def test_cli_reports_a_single_url_as_json(site, first_run, capsys):
     data, _ = first_run
     with pytest.MonkeyPatch.context() as patch:
