@@ -1,7 +1,7 @@
 """Web pages as documents: one URL, or a help center by its sitemap.
 
-Polite: robots.txt is obeyed (RFC 9309: a missing one allows all, an unreachable one
-allows nothing), requests to one host are spaced by ``min_interval_s``, a page longer
+Polite: robots.txt is obeyed for every URL requested, redirect targets included (RFC
+9309: a missing one allows all, an unreachable one allows nothing), requests to one host are spaced by ``min_interval_s``, a page longer
 than ``max_page_bytes`` is abandoned, redirects are followed up to ``max_redirects``
 and a loop is named as such. Incremental: a page already stored is fetched with the
 ETag / Last-Modified it had (``PageCache``), so an unchanged page costs one request
@@ -77,11 +77,15 @@ class Fetcher:
     def close(self) -> None:
         self._client.close()
 
-    def get(self, url: str, headers: dict | None = None) -> Page:
-        """The page at ``url`` after redirects; raises DocumentError (FETCH_FAILED for a
-        network error or a bad URL, REDIRECT_LOOP, TOO_LARGE past the byte limit)."""
+    def get(self, url: str, headers: dict | None = None,
+            allowed: Callable[[str], bool] | None = None) -> Page:
+        """The page at ``url`` after redirects, each URL first passed to ``allowed``
+        (robots.txt); raises DocumentError (FETCH_FAILED for a network error or a bad
+        URL, REDIRECT_LOOP, TOO_LARGE past the byte limit, ROBOTS_DISALLOWED)."""
         seen = [url]
         for _ in range(self.settings.max_redirects + 1):
+            if allowed is not None and not allowed(url):
+                raise DocumentError(FailureCode.ROBOTS_DISALLOWED, f"robots.txt disallows {url}")
             page = self._once(url, headers or {})
             if page.status not in (301, 302, 303, 307, 308):
                 return page
@@ -210,9 +214,10 @@ class PageCache:
                 (url, page.etag, page.last_modified, time.time()) for url, page in zip(urls, pages)])
 
 
-def sitemap_urls(fetcher: Fetcher, url: str, max_pages: int, depth: int = 0) -> list[str]:
+def sitemap_urls(fetcher: Fetcher, url: str, max_pages: int, allowed: Callable[[str], bool],
+                 depth: int = 0) -> list[str]:
     """The page URLs a sitemap lists (following a sitemap index); raises DocumentError."""
-    page = fetcher.get(url)
+    page = fetcher.get(url, allowed=allowed)
     if page.status != 200:
         raise DocumentError(FailureCode.FETCH_FAILED, f"sitemap {url}: HTTP {page.status}")
     parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
@@ -228,7 +233,7 @@ def sitemap_urls(fetcher: Fetcher, url: str, max_pages: int, depth: int = 0) -> 
                             f"than {_MAX_SITEMAP_DEPTH} at {url}")
     found: list[str] = []
     for child in locations:
-        found += sitemap_urls(fetcher, child, max_pages - len(found), depth + 1)
+        found += sitemap_urls(fetcher, child, max_pages - len(found), allowed, depth + 1)
         if len(found) >= max_pages:
             break
     return list(dict.fromkeys(found))[:max_pages]
@@ -263,9 +268,7 @@ class WebSource(Source):
     def _list(self) -> list[str]:
         if self.pages.sitemap:
             sitemap = check_url(self.pages.sitemap)
-            if not self.robots.allowed(sitemap):
-                raise DocumentError(FailureCode.ROBOTS_DISALLOWED, "robots.txt disallows the sitemap")
-            return sitemap_urls(self.fetcher, sitemap, self.settings.max_pages)
+            return sitemap_urls(self.fetcher, sitemap, self.settings.max_pages, self.robots.allowed)
         return [check_url(self.pages.url or "")]
 
     def load(self) -> Iterator[Loaded]:
@@ -280,9 +283,8 @@ class WebSource(Source):
             self.fetcher.close()
 
     def _page(self, url: str, stored: bool) -> Loaded:
-        if not self.robots.allowed(url):
-            raise DocumentError(FailureCode.ROBOTS_DISALLOWED, "robots.txt disallows this page")
-        page = self.fetcher.get(url, self.cache.headers(url) if stored else None)
+        page = self.fetcher.get(url, self.cache.headers(url) if stored else None,
+                                allowed=self.robots.allowed)
         if page.status == 304 and stored:
             return Unchanged(url, url)
         if page.status != 200:

@@ -1,7 +1,7 @@
 """A small help center served on 127.0.0.1 for web-ingestion tests: a sitemap, a
 robots.txt, article pages wrapped in navigation, a cookie banner and a footer, ETag /
 Last-Modified with 304 answers, and hostile pages (one that never ends, a redirect
-loop). It records every request it gets."""
+loop, a redirect into a disallowed folder). It records every request it gets."""
 
 from __future__ import annotations
 
@@ -87,10 +87,10 @@ def _handler(site: HelpCenter):
                                   "application/xml")
             if self.path == "/endless":
                 return self._endless()
-            if self.path in ("/loop/a", "/loop/b"):
-                other = "/loop/b" if self.path == "/loop/a" else "/loop/a"
+            if self.path in ("/loop/a", "/loop/b", "/go/staff"):
+                other = {"/loop/a": "/loop/b", "/loop/b": "/loop/a", "/go/staff": PRIVATE}
                 self.send_response(302)
-                self.send_header("Location", other)
+                self.send_header("Location", other[self.path])
                 self.send_header("Content-Length", "0")
                 self.end_headers()
                 return None

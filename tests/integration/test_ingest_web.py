@@ -107,6 +107,7 @@ def test_a_changed_page_is_replaced_and_a_vanished_one_pruned(site, app):
 
 @pytest.mark.parametrize("path,code", [("/endless", "document_too_large"),
                                        ("/loop/a", "redirect_loop"),
+                                       ("/go/staff", "robots_disallowed"),
                                        ("/missing", "fetch_failed")])
 def test_hostile_pages_fail_alone(site, app, path, code):
     before = {d.id: d.content_hash for d in app.documents.list("acme")}
@@ -115,6 +116,7 @@ def test_hostile_pages_fail_alone(site, app, path, code):
     assert [(f.id, f.code) for f in report.failures] == [(site.base + path, code)]
     assert report.unchanged == 1
     assert {d.id: d.content_hash for d in app.documents.list("acme")} == before
+    assert PRIVATE not in site.site.paths_requested()  # not even through a redirect
 
 
 def test_a_sitemap_index_is_followed_and_a_bad_url_fails_alone(site, app):
