@@ -39,7 +39,7 @@ def render(data: dict, plots: list[str], out_dir: Path) -> str:
         *_invocations(data),
         f"- the benchmarks below took {_total_minutes(data):.1f} min in all "
         f"({_timings(data)})",
-        f"- machine: {_machine(data['machine'])}",
+        *_machines(data),
         f"- lorag's environment: {_versions(data['versions'])}",
         f"- baselines' environment (`.bench-venv`): {_versions(data['baseline_versions'])}",
         "",
@@ -124,6 +124,18 @@ def _timings(data: dict) -> str:
     return "; ".join(f"{name} {b.get('wall_s', b.get('seconds', 0)) / 60:.1f} min, {b.get('mode')}, "
                      f"finished {b.get('finished_utc', '?')}"
                      for name, b in data["benchmarks"].items())
+
+
+def _machines(data: dict) -> list[str]:
+    """One machine line, or one per machine when invocations ran on different ones."""
+    found: dict[str, list[str]] = {}
+    for invocation in data.get("invocations") or [data]:
+        described = _machine(invocation.get("machine") or data["machine"])
+        found.setdefault(described, []).extend(invocation.get("benchmarks", []))
+    if len(found) == 1:
+        return [f"- machine: {next(iter(found))}"]
+    return [f"- machine of {', '.join(dict.fromkeys(names))}: {described}"
+            for described, names in found.items()]
 
 
 def _machine(m: dict) -> str:

@@ -60,6 +60,8 @@ BENCHES = [
           {"full": 3600, "quick": 900, "tiny": 180}),
     Bench("scale", "bench.bench_scale", "1,000 tenants: memory within caches, cold latency",
           {"full": 3600, "quick": 900, "tiny": 180}),
+    Bench("formats", "bench.bench_formats", "ingestion per document format vs the same text",
+          {"full": 1800, "quick": 600, "tiny": 120}),
 ]
 BY_NAME = {b.name: b for b in BENCHES}
 LOCK = REPO_DIR / ".cache" / "bench" / "results.lock"
@@ -108,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         "mode": mode, "started_utc": _utc(started), "duration_s": round(time.time() - started, 1),
         "started_epoch": started, "ended_epoch": time.time(),
         "baseline_setup_s": setup, "load_at_start": load,
-        "git_commit": _git_commit(), "benchmarks": list(results)}
+        "git_commit": _git_commit(), "benchmarks": list(results), "machine": machine()}
     data = _merge(out_dir / "results.json", invocation, results, keep=bool(args.only))
     print(f"[bench] {mode} run done in {invocation['duration_s'] / 60:.1f} min",
           file=sys.stderr)
@@ -195,7 +197,8 @@ def _merge(path: Path, invocation: dict, results: dict, keep: bool) -> dict:
             except ValueError:
                 old = {}
         benchmarks = {**old.get("benchmarks", {}), **_keep_successes(old, results)}
-        invocations = [i for i in _old_invocations(old)
+        # An --only run may be on another machine: each invocation keeps its own.
+        invocations = [{"machine": old.get("machine"), **i} for i in _old_invocations(old)
                        if set(i["benchmarks"]) & (set(benchmarks) - set(results))]
         data = {"machine": machine(), "versions": versions(LORAG_PACKAGES),
                 "baseline_versions": baselines.baseline_versions(),

@@ -14,8 +14,9 @@ one's end (up to whitespace), so together they cover every character of the text
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
+from ingest.structure import Segment
 from retrieval.embedders import Embedder
 
 PARAGRAPH, SENTENCE, LINE, WORD, TOKEN = 4, 3, 2, 1, 0
@@ -30,6 +31,7 @@ class Chunk:
     start: int   # character offsets in the normalised document text
     end: int
     tokens: int
+    location: dict = field(default_factory=dict)  # where it lies: section, page, slide
 
 
 class Chunker:
@@ -65,6 +67,57 @@ class Chunker:
             chunks = self._materialize(text, spans, ranges)
             counts = self.embedder.count_tokens([c.text for c in chunks])
         return [Chunk(c.position, c.text, c.start, c.end, n) for c, n in zip(chunks, counts)]
+
+    def chunk_segments(self, text: str, segments: tuple[Segment, ...]) -> list[Chunk]:
+        """Chunks of a structured document: each segment chunked on its own (a chunk
+        never spans two sections, pages or slides) and tables split by rows."""
+        if not segments:
+            return self.chunk(text)
+        chunks: list[Chunk] = []
+        for segment in segments:
+            piece = text[segment.start:segment.end]
+            found = self._table(piece) if segment.table else self.chunk(piece)
+            chunks += [replace(c, position=len(chunks) + i, start=c.start + segment.start,
+                               end=c.end + segment.start, location=segment.location)
+                       for i, c in enumerate(found)]
+        return chunks
+
+    def _table(self, table: str) -> list[Chunk]:
+        """A table (one row per line, the header first) in chunks of whole rows, the
+        header repeated at the top of each; a row too long for one chunk alone is
+        split like text. Chunk spans cover the rows (a repeated header is not in it)."""
+        lines = table.split("\n")
+        starts = [0]
+        for line in lines[:-1]:
+            starts.append(starts[-1] + len(line) + 1)
+        counts = self.embedder.count_tokens(lines)
+        header, header_tokens = lines[0], counts[0]
+        if header_tokens * 2 > self.limit:  # no room to repeat it: chunk as text
+            return self.chunk(table)
+        chunks, first = [], 0
+        while first < len(lines):
+            stop, used = first + 1, counts[first] + (header_tokens if first else 0)
+            while stop < len(lines) and used + counts[stop] + 1 <= self.limit:
+                used += counts[stop] + 1
+                stop += 1
+            chunks += self._rows(table, header if first else None, starts, lines, first, stop,
+                                 len(chunks))
+            first = stop
+        return chunks
+
+    def _rows(self, table: str, header: str | None, starts: list[int], lines: list[str],
+              first: int, stop: int, position: int) -> list[Chunk]:
+        start = starts[first]
+        end = starts[stop - 1] + len(lines[stop - 1])
+        text = (header + "\n" if header else "") + table[start:end]
+        tokens = self.embedder.count_tokens([text])[0]
+        if tokens <= self.limit:
+            return [Chunk(position, text, start, end, tokens)]
+        if stop - first > 1:  # re-tokenising joined rows added tokens: one row less
+            return (self._rows(table, header, starts, lines, first, stop - 1, position) +
+                    self._rows(table, header, starts, lines, stop - 1, stop, position + 1))
+        return [replace(c, position=position + i, start=c.start + start, end=c.end + start)
+                for i, c in enumerate(self.chunk(table[start:end]))]
 
     def _fits(self, text: str, spans):
         def fits(first: int, stop: int) -> bool:

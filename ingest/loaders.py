@@ -9,26 +9,35 @@ bad line of a .jsonl file) never stops the others.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-import io
 import json
 import logging
-import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Union
+from typing import Callable, Iterator, Union
 
-from ingest.normalize import html_to_text, looks_binary, looks_garbled, normalize_text
-from ingest.types import DocumentError, DocumentInput, FailureCode, LoadedDocument
+from ingest.normalize import looks_garbled, normalize_text
+from ingest.readers import READERS, ReadContext, supported_types
+from ingest.settings import FormatSettings
+from ingest.structure import Parsed, assemble
+from ingest.types import (DocumentError, DocumentInput, FailureCode, LoadedDocument, Unchanged,
+                          WebPages)
 
 log = logging.getLogger(__name__)
 
-TEXT_TYPES = {".txt", ".text", ".md", ".markdown", ".rst"}
-HTML_TYPES = {".html", ".htm", ".xhtml"}
-SUPPORTED_TYPES = TEXT_TYPES | HTML_TYPES | {".pdf", ".jsonl"}
+JSONL = ".jsonl"  # many documents per file: read by JsonlSource, not by a reader
+SUPPORTED_TYPES = supported_types() | {JSONL}
 MAX_ID_CHARS = 512
 
-Input = Union[str, Path, DocumentInput, dict]
-Loaded = Union[LoadedDocument, DocumentError]
+Input = Union[str, Path, DocumentInput, dict, WebPages]
+Loaded = Union[LoadedDocument, DocumentError, Unchanged]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How large a file may be, and what it may unpack into."""
+
+    max_bytes: int
+    formats: FormatSettings
 
 
 class Source(ABC):
@@ -38,7 +47,11 @@ class Source(ABC):
 
     @abstractmethod
     def load(self) -> Iterator[Loaded]:
-        """Yield each document, or a DocumentError for one that cannot be read."""
+        """Yield each document, or a DocumentError for one that cannot be read, or
+        Unchanged for one the source knows to be as stored."""
+
+    def settled(self, document_ids: list[str]) -> None:
+        """Called once these documents are stored (or found unchanged)."""
 
 
 @dataclass
@@ -47,17 +60,17 @@ class ObjectSource(Source):
     max_bytes: int
 
     def load(self) -> Iterator[Loaded]:
-        yield _guard(lambda: from_object(self.obj, self.max_bytes), _object_id(self.obj), None)
+        yield guard(lambda: from_object(self.obj, self.max_bytes), _object_id(self.obj), None)
 
 
 @dataclass
 class FileSource(Source):
     path: Path
     document_id: str
-    max_bytes: int
+    limits: Limits
 
     def load(self) -> Iterator[Loaded]:
-        yield _guard(lambda: read_file(self.path, self.document_id, self.max_bytes),
+        yield guard(lambda: read_file(self.path, self.document_id, self.limits),
                      self.document_id, str(self.path))
 
 
@@ -78,7 +91,7 @@ class JsonlSource(Source):
             for number, raw in enumerate(lines, start=1):
                 if raw.strip():
                     source = f"{self.name}:{number}"
-                    yield _guard(lambda: _jsonl_document(raw, source, self.max_bytes), None, source)
+                    yield guard(lambda: _jsonl_document(raw, source, self.max_bytes), None, source)
 
 
 @dataclass
@@ -89,7 +102,7 @@ class ErrorSource(Source):
         yield self.error
 
 
-def _guard(load, document_id: str | None, source: str | None) -> Loaded:
+def guard(load, document_id: str | None, source: str | None) -> Loaded:
     """Run one load; a DocumentError (or an unexpected error) becomes the result."""
     try:
         return load()
@@ -105,30 +118,37 @@ def _guard(load, document_id: str | None, source: str | None) -> Loaded:
 
 # --- expanding inputs --------------------------------------------------------------------
 
-def expand_inputs(inputs: list[Input], max_bytes: int) -> tuple[list[Source], int]:
-    """Sources for the inputs, and how many files of unsupported types folders held."""
+def expand_inputs(inputs: list[Input], limits: Limits,
+                  web_source: Callable[[WebPages], Source] | None = None
+                  ) -> tuple[list[Source], int]:
+    """Sources for the inputs, and how many files of unsupported types folders held.
+    ``web_source`` makes the source of a WebPages input (without it, one is a failure)."""
     sources: list[Source] = []
     skipped = 0
     for item in inputs:
         if isinstance(item, (str, Path)):
-            found, skip = _path_sources(Path(item), max_bytes)
+            found, skip = _path_sources(Path(item), limits)
             sources += found
             skipped += skip
+        elif isinstance(item, WebPages):
+            sources.append(web_source(item) if web_source else ErrorSource(DocumentError(
+                FailureCode.INVALID_DOCUMENT, "web pages cannot be read here",
+                source=item.describe())))
         else:
-            sources.append(ObjectSource(item, max_bytes))
+            sources.append(ObjectSource(item, limits.max_bytes))
     return sources, skipped
 
 
-def _path_sources(path: Path, max_bytes: int) -> tuple[list[Source], int]:
+def _path_sources(path: Path, limits: Limits) -> tuple[list[Source], int]:
     if path.is_dir():
-        return _folder_sources(path, max_bytes)
+        return _folder_sources(path, limits)
     if not path.is_file():
         return [ErrorSource(DocumentError(FailureCode.FILE_NOT_FOUND, "no such file or folder",
                                           source=str(path)))], 0
-    return [_file_source(path, path.name, max_bytes)], 0
+    return [_file_source(path, path.name, limits)], 0
 
 
-def _folder_sources(folder: Path, max_bytes: int) -> tuple[list[Source], int]:
+def _folder_sources(folder: Path, limits: Limits) -> tuple[list[Source], int]:
     sources, skipped = [], 0
     prefix = folder.resolve().name
     for path in sorted(folder.rglob("*")):
@@ -138,15 +158,15 @@ def _folder_sources(folder: Path, max_bytes: int) -> tuple[list[Source], int]:
         if _file_type(path) not in SUPPORTED_TYPES:
             skipped += 1
             continue
-        sources.append(_file_source(path, f"{prefix}/{relative.as_posix()}", max_bytes))
+        sources.append(_file_source(path, f"{prefix}/{relative.as_posix()}", limits))
     return sources, skipped
 
 
-def _file_source(path: Path, document_id: str, max_bytes: int) -> Source:
+def _file_source(path: Path, document_id: str, limits: Limits) -> Source:
     kind = _file_type(path)
-    if kind == ".jsonl":
+    if kind == JSONL:
         try:
-            return JsonlSource(path, document_id, max_bytes)
+            return JsonlSource(path, document_id, limits.max_bytes)
         except OSError as exc:
             return ErrorSource(DocumentError(FailureCode.INVALID_JSONL, f"unreadable: {exc}",
                                              source=str(path)))
@@ -154,7 +174,7 @@ def _file_source(path: Path, document_id: str, max_bytes: int) -> Source:
         return ErrorSource(DocumentError(
             FailureCode.UNSUPPORTED_TYPE, f"unsupported file type {kind or '(none)'!r}; "
             f"supported: {', '.join(sorted(SUPPORTED_TYPES))}", id=document_id, source=str(path)))
-    return FileSource(path, document_id, max_bytes)
+    return FileSource(path, document_id, limits)
 
 
 def _file_type(path: Path) -> str:
@@ -166,68 +186,31 @@ def _file_type(path: Path) -> str:
 
 # --- reading one file --------------------------------------------------------------------
 
-def read_file(path: Path, document_id: str, max_bytes: int) -> LoadedDocument:
-    """Read, extract and normalise one file; raises DocumentError."""
+def read_file(path: Path, document_id: str, limits: Limits) -> LoadedDocument:
+    """Read one file with the reader of its type; raises DocumentError."""
     size = path.stat().st_size
-    if size > max_bytes:
-        raise DocumentError(FailureCode.TOO_LARGE, f"{size} bytes is over the limit of {max_bytes}")
-    data = path.read_bytes()
-    kind = _file_type(path)
-    if kind == ".pdf":
-        title, text = _pdf_text(data)
-    else:
-        text = decode_text(data)
-        title, text = html_to_text(text) if kind in HTML_TYPES else (_heading(text, kind), text)
+    if size > limits.max_bytes:
+        raise DocumentError(FailureCode.TOO_LARGE,
+                            f"{size} bytes is over the limit of {limits.max_bytes}")
+    reader = READERS.get(_file_type(path))
+    parsed = reader(path.read_bytes(), ReadContext(document_id, limits.formats))
     # The source is the document's own relative name: never a server path (uploads live
     # in a temporary folder, and sources are shown to users in citations).
-    return _document(document_id, text, title or path.name, {}, document_id)
+    return parsed_document(document_id, parsed, path.name, document_id)
 
 
-def decode_text(data: bytes) -> str:
-    """UTF-8 (or UTF-16 with a BOM) to str; raises DocumentError for binary or bad bytes."""
-    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
-        try:
-            return data.decode("utf-16")
-        except UnicodeDecodeError as exc:
-            raise DocumentError(FailureCode.ENCODING, f"invalid UTF-16: {exc}") from None
-    if looks_binary(data):
-        raise DocumentError(FailureCode.BINARY, "the file holds binary data, not text")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DocumentError(FailureCode.ENCODING,
-                            f"not valid UTF-8 (byte {exc.start}): {exc.reason}") from None
-
-
-_RST_UNDERLINE = re.compile(r"^([=\-~^\"'`#*+:.])\1{2,}\s*$")
-
-
-def _heading(text: str, kind: str) -> str | None:
-    """A title from the first heading of Markdown or reStructuredText."""
-    lines = text.splitlines()[:60]
-    for i, line in enumerate(lines):
-        if kind in (".md", ".markdown") and line.startswith("# "):
-            return line[2:].strip() or None
-        if kind == ".rst" and i + 1 < len(lines) and line.strip() and \
-                _RST_UNDERLINE.match(lines[i + 1]) and not _RST_UNDERLINE.match(line):
-            return line.strip()
-    return None
-
-
-def _pdf_text(data: bytes) -> tuple[str | None, str]:
-    from pypdf import PdfReader
-
-    try:
-        reader = PdfReader(io.BytesIO(data))
-        if reader.is_encrypted and not reader.decrypt(""):
-            raise DocumentError(FailureCode.INVALID_PDF, "the PDF is encrypted")
-        pages = [page.extract_text() or "" for page in reader.pages]
-        title = reader.metadata.title if reader.metadata else None
-    except DocumentError:
-        raise
-    except Exception as exc:
-        raise DocumentError(FailureCode.INVALID_PDF, f"unreadable PDF: {exc}") from None
-    return (str(title) if title else None), "\n\n".join(pages)
+def parsed_document(document_id: str, parsed: Parsed, fallback_title: str,
+                    source: str | None, metadata: dict | None = None) -> LoadedDocument:
+    """A reader's result as a document: its text, and its segments where it has
+    structure (sections, pages, tables); raises DocumentError if it has no text."""
+    text, segments = assemble(parsed.blocks)
+    if not text:
+        raise DocumentError(FailureCode.EMPTY, "the document has no text")
+    if not any(segment.location or segment.table for segment in segments):
+        segments = ()  # plain text: chunked (and hashed) as before structure was kept
+    title = normalize_text(parsed.title) if parsed.title else None
+    return LoadedDocument(document_id, text, title or fallback_title, metadata or {}, source,
+                          segments)
 
 
 # --- documents given as objects ----------------------------------------------------------

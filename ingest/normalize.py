@@ -1,10 +1,9 @@
-"""Text normalisation: unicode, whitespace, HTML to text, and garbage detection."""
+"""Text normalisation: unicode, whitespace, and garbage detection."""
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from html.parser import HTMLParser
 
 # C0/C1 control characters (but tab and newline), and invisible format characters
 # that only get in the way of matching (soft hyphen, zero-width spaces, BOM).
@@ -46,72 +45,3 @@ def looks_garbled(text: str) -> bool:
     head = text[:8192]
     controls = sum(1 for ch in head if unicodedata.category(ch) == "Cc" and ch not in "\t\n\r\f")
     return "\x00" in head or (bool(head) and controls / len(head) > 0.05)
-
-
-# --- HTML ------------------------------------------------------------------------------
-
-_SKIP = {"script", "style", "noscript", "template", "svg", "head", "iframe", "object"}
-_BLOCK = {"p", "div", "section", "article", "header", "footer", "nav", "aside", "main",
-          "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "dl", "table", "pre", "blockquote",
-          "figure", "form", "hr", "address", "details", "summary"}
-_LINE = {"br", "li", "dt", "dd", "tr", "caption", "figcaption"}
-_VOID = {"br", "hr", "img", "input", "meta", "link", "area", "base", "col", "embed",
-         "source", "track", "wbr"}
-
-
-# Our own breaks, kept apart from source newlines (only <pre> keeps those).
-_PARAGRAPH, _LINEBREAK, _PRE_NEWLINE = "\x1e", "\x1f", "\x1d"
-
-
-class _TextExtractor(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self.title_parts: list[str] = []
-        self._skip_depth = 0
-        self._pre_depth = 0
-        self._in_title = False
-
-    def handle_starttag(self, tag: str, attrs) -> None:
-        if tag == "title":
-            self._in_title = True
-        elif tag in _SKIP and tag not in _VOID:
-            self._skip_depth += 1
-        elif tag == "pre":
-            self._pre_depth += 1
-        self._break(tag)
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "title":
-            self._in_title = False
-        elif tag in _SKIP and self._skip_depth:
-            self._skip_depth -= 1
-        elif tag == "pre" and self._pre_depth:
-            self._pre_depth -= 1
-        self._break(tag, end=True)
-
-    def handle_data(self, data: str) -> None:
-        if self._in_title:
-            self.title_parts.append(data)
-        elif not self._skip_depth:
-            # Outside <pre>, a source newline is only wrapping.
-            self.parts.append(data.replace("\n", _PRE_NEWLINE if self._pre_depth else " "))
-
-    def _break(self, tag: str, end: bool = False) -> None:
-        if tag in _BLOCK:
-            self.parts.append(_PARAGRAPH)
-        elif tag in _LINE and not end:
-            self.parts.append(_LINEBREAK)
-
-
-def html_to_text(html: str) -> tuple[str | None, str]:
-    """(title, text) of an HTML page: scripts, styles and the head dropped, block
-    elements turned into paragraph breaks, line elements (br, li, tr) into newlines.
-    The text still needs ``normalize_text``."""
-    parser = _TextExtractor()
-    parser.feed(html)
-    parser.close()
-    title = normalize_text("".join(parser.title_parts)) or None
-    body = "".join(parser.parts).replace(_PARAGRAPH, "\n\n").replace(_LINEBREAK, "\n")
-    body = re.sub(r"\n[ \t]+", "\n", body)  # markup indentation is not the text's
-    return title, body.replace(_PRE_NEWLINE, "\n")

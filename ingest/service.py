@@ -21,10 +21,11 @@ from typing import Callable
 import numpy as np
 
 from ingest.chunking import Chunker
-from ingest.loaders import Input, expand_inputs
+from ingest.loaders import Input, Limits, Source, expand_inputs
 from ingest.settings import IngestSettings
 from ingest.types import (DocumentError, DocumentFailure, FailureCode, IngestReport,
-                          LoadedDocument)
+                          LoadedDocument, Unchanged, WebPages)
+from ingest.web import PageCache, WebSource
 from lorag.core.errors import InvalidInput, NotFound
 from lorag.core.jobs import FAILED, JobStore, Progress
 from lorag.core.tenants import TenantStore
@@ -40,8 +41,10 @@ OnCommit = Callable[[list[str]], None]
 def content_hash(doc: LoadedDocument, fingerprint: str) -> str:
     """Hash of what determines a document's chunks and vectors: normalised text, title,
     metadata, and the chunker/embedder fingerprint."""
-    payload = json.dumps([fingerprint, doc.title, doc.metadata, doc.text], sort_keys=True,
-                         ensure_ascii=False)
+    parts = [fingerprint, doc.title, doc.metadata, doc.text]
+    if doc.segments:  # where sections, pages and tables lie decides the chunks too
+        parts.append([[s.start, s.end, s.location, s.table] for s in doc.segments])
+    payload = json.dumps(parts, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
@@ -63,6 +66,7 @@ class _Run:
     def __init__(self, report: IngestReport, progress: Progress, on_commit: OnCommit | None):
         self.report, self.progress, self.on_commit = report, progress, on_commit
         self.seen: set[str] = set()
+        self.unchanged: list[str] = []
 
     def fail(self, error: DocumentError) -> None:
         failure = DocumentFailure(error.id, error.source, error.code, error.message)
@@ -117,12 +121,13 @@ class DocumentService:
             return self._ingest(tenant, list(inputs), job_id, progress, prune, on_commit)
 
     def _ingest(self, tenant, inputs, job_id, progress, prune, on_commit) -> IngestReport:
-        sources, skipped = expand_inputs(inputs, self.settings.max_document_bytes)
+        index = self.retrieval.tenant_index(tenant)
+        limits = Limits(self.settings.max_document_bytes, self.settings.formats)
+        sources, skipped = expand_inputs(inputs, limits, self._web_source(tenant, index, limits))
         total = sum(source.count for source in sources)
         run = _Run(IngestReport(skipped=skipped, job_id=job_id),
                    Progress(self.jobs, job_id, total, description=f"ingest {tenant}", bar=progress),
                    on_commit)
-        index = self.retrieval.tenant_index(tenant)
         log.info("ingest start tenant=%s job=%s documents=%d", tenant, job_id, total)
         try:
             index.check_embedder()
@@ -137,6 +142,14 @@ class DocumentService:
         log.info("ingest done tenant=%s job=%s %s", tenant, job_id, _counts(run.report))
         return run.report
 
+    def _web_source(self, tenant: str, index: TenantIndex, limits: Limits):
+        """How a WebPages input becomes a source: fetched politely, conditionally when
+        the page is stored and its validators known (see ingest/web.py)."""
+        def make(pages: WebPages) -> Source:
+            cache = PageCache(self.retrieval.layout.tenant_web_pages(tenant))
+            return WebSource(pages, self.settings.web, limits, cache, index.store.document_hashes)
+        return make
+
     def _run_sources(self, index: TenantIndex, sources, run: _Run) -> None:
         chunker = self.chunker
         fingerprint = chunker.fingerprint
@@ -146,14 +159,22 @@ class DocumentService:
             for item in source.load():
                 self._take(item, known, fingerprint, chunker, pending, run)
                 if pending.chunks >= self.settings.commit_chunks:
-                    self._commit(index, pending, known, run)
+                    self._commit(index, pending, known, run, sources)
                     pending = _Pending()
-        self._commit(index, pending, known, run)
+        self._commit(index, pending, known, run, sources)
+        for source in sources:
+            source.settled(run.unchanged)
 
     def _take(self, item, known: dict, fingerprint: str, chunker: Chunker, pending: _Pending,
               run: _Run) -> None:
         if isinstance(item, DocumentError):
             run.fail(item)
+            return
+        if isinstance(item, Unchanged):  # its source checked (an HTTP 304): stored as is
+            run.seen.add(item.id)
+            run.unchanged.append(item.id)
+            run.report.unchanged += 1
+            run.progress.advance()
             return
         if item.id in run.seen:
             run.fail(DocumentError(FailureCode.DUPLICATE_ID, "the id appears twice in this batch; "
@@ -162,17 +183,19 @@ class DocumentService:
         run.seen.add(item.id)
         digest = content_hash(item, fingerprint)
         if known.get(item.id) == digest:
+            run.unchanged.append(item.id)
             run.report.unchanged += 1
             run.progress.advance()
             return
-        chunks = chunker.chunk(item.text)
+        chunks = chunker.chunk_segments(item.text, item.segments)
         if not chunks:
             run.fail(DocumentError(FailureCode.EMPTY, "the document has no tokens", id=item.id,
                                    source=item.source))
             return
         pending.add(item, digest, chunks)
 
-    def _commit(self, index: TenantIndex, pending: _Pending, known: dict, run: _Run) -> None:
+    def _commit(self, index: TenantIndex, pending: _Pending, known: dict, run: _Run,
+                sources: list[Source]) -> None:
         if not pending.documents:
             return
         texts = [c.text for _, _, chunks in pending.documents for c in chunks]
@@ -191,6 +214,8 @@ class DocumentService:
         run.report.added += len(replaced) - sum(replaced)
         run.report.chunks_embedded += embedded
         run.progress.advance(len(writes))
+        for source in sources:
+            source.settled([w.id for w in writes])
         if run.on_commit is not None:
             run.on_commit([w.id for w in writes])
 
@@ -290,4 +315,5 @@ def _document_write(doc: LoadedDocument, digest: str, chunks: list, vectors) -> 
     return DocumentWrite(
         id=doc.id, title=doc.title, source=doc.source, metadata=doc.metadata,
         content_hash=digest, characters=len(doc.text), vectors=vectors,
-        chunks=[ChunkWrite(c.position, c.text, c.start, c.end, c.tokens) for c in chunks])
+        chunks=[ChunkWrite(c.position, c.text, c.start, c.end, c.tokens, c.location)
+                for c in chunks])

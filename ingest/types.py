@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from enum import Enum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ingest.structure import Segment
 
 
 @dataclass
@@ -26,6 +31,46 @@ class LoadedDocument:
     title: str | None
     metadata: dict
     source: str | None
+    # The text's sections and tables (see ingest/structure.py); empty: plain text.
+    segments: tuple["Segment", ...] = ()
+
+
+@dataclass(frozen=True)
+class WebPages:
+    """Pages to fetch: one ``url``, or every page a ``sitemap`` lists. Each page's URL
+    (after redirects) is its document id and source."""
+
+    url: str | None = None
+    sitemap: str | None = None
+
+    def describe(self) -> str:
+        return self.sitemap or self.url or "?"
+
+
+@dataclass(frozen=True)
+class Unchanged:
+    """A document its source knows to be unchanged (an HTTP 304): nothing to read."""
+
+    id: str
+    source: str | None
+
+
+class LocationKey(str, Enum):
+    """Where a chunk lies in its document: the keys of a chunk's metadata."""
+
+    SECTION = "section"   # the headings above it: "Warranty > Returns"
+    PAGE = "page"         # 1-based page of a PDF
+    SLIDE = "slide"       # 1-based slide of a deck
+    SHEET = "sheet"       # the sheet of a spreadsheet
+
+
+def describe_location(metadata: dict) -> str | None:
+    """How a citation names a chunk's place: "Warranty > Returns, page 12", "slide 4"."""
+    parts = [str(metadata[LocationKey.SECTION.value])] if metadata.get(LocationKey.SECTION.value) else []
+    for key in (LocationKey.SHEET, LocationKey.SLIDE, LocationKey.PAGE):
+        if metadata.get(key.value) is not None:
+            parts.append(f"{key.value} {metadata[key.value]}")
+    return ", ".join(parts) or None
 
 
 class FailureCode:
@@ -39,6 +84,12 @@ class FailureCode:
     EMPTY = "empty_document"
     INVALID_JSONL = "invalid_jsonl"
     INVALID_PDF = "invalid_pdf"
+    ENCRYPTED = "encrypted_document"
+    ARCHIVE_BOMB = "archive_bomb"
+    TOO_MANY_ROWS = "too_many_rows"
+    FETCH_FAILED = "fetch_failed"
+    ROBOTS_DISALLOWED = "robots_disallowed"
+    REDIRECT_LOOP = "redirect_loop"
     INVALID_DOCUMENT = "invalid_document"
     DUPLICATE_ID = "duplicate_id"
 

@@ -53,7 +53,8 @@ CREATE TABLE IF NOT EXISTS chunks (
     char_end INTEGER NOT NULL,
     token_count INTEGER NOT NULL,
     text TEXT NOT NULL,
-    embedding BLOB NOT NULL
+    embedding BLOB NOT NULL,
+    location TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS chunks_document ON chunks(document_pk, position);
 CREATE TABLE IF NOT EXISTS deleted_chunks (
@@ -76,7 +77,7 @@ END;
 """
 
 _HIT_COLUMNS = ("c.id, c.position, c.text, d.id AS document_id, d.title, d.source, "
-                "d.metadata")
+                "d.metadata, c.location")
 
 
 @dataclass(frozen=True)
@@ -173,6 +174,7 @@ class ChunkStore:
             if self._db is None:
                 db = Database(self.path)
                 db.apply_schema(SCHEMA)
+                _add_chunk_location(db)
                 self._db, self._inode = db, os.stat(self.path).st_ino
             return self._db
 
@@ -356,9 +358,9 @@ class ChunkStore:
     def _insert_chunks(conn: sqlite3.Connection, pk: int, doc: DocumentWrite) -> None:
         conn.executemany(
             "INSERT INTO chunks (document_pk, position, char_start, char_end, token_count, text, "
-            "embedding) VALUES (?,?,?,?,?,?,?)",
-            [(pk, c.position, c.char_start, c.char_end, c.token_count, c.text, _blob(v))
-             for c, v in zip(doc.chunks, doc.vectors)])
+            "embedding, location) VALUES (?,?,?,?,?,?,?,?)",
+            [(pk, c.position, c.char_start, c.char_end, c.token_count, c.text, _blob(v),
+              json.dumps(c.location, sort_keys=True)) for c, v in zip(doc.chunks, doc.vectors)])
 
     # --- documents -----------------------------------------------------------------------
 
@@ -438,6 +440,19 @@ def _document(row: sqlite3.Row) -> StoredDocument:
 
 
 def _hit(row: sqlite3.Row, score: float) -> SearchHit:
+    # The chunk's location (section, page, slide) joins its document's metadata.
+    metadata = {**json.loads(row["metadata"]), **json.loads(row["location"])}
     return SearchHit(chunk_id=row["id"], document_id=row["document_id"], position=row["position"],
                      text=row["text"], title=row["title"], source=row["source"],
-                     metadata=json.loads(row["metadata"]), score=float(score))
+                     metadata=metadata, score=float(score))
+
+
+def _add_chunk_location(db: Database) -> None:
+    """Stores made before chunks had a location get the column (empty for old rows)."""
+    def missing(conn) -> bool:
+        return "location" not in {row[1] for row in conn.execute("PRAGMA table_info(chunks)")}
+
+    if missing(db.connection()):
+        with db.transaction() as conn:
+            if missing(conn):  # another process may have added it meanwhile
+                conn.execute("ALTER TABLE chunks ADD COLUMN location TEXT NOT NULL DEFAULT '{}'")

@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class SearchHit:
-    """One retrieved chunk with its provenance; ``score`` is the mode's own score
+    """One retrieved chunk with its provenance (``metadata``: its document's, with the
+    chunk's location in it: "section", "page", "slide", "sheet" where the document's
+    format has them); ``score`` is the mode's own score
     (cosine for dense, BM25 for lexical, RRF for hybrid): higher is better."""
 
     chunk_id: int
@@ -49,6 +51,7 @@ class ChunkWrite:
     char_start: int
     char_end: int
     token_count: int
+    location: dict = field(default_factory=dict)  # where in the document: section, page...
 
 
 @dataclass

@@ -24,6 +24,7 @@ from lorag.app.settings import ChatSettings
 from lorag.core.brands import Brand
 from lorag.core.errors import Conflict, InvalidInput, NotFound
 from lorag.core.modes import RetrievalMode, parse_mode
+from ingest.types import describe_location
 from retrieval.types import SearchHit
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,7 @@ class Citation:
     title: str | None
     source: str | None
     score: float
+    location: str | None = None  # where in the document: "Warranty > Returns, page 12"
 
 
 @dataclass(frozen=True)
@@ -369,11 +371,14 @@ def _system_text(system: str, hits: list[SearchHit] | None, n_hits: int) -> str:
 
 def _source_text(number: int, hit: SearchHit) -> str:
     heading = f"[{number}]" + (f" {hit.title}" if hit.title else "")
+    location = describe_location(hit.metadata)
+    heading += f" ({location})" if location else ""
     return f"{heading}\n{hit.text.strip()}"
 
 
 def _citation(number: int, hit: SearchHit) -> Citation:
-    return Citation(number, hit.document_id, hit.chunk_id, hit.title, hit.source, float(hit.score))
+    return Citation(number, hit.document_id, hit.chunk_id, hit.title, hit.source, float(hit.score),
+                    describe_location(hit.metadata))
 
 
 def _largest(fits: Callable[[int], bool], low: int, high: int) -> int | None:

@@ -7,18 +7,27 @@ import sys
 
 from lorag.cli.output import print_json
 from lorag.app.container import Lorag
+from ingest.types import WebPages
+from lorag.core.errors import InvalidInput
 
 
 def register(subparsers) -> None:
     ingest = subparsers.add_parser(
         "ingest", help="ingest files and folders into a tenant's index",
-        description="Ingest .txt .md .rst .html .pdf files, folders of them (recursively) and "
-                    ".jsonl files (one {id, text, title?, metadata?} per line). Unchanged "
+        description="Ingest files (.txt .md .rst .html .pdf .docx .pptx .xlsx .csv .epub .eml), "
+                    "folders of them (recursively), .jsonl files (one {id, text, title?, "
+                    "metadata?} per line) and web pages (--url, --sitemap: main content only, "
+                    "robots.txt obeyed, unchanged pages fetched conditionally). Unchanged "
                     "documents are skipped; changed ones replaced.")
     ingest.add_argument("--tenant", required=True)
-    ingest.add_argument("paths", nargs="+", metavar="PATH")
+    ingest.add_argument("paths", nargs="*", metavar="PATH")
+    ingest.add_argument("--url", action="append", default=[], metavar="URL",
+                        help="a web page to ingest (its URL is its id); may be repeated")
+    ingest.add_argument("--sitemap", action="append", default=[], metavar="URL",
+                        help="ingest every page a sitemap (or sitemap index) lists")
     ingest.add_argument("--prune", action="store_true",
-                        help="also delete the tenant's documents that are not in PATHs")
+                        help="also delete the tenant's documents that are not among the "
+                             "inputs (files, folders, pages)")
     ingest.add_argument("--no-progress", action="store_true", help="no progress bar")
     ingest.set_defaults(handler=_ingest)
 
@@ -36,10 +45,14 @@ def register(subparsers) -> None:
 
 
 def _ingest(args: argparse.Namespace) -> int:
+    inputs = [*args.paths, *(WebPages(url=url) for url in args.url),
+              *(WebPages(sitemap=url) for url in args.sitemap)]
+    if not inputs:
+        raise InvalidInput("give a PATH, --url or --sitemap", param="paths")
     app = Lorag()
     try:
         show = app.settings.ingest.progress and not args.no_progress and sys.stderr.isatty()
-        report = app.documents.ingest(args.tenant, args.paths, progress=show, prune=args.prune)
+        report = app.documents.ingest(args.tenant, inputs, progress=show, prune=args.prune)
     finally:
         app.close()
     print_json(report.to_dict())

@@ -3,6 +3,7 @@
     <data_dir>/lorag.db                           tenants, keys, brands, adapters, jobs
     <data_dir>/tenants/<tenant>/store.db          the tenant's documents, chunks, FTS5
     <data_dir>/tenants/<tenant>/index.faiss       rebuildable cache of the chunk vectors
+    <data_dir>/tenants/<tenant>/web_pages.db      validators (ETag...) of fetched web pages
     <data_dir>/adapters/<tenant>/<name>/<version>/  peft adapter folders
     <data_dir>/models/                            prepared base models
     <data_dir>/import/adapters/                   folders and archives the admin API may register
@@ -44,6 +45,9 @@ class Layout:
 
     def tenant_index(self, tenant: str) -> Path:
         return self.tenant_dir(tenant) / "index.faiss"
+
+    def tenant_web_pages(self, tenant: str) -> Path:
+        return self.tenant_dir(tenant) / "web_pages.db"
 
     @property
     def adapters_dir(self) -> Path:

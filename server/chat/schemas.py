@@ -79,6 +79,9 @@ class Citation(BaseModel):
     title: str | None
     source: str | None
     score: float
+    location: str | None = Field(None, description="Where in the document the chunk lies, "
+                                 "for formats that say: section path, page, slide or sheet "
+                                 "(\"Warranty > Returns\", \"slide 4\", \"page 12\").")
 
 
 class Usage(BaseModel):

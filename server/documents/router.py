@@ -27,8 +27,9 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._ -]")
 
 UPLOAD_SCHEMA = {"type": "object", "required": ["files"], "properties": {
     "files": {"type": "array", "items": {"type": "string", "format": "binary"},
-              "description": "Text, Markdown, HTML, reST, PDF or JSONL files; a file's "
-                             "name is its document id."}}}
+              "description": "Text, Markdown, reST, HTML, PDF, Word (.docx), PowerPoint "
+                             "(.pptx), Excel (.xlsx), CSV, EPUB, e-mail (.eml) or JSONL "
+                             "files; a file's name is its document id."}}}
 
 
 @router.post(

@@ -27,6 +27,7 @@ import pytest
 import schemathesis
 from safetensors.numpy import load_file, save
 
+from lorag.testing import documents
 from tests.reliability import inprocess
 from tests.reliability.fuzz import CONFIG, TENANT, data_snapshot, files_outside, run_schemathesis
 from tests.reliability.harness import child_env, write_figures
@@ -130,7 +131,15 @@ def nested_html(depth: int) -> bytes:
     return b"<div>" * depth + b"</div>" * depth
 
 
-DOCUMENT_FILES = [  # (file name, bytes, the job's failure code)
+def zip_of(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+DOCUMENT_FILES = [  # (file name, bytes or how to make them, the job's failure code)
     ("binary.txt", bytes(range(256)) * 64, "binary_content"),
     ("latin1.txt", "café crème brûlée".encode("latin-1") * 100, "invalid_encoding"),
     ("utf16-broken.txt", b"\xff\xfe" + b"\x00\xd8" * 50, "invalid_encoding"),
@@ -140,6 +149,14 @@ DOCUMENT_FILES = [  # (file name, bytes, the job's failure code)
     ("bad.pdf", b"%PDF-1.7\n" + bytes(range(256)) * 8, "invalid_pdf"),
     ("lines.jsonl", b'{"id": 1}\nnot json\n' + b"[" * 50_000 + b"\n", None),
     ("empty.md", b"   \n\n\t", "empty_document"),
+    # Office files, e-books and spreadsheets (made by lorag.testing.documents).
+    ("bomb.docx", documents.zip_bomb_docx, "archive_bomb"),
+    ("locked.pdf", documents.encrypted_pdf, "encrypted_document"),
+    ("rows.xlsx", documents.long_spreadsheet, "too_many_rows"),
+    ("locked.docx", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(512), "encrypted_document"),
+    ("broken.pptx", b"PK\x03\x04" + bytes(64), "invalid_document"),
+    ("broken.epub", zip_of({"mimetype": b"application/epub+zip"}), "invalid_document"),
+    ("headers.eml", b"\x00\x01 not an e-mail at all", "invalid_document"),
 ]
 
 
@@ -152,7 +169,7 @@ def zip_bomb(size: int = 64 * 2**20) -> bytes:
 
 @pytest.mark.parametrize("name,content,code", DOCUMENT_FILES, ids=[f[0] for f in DOCUMENT_FILES])
 def test_fuzzed_document_uploads_fail_alone(target, name, content, code):
-    content = zip_bomb() if content is None else content
+    content = zip_bomb() if content is None else content() if callable(content) else content
     key = bearer(target.keys[TENANT])
 
     def upload():

@@ -4,7 +4,7 @@ the token budget at its edges, and aborting the engine when the consumer goes aw
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pytest
 
@@ -61,6 +61,17 @@ def test_citations_match_the_numbers_given_to_the_model():
             expected.document_id, expected.chunk_id, expected.title, expected.source)
         assert citation.score == pytest.approx(expected.score)
         assert f"[{citation.number}] {citation.title}\n{expected.text}" in prepared.prompt
+
+
+def test_citations_and_sources_name_the_chunks_place_in_its_document():
+    located = [replace(hit(1), metadata={"section": "Warranty > Returns", "page": 12}),
+               replace(hit(2), metadata={"slide": 4, "lang": "en"}), hit(3)]
+    service, _, _ = Setup(hits=located).build()
+    prepared = run(service.prepare("acme", ask()))
+    assert [c.location for c in prepared.citations] == ["Warranty > Returns, page 12", "slide 4",
+                                                         None]
+    assert "[1] Title 1 (Warranty > Returns, page 12)\nw1" in prepared.prompt
+    assert "[3] Title 3\nw3" in prepared.prompt
 
 
 def test_brand_defaults_apply_and_request_overrides_them():

@@ -2,7 +2,11 @@
 
 import pytest
 
-from ingest.normalize import html_to_text, normalize_text
+from ingest.normalize import normalize_text
+from ingest.readers import ReadContext
+from ingest.readers.html_reader import read_html
+from ingest.settings import FormatSettings
+from ingest.structure import assemble
 from ingest.types import DocumentInput
 from lorag.app.container import Lorag
 from lorag.testing.settings import fast_settings
@@ -44,14 +48,17 @@ def test_normalize_text_unicode_and_whitespace():
     assert normalize_text("e\u0301") == "é"  # composed
 
 
-def test_html_to_text_drops_scripts_and_keeps_paragraphs():
-    title, text = html_to_text(
+def test_html_reader_drops_scripts_and_keeps_paragraphs():
+    parsed = read_html((
         "<html><head><title>Weather &amp; more</title><style>p{color:red}</style></head>"
-        "<body><script>alert(1)</script><h1>Rain</h1><p>Rain falls\nfrom clouds.</p>"
-        "<ul>\n  <li>drizzle</li>\n  <li>storm</li></ul><pre>if x:\n    y = 2</pre></body></html>")
-    assert title == "Weather & more"
-    assert normalize_text(text) == ("Rain\n\nRain falls from clouds.\n\ndrizzle\nstorm\n\n"
-                                    "if x:\n    y = 2")
+        "<body><script>alert(1)</script><main><h1>Rain</h1><p>Rain falls\nfrom clouds.</p>"
+        "<ul>\n  <li>drizzle</li>\n  <li>storm</li></ul><pre>if x:\n    y = 2</pre></main>"
+        "</body></html>"
+    ).encode(), ReadContext("w.html", FormatSettings()))
+    text, _ = assemble(parsed.blocks)
+    assert parsed.title == "Weather & more"
+    assert normalize_text(text) == text
+    assert text == "Rain\n\nRain falls from clouds.\n\ndrizzle\n\nstorm\n\nif x:\n    y = 2"
 
 
 def test_each_file_type_loads(app, tmp_path):
@@ -84,7 +91,7 @@ def test_bad_documents_fail_alone_with_codes(app, tmp_path):
     (bad / "broken.pdf").write_bytes(b"%PDF-1.4 this is not really a pdf")
     (bad / "lines.jsonl").write_text('{"id": "ok", "text": "a good line"}\n{not json}\n'
                                      '{"id": "no-text"}\n{"id": "m", "text": "t", "metadata": 3}\n')
-    unsupported = tmp_path / "table.xlsx"
+    unsupported = tmp_path / "table.numbers"
     unsupported.write_bytes(b"PK\x03\x04")
     good = DocumentInput("good", "a fine document about lighthouses")
     inputs = [bad, unsupported, tmp_path / "missing.txt", good,
@@ -98,7 +105,7 @@ def test_bad_documents_fail_alone_with_codes(app, tmp_path):
         "bad/blank.md": "empty_document", "bad/huge.txt": "document_too_large",
         "bad/broken.pdf": "invalid_pdf", "bad/lines.jsonl:2": "invalid_jsonl",
         "bad/lines.jsonl:3": "invalid_jsonl", "m": "invalid_document",
-        "table.xlsx": "unsupported_type", str(tmp_path / "missing.txt"): "file_not_found",
+        "table.numbers": "unsupported_type", str(tmp_path / "missing.txt"): "file_not_found",
         "nul": "binary_content", None: "invalid_document", "dup": "duplicate_id",
         "surrogate": "invalid_encoding",
     } | {None: "invalid_document"}

@@ -112,7 +112,7 @@ def test_search_hits_carry_provenance(app, tmp_path):
     hit = app.retrieval.search("acme", "document", mode="lexical", k=1)[0]
     assert hit.document_id == "docs/doc0.md" and hit.title == "Document 0"
     assert hit.source == "docs/doc0.md"  # relative: no server path in citations
-    assert hit.position == 0 and hit.metadata == {}
+    assert hit.position == 0 and hit.metadata == {"section": "Document 0"}  # its heading
 
 
 def test_list_get_count_and_errors(app, tmp_path):

@@ -115,7 +115,8 @@ def test_chat_completion_shape_citations_and_usage(client, keys):
     assert body["choices"][0]["finish_reason"] == "stop"
     assert [c["number"] for c in body["citations"]] == [1, 2]
     assert body["citations"][0] == {"number": 1, "document_id": "doc-1", "chunk_id": 101,
-                                    "title": "Title 1", "source": "file1.md", "score": 0.9}
+                                    "title": "Title 1", "source": "file1.md", "score": 0.9,
+                                    "location": None}
     usage = body["usage"]
     assert usage["completion_tokens"] == 2
     assert usage["total_tokens"] == usage["prompt_tokens"] + 2
