@@ -15,13 +15,14 @@ import hashlib
 import json
 import logging
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
 
 from ingest.chunking import Chunker
 from ingest.loaders import Input, expand_inputs
+from ingest.pii import PiiMode, PiiRedactor
 from ingest.settings import IngestSettings
 from ingest.types import (DocumentError, DocumentFailure, FailureCode, IngestReport,
                           LoadedDocument)
@@ -60,8 +61,10 @@ class _Pending:
 class _Run:
     """One ingestion batch for one tenant: counts, failures, the progress record."""
 
-    def __init__(self, report: IngestReport, progress: Progress, on_commit: OnCommit | None):
+    def __init__(self, report: IngestReport, progress: Progress, on_commit: OnCommit | None,
+                 pii: "_PiiPolicy"):
         self.report, self.progress, self.on_commit = report, progress, on_commit
+        self.pii = pii
         self.seen: set[str] = set()
 
     def fail(self, error: DocumentError) -> None:
@@ -71,6 +74,21 @@ class _Run:
         self.progress.fail(failure.item, failure.code, failure.message)
         log.info("ingest failure id=%s source=%s code=%s: %s", error.id, error.source,
                  error.code, error.message)
+
+
+@dataclass(frozen=True)
+class _PiiPolicy:
+    """A tenant's PII handling for one batch."""
+
+    mode: PiiMode
+    deny_list: tuple[str, ...]
+
+    @property
+    def fingerprint(self) -> str:
+        """Part of the content hash: changing what is redacted re-ingests the documents."""
+        if self.mode is not PiiMode.REDACT:
+            return ""
+        return "pii:" + hashlib.sha256(json.dumps(sorted(self.deny_list)).encode()).hexdigest()[:16]
 
 
 class DocumentService:
@@ -85,6 +103,7 @@ class DocumentService:
         self._tenant_locks: dict[str, threading.Lock] = {}
         self._locks_lock = threading.Lock()
         self._threads: dict[str, threading.Thread] = {}
+        self.pii = PiiRedactor(settings.pii)
 
     @property
     def chunker(self) -> Chunker:
@@ -119,9 +138,10 @@ class DocumentService:
     def _ingest(self, tenant, inputs, job_id, progress, prune, on_commit) -> IngestReport:
         sources, skipped = expand_inputs(inputs, self.settings.max_document_bytes)
         total = sum(source.count for source in sources)
+        pii = _PiiPolicy(self.settings.pii.mode_for(tenant), tuple(self.settings.pii.deny_list(tenant)))
         run = _Run(IngestReport(skipped=skipped, job_id=job_id),
                    Progress(self.jobs, job_id, total, description=f"ingest {tenant}", bar=progress),
-                   on_commit)
+                   on_commit, pii)
         index = self.retrieval.tenant_index(tenant)
         log.info("ingest start tenant=%s job=%s documents=%d", tenant, job_id, total)
         try:
@@ -139,7 +159,7 @@ class DocumentService:
 
     def _run_sources(self, index: TenantIndex, sources, run: _Run) -> None:
         chunker = self.chunker
-        fingerprint = chunker.fingerprint
+        fingerprint = chunker.fingerprint + run.pii.fingerprint
         known = index.store.document_hashes()
         pending = _Pending()
         for source in sources:
@@ -160,6 +180,7 @@ class DocumentService:
                                    "the first one was kept", id=item.id, source=item.source))
             return
         run.seen.add(item.id)
+        item = self._screen(item, run)
         digest = content_hash(item, fingerprint)
         if known.get(item.id) == digest:
             run.report.unchanged += 1
@@ -171,6 +192,28 @@ class DocumentService:
                                    source=item.source))
             return
         pending.add(item, digest, chunks)
+
+    def _screen(self, doc: LoadedDocument, run: _Run) -> LoadedDocument:
+        """The document with its PII counted (flag) or replaced (redact) in its text,
+        title and string metadata, before it is hashed, chunked, embedded or stored."""
+        if run.pii.mode is PiiMode.OFF:
+            return doc
+        deny = run.pii.deny_list
+        counts: dict[str, int] = {}
+
+        def screen(value):
+            if not isinstance(value, str):
+                return value
+            found = self.pii.redact(value, deny_list=deny)
+            for entity, n in found.counts.items():
+                counts[entity] = counts.get(entity, 0) + n
+            return found.text
+
+        redacted = replace(doc, text=screen(doc.text), title=screen(doc.title),
+                           metadata={k: screen(v) for k, v in doc.metadata.items()})
+        for entity, n in counts.items():
+            run.report.pii[entity] = run.report.pii.get(entity, 0) + n
+        return redacted if run.pii.mode is PiiMode.REDACT else doc
 
     def _commit(self, index: TenantIndex, pending: _Pending, known: dict, run: _Run) -> None:
         if not pending.documents:
