@@ -38,28 +38,59 @@ class PiiMode(str, Enum):
     REDACT = "redact"
 
 
-PII_RECOGNIZERS: Registry[Callable[[], object]] = Registry("PII entity")
+PII_RECOGNIZERS: Registry[Callable[[], list]] = Registry("PII entity")
 
 
 def _recognizer(entity: str, class_name: str, **kwargs) -> None:
-    def build():
+    def build() -> list:
         from presidio_analyzer import predefined_recognizers
 
-        return getattr(predefined_recognizers, class_name)(**kwargs)
+        return [getattr(predefined_recognizers, class_name)(**kwargs)]
 
     PII_RECOGNIZERS.register(entity)(build)
 
 
-_recognizer("CREDIT_CARD", "CreditCardRecognizer")
 _recognizer("IBAN_CODE", "IbanRecognizer")
 _recognizer("IP_ADDRESS", "IpRecognizer")
 _recognizer("US_SSN", "UsSsnRecognizer")
 _recognizer("UK_NHS", "NhsRecognizer")
-_recognizer("PHONE_NUMBER", "PhoneRecognizer")
+
+
+@PII_RECOGNIZERS.register("CREDIT_CARD")
+def _credit_card() -> list:
+    """Presidio's card recognizer (Luhn-checked) with Mastercard's 2-series numbers
+    (2221-2720, issued since 2017), which its pattern does not cover."""
+    from presidio_analyzer import Pattern
+    from presidio_analyzer.predefined_recognizers import CreditCardRecognizer
+
+    two_series = Pattern("Mastercard 2-series", r"\b2(?:2[2-9]\d|[3-6]\d{2}|7[01]\d|720)"
+                         r"[- ]?\d{4}[- ]?\d{4}[- ]?\d{4}\b", 0.3)
+    return [CreditCardRecognizer(patterns=[*CreditCardRecognizer.PATTERNS, two_series])]
+
+
+PHONE_REGIONS = ("US", "GB", "CA", "IN", "IL", "BR")
+
+
+@PII_RECOGNIZERS.register("PHONE_NUMBER")
+def _phone() -> list:
+    """Presidio's phone recognizer (``phonenumbers``, valid numbers of its regions), and
+    North American numbers written with separators whatever their area code: a number
+    with an unassigned area code is not "valid" to phonenumbers but leaks all the same."""
+    from presidio_analyzer import Pattern, PatternRecognizer
+    from presidio_analyzer.predefined_recognizers import PhoneRecognizer
+
+    nanp = Pattern("NANP with separators", r"(?<![\w+])(?:(?:\+|00)?1[-. ]?)?(?:\(\d{3}\)\s?|\d{3}[-. ])"
+                   r"\d{3}[-. ]\d{4}(?:\s?(?:x|ext\.?)\s?\d{1,5})?\b", 0.4)
+    # Presidio's default regions include DE, where any 6-digit group is a valid local
+    # number (order numbers, amounts); numbers in international form (+49 ...) are found
+    # from every region
+    return [PhoneRecognizer(supported_regions=PHONE_REGIONS),
+            PatternRecognizer(supported_entity="PHONE_NUMBER", patterns=[nanp],
+                              name="NanpPhoneRecognizer")]
 
 
 @PII_RECOGNIZERS.register("EMAIL_ADDRESS")
-def _email():
+def _email() -> list:
     """Presidio's email recognizer, checking the domain against tldextract's bundled
     suffix list: its default extractor fetches the list from the network first."""
     import tldextract
@@ -71,7 +102,7 @@ def _email():
         def validate_result(self, pattern_text: str) -> bool:
             return extract(pattern_text).fqdn != ""
 
-    return OfflineEmailRecognizer()
+    return [OfflineEmailRecognizer()]
 
 
 class PiiSettings(BaseModel):
@@ -139,7 +170,7 @@ class PiiRedactor:
             nlp = NoOpNlpEngine(models=[{"lang_code": "en", "model_name": "none"}])
             nlp.load()
             registry = RecognizerRegistry(
-                recognizers=[PII_RECOGNIZERS.get(e)() for e in self.settings.entities],
+                recognizers=[r for e in self.settings.entities for r in PII_RECOGNIZERS.get(e)()],
                 supported_languages=["en"])
             self._anonymizer = AnonymizerEngine()
             self._analyzer = AnalyzerEngine(nlp_engine=nlp, registry=registry,
@@ -147,9 +178,12 @@ class PiiRedactor:
             log.info("PII analyzer ready entities=%s", ",".join(self.settings.entities))
 
     def find(self, text: str, *, deny_list: Sequence[str] = ()) -> list[PiiFinding]:
-        """Findings in ``text``, longest first where two overlap."""
-        return [PiiFinding(r.entity_type, r.start, r.end, r.score)
-                for r in self._analyze(text, deny_list)]
+        """Findings in ``text``; a finding inside a higher-scored one of another type (a
+        card number also read as a phone number) is left out."""
+        results = self._analyze(text, deny_list)
+        return [PiiFinding(r.entity_type, r.start, r.end, r.score) for r in results
+                if not any(o is not r and o.start <= r.start and r.end <= o.end
+                           and o.score > r.score for o in results)]
 
     def redact(self, text: str, *, deny_list: Sequence[str] = ()) -> Redaction:
         """``text`` with each finding replaced by ``<ENTITY_TYPE>``."""
