@@ -124,3 +124,20 @@ def test_brand_quality_round_trips_and_an_old_catalog_gains_the_column(tmp_path)
     assert store.get("acme", "new").quality.grounding is GroundingMode.FLAG
     assert store.get("acme", "new").to_dict()["quality"]["grounding"] == "flag"
     BrandStore(Database(path), Adapters())  # adding the column twice is harmless
+
+
+def test_the_cli_sets_a_brands_quality(tmp_path, monkeypatch, capsys):
+    from lorag.app.container import Lorag
+    from lorag.cli.main import main
+
+    monkeypatch.setenv("LORAG_DATA_DIR", str(tmp_path / "data"))
+    app = Lorag()
+    app.tenants.create("acme")
+    app.close()
+    assert main(["brands", "create", "--tenant", "acme", "b", "--quality",
+                 '{"grounding": "abstain", "threshold": 0.7}']) == 0
+    assert '"grounding": "abstain"' in capsys.readouterr().out
+    assert main(["brands", "update", "--tenant", "acme", "b", "--quality", "{oops"]) == 2
+    assert main(["brands", "update", "--tenant", "acme", "b", "--quality",
+                 '{"threshold": -1}']) == 2
+    assert "quality.threshold" in capsys.readouterr().err
