@@ -56,27 +56,37 @@ class EmbeddingLexicalJudge:
     """
 
     def __init__(self, embedder: Embedder, *, cosine_weight: float = 0.5,
-                 mismatch_penalty: float = 0.5, cache_size: int = 20_000):
+                 mismatch_penalty: float = 0.5, candidates: int = 2, cache_size: int = 20_000):
         self.embedder = embedder
         self.cosine_weight = cosine_weight
         self.mismatch_penalty = mismatch_penalty
+        self.candidates = candidates
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
 
     def support(self, claims: Sequence[str], passages: Sequence[str]) -> np.ndarray:
+        """Only the ``candidates`` sentences of each passage sharing the most words with a
+        claim are embedded and compared with it: embedding is the cost, and a sentence
+        sharing few words with the claim is rarely the one that supports it."""
         scores = np.zeros((len(claims), len(passages)), dtype=np.float32)
         split = [split_sentences(p) for p in passages]
-        vectors = self.vectors([c for c in claims] + [s for ss in split for s in ss])
-        for j, sentences in enumerate(split):
-            if not sentences:
+        picks = [[self._candidates(claim, sentences) for sentences in split] for claim in claims]
+        vectors = self.vectors(list(claims) + [s for row in picks for chosen in row for s in chosen])
+        for j, passage in enumerate(passages):
+            if not split[j]:
                 continue
-            passage_tokens = set(tokens(passages[j]))
-            sentence_vectors = np.stack([vectors[s] for s in sentences])
+            passage_tokens = set(tokens(passage))
             for i, claim in enumerate(claims):
-                scores[i, j] = self._score(claim, vectors[claim], sentences, sentence_vectors,
-                                           passage_tokens)
+                chosen = picks[i][j]
+                scores[i, j] = self._score(claim, vectors[claim], chosen,
+                                           np.stack([vectors[s] for s in chosen]), passage_tokens)
         return scores
+
+    def _candidates(self, claim: str, sentences: list[str]) -> list[str]:
+        words = set(content_tokens(claim))
+        ranked = sorted(sentences, key=lambda s: -len(words.intersection(tokens(s))))
+        return ranked[:self.candidates]
 
     def _score(self, claim: str, vector: np.ndarray, sentences: list[str],
                sentence_vectors: np.ndarray, passage_tokens: set[str]) -> float:
