@@ -66,7 +66,7 @@ class ChatServing:
             finish = [schemas.ChunkChoice(delta=schemas.Delta(),
                                           finish_reason=last.finish_reason if last else None)]
             if include_usage:
-                yield self._event(finish, grounding=grounding)
+                yield self._event(finish)
                 yield self._event([], usage=self._usage(last), grounding=grounding)
             else:
                 yield self._event(finish, usage=self._usage(last), grounding=grounding)

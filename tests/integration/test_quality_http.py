@@ -176,11 +176,12 @@ def test_flag_reports_the_verdict_in_the_response_and_the_last_event(oai):
     assert grounding["grounded"] == (grounding["groundedness"] is None
                                      or grounding["groundedness"] >= 0.5)
     assert len(grounding["unsupported"]) <= len(response.choices[0].message.content)
-    events = list(oai.chat.completions.create(model="flagged", max_tokens=24, stream=True,
-                                              messages=messages))
-    carrying = [i for i, e in enumerate(events) if (e.model_extra or {}).get("grounding")]
-    assert carrying == [len(events) - 1]
-    assert events[-1].model_extra["grounding"]["mode"] == "flag"
+    for options in (None, {"include_usage": True}):
+        events = list(oai.chat.completions.create(model="flagged", max_tokens=24, stream=True,
+                                                  messages=messages, stream_options=options))
+        carrying = [i for i, e in enumerate(events) if (e.model_extra or {}).get("grounding")]
+        assert carrying == [len(events) - 1]
+        assert events[-1].model_extra["grounding"]["mode"] == "flag"
     plain = oai.chat.completions.create(model="plain", max_tokens=8, messages=messages)
     assert plain.model_extra.get("grounding") is None
 
