@@ -15,13 +15,14 @@ import hashlib
 import json
 import logging
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
 
 from ingest.chunking import Chunker
 from ingest.loaders import Input, Limits, Source, expand_inputs
+from ingest.pii import PiiMode, PiiRedactor
 from ingest.settings import IngestSettings
 from ingest.types import (DocumentError, DocumentFailure, FailureCode, IngestReport,
                           LoadedDocument, Unchanged, WebPages)
@@ -63,8 +64,10 @@ class _Pending:
 class _Run:
     """One ingestion batch for one tenant: counts, failures, the progress record."""
 
-    def __init__(self, report: IngestReport, progress: Progress, on_commit: OnCommit | None):
+    def __init__(self, report: IngestReport, progress: Progress, on_commit: OnCommit | None,
+                 pii: "_PiiPolicy"):
         self.report, self.progress, self.on_commit = report, progress, on_commit
+        self.pii = pii
         self.seen: set[str] = set()
         self.unchanged: list[str] = []
 
@@ -75,6 +78,21 @@ class _Run:
         self.progress.fail(failure.item, failure.code, failure.message)
         log.info("ingest failure id=%s source=%s code=%s: %s", error.id, error.source,
                  error.code, error.message)
+
+
+@dataclass(frozen=True)
+class _PiiPolicy:
+    """A tenant's PII handling for one batch."""
+
+    mode: PiiMode
+    deny_list: tuple[str, ...]
+
+    @property
+    def fingerprint(self) -> str:
+        """Part of the content hash: changing what is redacted re-ingests the documents."""
+        if self.mode is not PiiMode.REDACT:
+            return ""
+        return "pii:" + hashlib.sha256(json.dumps(sorted(self.deny_list)).encode()).hexdigest()[:16]
 
 
 class DocumentService:
@@ -89,6 +107,7 @@ class DocumentService:
         self._tenant_locks: dict[str, threading.Lock] = {}
         self._locks_lock = threading.Lock()
         self._threads: dict[str, threading.Thread] = {}
+        self.pii = PiiRedactor(settings.pii)
 
     @property
     def chunker(self) -> Chunker:
@@ -125,9 +144,10 @@ class DocumentService:
         limits = Limits(self.settings.max_document_bytes, self.settings.formats)
         sources, skipped = expand_inputs(inputs, limits, self._web_source(tenant, index, limits))
         total = sum(source.count for source in sources)
+        pii = _PiiPolicy(self.settings.pii.mode_for(tenant), tuple(self.settings.pii.deny_list(tenant)))
         run = _Run(IngestReport(skipped=skipped, job_id=job_id),
                    Progress(self.jobs, job_id, total, description=f"ingest {tenant}", bar=progress),
-                   on_commit)
+                   on_commit, pii)
         log.info("ingest start tenant=%s job=%s documents=%d", tenant, job_id, total)
         try:
             index.check_embedder()
@@ -152,7 +172,7 @@ class DocumentService:
 
     def _run_sources(self, index: TenantIndex, sources, run: _Run) -> None:
         chunker = self.chunker
-        fingerprint = chunker.fingerprint
+        fingerprint = chunker.fingerprint + run.pii.fingerprint
         known = index.store.document_hashes()
         pending = _Pending()
         for source in sources:
@@ -181,6 +201,7 @@ class DocumentService:
                                    "the first one was kept", id=item.id, source=item.source))
             return
         run.seen.add(item.id)
+        item = self._screen(item, run)
         digest = content_hash(item, fingerprint)
         if known.get(item.id) == digest:
             run.unchanged.append(item.id)
@@ -194,8 +215,7 @@ class DocumentService:
             return
         pending.add(item, digest, chunks)
 
-    def _commit(self, index: TenantIndex, pending: _Pending, known: dict, run: _Run,
-                sources: list[Source]) -> None:
+                   on_commit, pii)
         if not pending.documents:
             return
         texts = [c.text for _, _, chunks in pending.documents for c in chunks]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from ingest.pii import PiiSettings
+
 
 class ChunkingSettings(BaseModel):
     max_tokens: int = Field(
@@ -53,3 +55,6 @@ class IngestSettings(BaseModel):
     commit_chunks: int = Field(
         512, ge=1, description="Chunks embedded in one call and committed in one transaction. "
         "Larger groups batch better; smaller ones lose less work to a crash.")
+    pii: PiiSettings = Field(default_factory=PiiSettings, description="PII found in documents: "
+                             "off, flag (counted in the job record) or redact (before anything "
+                             "is stored, embedded or indexed); per tenant, with deny-lists.")

@@ -128,6 +128,7 @@ class IngestReport:
     failed: int = 0
     skipped: int = 0
     chunks_embedded: int = 0
+    pii: dict[str, int] = field(default_factory=dict)  # findings by entity type (flag, redact)
     failures: list[DocumentFailure] = field(default_factory=list)
     job_id: str | None = None
 

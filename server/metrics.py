@@ -16,9 +16,11 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lorag.app.container import Lorag
+from lorag.app.quality.guard import GroundingVerdict
 
 log = logging.getLogger(__name__)
 
+SHARE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.99, 1.0)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 COUNTED = ("loads", "unloads", "failures")  # suffixes of the engine's running totals
@@ -47,6 +49,12 @@ class Metrics:
         self.retrieval = Histogram("lorag_retrieval_duration_seconds",
                                    "Time to search a tenant's index.", ["tenant", "route"],
                                    buckets=LATENCY_BUCKETS, registry=r)
+        self.groundedness = Histogram("lorag_chat_groundedness", "Share of answer sentences "
+                                      "a source supports, for brands with the grounding guard on.",
+                                      ["tenant", "brand"], buckets=SHARE_BUCKETS, registry=r)
+        self.guard_actions = Counter("lorag_chat_grounding_actions", "Answers the grounding "
+                                     "guard found ungrounded, by what it did (flagged, abstained).",
+                                     ["tenant", "brand", "action"], registry=r)
         self.documents_submitted = Counter("lorag_ingest_documents_submitted",
                                            "Documents submitted for ingestion over HTTP.",
                                            ["tenant"], registry=r)
@@ -62,6 +70,13 @@ class Metrics:
                      completion_tokens: int) -> None:
         self.tokens.labels(tenant, brand, "prompt").inc(prompt_tokens)
         self.tokens.labels(tenant, brand, "completion").inc(completion_tokens)
+
+    def observe_grounding(self, tenant: str, brand: str, verdict: GroundingVerdict) -> None:
+        if verdict.groundedness is not None:
+            self.groundedness.labels(tenant, brand).observe(verdict.groundedness)
+        if not verdict.grounded:
+            action = "abstained" if verdict.abstained else "flagged"
+            self.guard_actions.labels(tenant, brand, action).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

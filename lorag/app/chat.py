@@ -20,8 +20,9 @@ from typing import AsyncIterator, Callable, Sequence
 
 from adapters.engines.protocol import AdapterRef, GenerationChunk, GenerationRequest, InferenceEngine, Sampling
 from lorag.app.ports import AdapterResolver, BrandLookup, Searcher
+from lorag.app.quality.guard import AnswerChecks, GroundingVerdict
 from lorag.app.settings import ChatSettings
-from lorag.core.brands import Brand
+from lorag.core.brands import Brand, BrandQuality
 from lorag.core.errors import Conflict, InvalidInput, NotFound
 from lorag.core.modes import RetrievalMode, parse_mode
 from ingest.types import describe_location
@@ -107,6 +108,8 @@ class PreparedChat:
     retrieved: int  # hits the search returned (before the relevance floor and the budget)
     dropped_turns: int
     retrieval_seconds: float
+    sources: tuple[str, ...] = ()  # the text of each citation, as the model was given it
+    quality: BrandQuality = BrandQuality()  # the brand's answer checks
 
 
 @dataclass(frozen=True)
@@ -117,6 +120,7 @@ class ChatResult:
     finish_reason: str | None
     citations: tuple[Citation, ...]
     usage: Usage
+    grounding: GroundingVerdict | None = None  # None when the brand's guard is off
 
 
 @dataclass
@@ -137,7 +141,9 @@ class ChatService:
     """Joins a tenant's retrieval with its brand's adapter. Safe for concurrent use."""
 
     def __init__(self, *, brands: BrandLookup, adapters: AdapterResolver, retrieval: Searcher,
-                 engine: InferenceEngine, settings: ChatSettings):
+                 engine: InferenceEngine, settings: ChatSettings,
+                 checks: AnswerChecks | None = None):
+        self.checks = checks  # the brands' grounding guard and output redaction
         self.brands = brands
         self.adapters = adapters
         self.retrieval = retrieval
@@ -167,7 +173,8 @@ class ChatService:
             request_id=request.request_id, tenant_id=tenant_id, brand=brand.name,
             prompt=text, prompt_tokens=tokens, sampling=self._sampling(request, max_tokens),
             adapter=adapter, citations=citations, retrieved=len(hits or []),
-            dropped_turns=first_turn, retrieval_seconds=retrieval_seconds)
+            dropped_turns=first_turn, retrieval_seconds=retrieval_seconds,
+            sources=tuple(hit.text for hit in kept), quality=brand.quality)
 
     async def generate(self, prepared: PreparedChat) -> AsyncIterator[GenerationChunk]:
         """Stream the engine's chunks; a consumer that stops early (client gone,
@@ -191,9 +198,30 @@ class ChatService:
         async for chunk in self.generate(prepared):
             parts.append(chunk.text)
             last = chunk
-        return ChatResult(prepared.request_id, prepared.brand, "".join(parts),
+        text, verdict = await self.check(prepared, "".join(parts), streamed=False)
+        return ChatResult(prepared.request_id, prepared.brand, text,
                           last.finish_reason if last else None, prepared.citations,
-                          usage_of(prepared, last))
+                          usage_of(prepared, last), verdict)
+
+    async def check(self, prepared: PreparedChat, text: str, *,
+                    streamed: bool) -> tuple[str, GroundingVerdict | None]:
+        """The brand's checks on a whole answer: the text to send (PII redacted when the
+        brand says so; the fallback when ``abstain`` rejects a non-streamed answer) and
+        the grounding verdict (None when the guard is off). A stream passes the text it
+        sent (already redacted) and gets it back unchanged."""
+        if self.checks is None:
+            return text, None
+        checks, quality = self.checks, prepared.quality
+        if not streamed:
+            text = await asyncio.to_thread(checks.redact, prepared.tenant_id, quality, text)
+        verdict = await asyncio.to_thread(checks.grounding, quality, text, prepared.sources,
+                                          streamed=streamed)
+        if verdict is not None and verdict.abstained:
+            log.info("abstained request=%s tenant=%s brand=%s groundedness=%s",
+                     prepared.request_id, prepared.tenant_id, prepared.brand,
+                     verdict.groundedness)
+            text = quality.fallback
+        return text, verdict
 
     # -- steps -------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # the parts are imported where they are built, so building is
     from adapters.training import Trainer
     from ingest.service import DocumentService
     from lorag.app.chat import ChatService
+    from lorag.app.quality.guard import AnswerChecks
     from lorag.core.brands import BrandStore
     from retrieval.embedders import Embedder
     from retrieval.service import Retrieval
@@ -132,7 +133,16 @@ class Lorag:
         from lorag.app.chat import ChatService
 
         return ChatService(brands=self.brands, adapters=self.adapters, retrieval=self.retrieval,
-                           engine=self.engine, settings=self.settings.chat)
+                           engine=self.engine, settings=self.settings.chat,
+                           checks=self.answer_checks)
+
+    @cached_property
+    def answer_checks(self) -> AnswerChecks:
+        """The brands' grounding guard and output PII redaction (lazy: the metrics load
+        on the first answer a brand checks)."""
+        from lorag.app.quality.guard import AnswerChecks
+
+        return AnswerChecks(lambda: self.embedder, self.settings.ingest.pii)
 
     @cached_property
     def _engine_unloads(self):

@@ -62,6 +62,9 @@ def _brand_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mode", choices=[mode.value for mode in RetrievalMode], default=None,
                         help="retrieval mode")
     parser.add_argument("--filters", default=None, help='metadata filters as JSON, e.g. {"lang": "en"}')
+    parser.add_argument("--quality", default=None, metavar="JSON",
+                        help='answer checks as JSON (replaces them whole), e.g. {"grounding": '
+                             '"abstain", "threshold": 0.5, "fallback": "...", "redact_output": true}')
 
 
 def _register(args: argparse.Namespace) -> None:
@@ -80,8 +83,19 @@ def _delete(args: argparse.Namespace) -> None:
 
 def _brand_fields(args: argparse.Namespace) -> dict:
     fields = {"adapter": args.adapter, "system_prompt": args.system_prompt, "top_k": args.top_k,
-              "mode": args.mode, "filters": _filters(args.filters)}
+              "mode": args.mode, "filters": _filters(args.filters),
+              "quality": _json_object(args.quality, "--quality", "quality")}
     return {k: v for k, v in fields.items() if v is not None}
+
+
+def _json_object(text: str | None, flag: str, param: str) -> dict | None:
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise InvalidInput(f"{flag} must be a JSON object", param=param) from None
+    return value  # BrandQuality.parse says what is wrong with it
 
 
 def _filters(text: str | None) -> dict | None:

@@ -6,12 +6,12 @@ import argparse
 import sys
 from typing import Callable
 
-from lorag.cli import adapters, ingest, retrieval, serve, tenants, training
+from lorag.cli import adapters, ingest, quality, retrieval, serve, tenants, training
 from lorag.core.errors import LoragError
 from lorag.core.logs import setup_logging
 
 # Each area's ``register(subparsers)`` adds its commands.
-COMMAND_GROUPS = (tenants, training, adapters, serve, ingest, retrieval)
+COMMAND_GROUPS = (tenants, training, adapters, serve, ingest, retrieval, quality)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -28,7 +28,8 @@ def create_brand(tenant: str, body: schemas.BrandCreate, lorag: Lorag) -> schema
     with params_renamed(**BRAND_FIELDS):
         brand = lorag.brands.create(tenant, body.name, adapter=body.adapter,
                                     system_prompt=body.system_prompt,
-                                    **body.retrieval.model_dump())
+                                    **body.retrieval.model_dump(),
+                                    quality=body.quality.model_dump() if body.quality else None)
     return to_brand(brand)
 
 
@@ -51,6 +52,8 @@ def update_brand(tenant: str, name: str, body: schemas.BrandUpdate, lorag: Lorag
     changes = body.model_dump(include=body.model_fields_set - {"retrieval"})
     if body.retrieval is not None:
         changes |= body.retrieval.model_dump(include=body.retrieval.model_fields_set)
+    if "quality" in changes and body.quality is None:
+        changes["quality"] = None  # null: the default checks
     if changes.get("system_prompt", "") is None:
         changes["system_prompt"] = ""
     with params_renamed(**BRAND_FIELDS):

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, StrictFloat, StrictInt
 
 from adapters.training.spec import TrainingKind
+from lorag.core.brands import DEFAULT_FALLBACK, GroundingMode
 from lorag.core.modes import RetrievalMode
 from server.schemas import MAX_TOP_K, FilterValue, Request
 # Re-exported: a route module takes its bodies and its error docs from one `schemas`.
@@ -64,11 +65,26 @@ class BrandRetrieval(Request):
     filters: dict[str, FilterValue] | None = None
 
 
+class BrandQuality(Request):
+    """The brand's answer checks (lorag/app/quality/guard.py)."""
+
+    grounding: GroundingMode = Field(GroundingMode.OFF, description="off; flag: add the "
+                                     "groundedness and unsupported sentences to responses; "
+                                     "abstain: also replace an ungrounded non-streamed answer "
+                                     "with `fallback`.")
+    threshold: float = Field(0.5, ge=0.0, le=1.0, description="The least share of supported "
+                             "sentences of a grounded answer.")
+    fallback: str = Field(DEFAULT_FALLBACK, min_length=1, max_length=2_000)
+    redact_output: bool = Field(False, description="Replace PII in answers with typed "
+                                "placeholders such as <EMAIL_ADDRESS>.")
+
+
 class BrandCreate(Request):
     name: str = Field(description="The `model` clients send; lowercase, digits, '-', '_'.")
     adapter: str | None = Field(None, description="Adapter name; None = the base model.")
     system_prompt: str = Field("", max_length=20_000)
     retrieval: BrandRetrieval = Field(default_factory=BrandRetrieval)
+    quality: BrandQuality | None = None
 
 
 class BrandUpdate(Request):
@@ -77,6 +93,7 @@ class BrandUpdate(Request):
     adapter: str | None = None
     system_prompt: str | None = Field(None, max_length=20_000)
     retrieval: BrandRetrieval | None = None
+    quality: BrandQuality | None = Field(None, description="Replaces the brand's checks whole.")
 
 
 class Brand(BaseModel):
@@ -88,6 +105,7 @@ class Brand(BaseModel):
     retrieval: dict[str, Any]
     created_at: float
     updated_at: float
+    quality: dict[str, Any]
 
 
 class BrandList(BaseModel):

@@ -84,6 +84,18 @@ class Citation(BaseModel):
                                  "(\"Warranty > Returns\", \"slide 4\", \"page 12\").")
 
 
+class Grounding(BaseModel):
+    """lorag's grounding guard on this answer (the brand's ``quality.grounding``)."""
+
+    mode: Literal["flag", "abstain"]
+    groundedness: float | None = Field(description="Share of answer sentences a source "
+                                       "supports; null for an answer without sentences.")
+    threshold: float
+    grounded: bool
+    abstained: bool = Field(description="The answer was replaced by the brand's fallback text.")
+    unsupported: list[str] = Field(description="The answer sentences no source supports.")
+
+
 class Usage(BaseModel):
     prompt_tokens: int
     completion_tokens: int
@@ -110,6 +122,8 @@ class ChatCompletion(BaseModel):
     choices: list[Choice]
     usage: Usage
     citations: list[Citation]
+    grounding: Grounding | None = Field(None, description="Set when the brand's grounding "
+                                        "guard is on (flag or abstain).")
 
 
 class Delta(BaseModel):
@@ -136,3 +150,4 @@ class ChatCompletionChunk(BaseModel):
     choices: list[ChunkChoice]
     usage: Usage | None = None
     citations: list[Citation] | None = None
+    grounding: Grounding | None = None  # on the last chunk, when the brand's guard is on

@@ -12,6 +12,7 @@ from typing import Any, AsyncIterator, Awaitable
 from fastapi import Request, Response
 
 from lorag.app.chat import ChatService, PreparedChat, usage_of
+from lorag.app.quality.guard import GroundingVerdict
 from server.chat import schemas
 from server.errors import sse_error
 from server.metrics import Metrics
@@ -34,30 +35,41 @@ class ChatServing:
         async for chunk in self._chunks():
             parts.append(chunk.text)
             last = chunk
-        message = schemas.AssistantMessage(content="".join(parts))
+        text, verdict = await self.chat.check(self.prepared, "".join(parts), streamed=False)
+        message = schemas.AssistantMessage(content=text)
         return schemas.ChatCompletion(
             id=self.prepared.request_id, created=self.created, model=self.prepared.brand,
             choices=[schemas.Choice(message=message,
                                     finish_reason=last.finish_reason if last else None)],
-            usage=self._usage(last), citations=self.citations)
+            usage=self._usage(last), citations=self.citations, grounding=self._grounding(verdict))
 
     async def events(self, include_usage: bool) -> AsyncIterator[str]:
         """SSE events: role + citations first, then text deltas, then finish (+ usage)."""
         last = None
+        sent: list[str] = []
+        redactor = self.chat.checks.stream_redactor(self.prepared.tenant_id, self.prepared.quality) \
+            if self.chat.checks else None
         try:
             yield self._event([schemas.ChunkChoice(delta=schemas.Delta(role="assistant", content=""))],
                               citations=self.citations)
             async for chunk in self._chunks():
                 last = chunk
-                if chunk.text:
-                    yield self._event([schemas.ChunkChoice(delta=schemas.Delta(content=chunk.text))])
+                text = redactor.feed(chunk.text) if redactor else chunk.text
+                if text:
+                    sent.append(text)
+                    yield self._event([schemas.ChunkChoice(delta=schemas.Delta(content=text))])
+            if redactor and (rest := redactor.flush()):
+                sent.append(rest)
+                yield self._event([schemas.ChunkChoice(delta=schemas.Delta(content=rest))])
+            _, verdict = await self.chat.check(self.prepared, "".join(sent), streamed=True)
+            grounding = self._grounding(verdict)
             finish = [schemas.ChunkChoice(delta=schemas.Delta(),
                                           finish_reason=last.finish_reason if last else None)]
             if include_usage:
                 yield self._event(finish)
-                yield self._event([], usage=self._usage(last))
+                yield self._event([], usage=self._usage(last), grounding=grounding)
             else:
-                yield self._event(finish, usage=self._usage(last))
+                yield self._event(finish, usage=self._usage(last), grounding=grounding)
         except Exception as exc:  # headers are sent: the error becomes an event
             yield sse_error(exc)
         yield "data: [DONE]\n\n"
@@ -75,6 +87,12 @@ class ChatServing:
             self.metrics.aborted.labels(tenant, brand).inc()
             raise
 
+    def _grounding(self, verdict: GroundingVerdict | None) -> schemas.Grounding | None:
+        if verdict is None:
+            return None
+        self.metrics.observe_grounding(self.prepared.tenant_id, self.prepared.brand, verdict)
+        return schemas.Grounding(**verdict.to_dict())
+
     def _usage(self, last: Any) -> schemas.Usage:
         usage = usage_of(self.prepared, last)
         self.metrics.observe_chat(self.prepared.tenant_id, self.prepared.brand,
@@ -87,7 +105,7 @@ class ChatServing:
         chunk = schemas.ChatCompletionChunk(id=self.prepared.request_id, created=self.created,
                                             model=self.prepared.brand, choices=choices, **extra)
         data = chunk.model_dump(mode="json")
-        for key in ("usage", "citations"):  # only on the chunks that carry them
+        for key in ("usage", "citations", "grounding"):  # only on the chunks that carry them
             if data[key] is None:
                 del data[key]
         for choice in data["choices"]:
