@@ -60,6 +60,8 @@ BENCHES = [
           {"full": 3600, "quick": 900, "tiny": 180}),
     Bench("scale", "bench.bench_scale", "1,000 tenants: memory within caches, cold latency",
           {"full": 3600, "quick": 900, "tiny": 180}),
+    Bench("pool", "bench.bench_pool", "routing adapters over a fleet of vLLM servers (simulation)",
+          {"full": 1800, "quick": 600, "tiny": 120}),
 ]
 BY_NAME = {b.name: b for b in BENCHES}
 LOCK = REPO_DIR / ".cache" / "bench" / "results.lock"
