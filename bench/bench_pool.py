@@ -26,8 +26,14 @@ Measured per policy: cold loads (the adapter resident on neither the GPU nor in 
 memory of the chosen server) and load imbalance (max / mean outstanding requests over the
 servers, averaged over arrivals, and its 99th percentile).
 
-Part 2 (real servers: lorag over two vLLM servers against the client spreading the load
-itself) is not in this benchmark yet.
+Part 2, real servers: two stock vLLM OpenAI servers (``lorag/testing/vllm_server.py``,
+runtime LoRA on) on one model with one adapter, and ``lorag serve --engine remote`` in
+front of them. The same streaming chat load (retrieval off, greedy, the same messages)
+goes through lorag, and straight to the servers with the client spreading it round-robin
+(the adapter loaded on both under one name); the sides alternate which runs first. lorag's
+overhead: its p50 latency / the direct p50, the direct throughput / lorag's. Model:
+SmolLM2-135M-Instruct in full runs, the tiny model with ``--quick`` and ``--tiny``
+(``--model`` picks another); ``--no-real`` runs part 1 only.
 
     .venv/bin/python -m bench.bench_pool --out /tmp/pool.json
     .venv/bin/python -m bench.run --only pool        # into bench/RESULTS.md
@@ -291,7 +297,7 @@ def lorag_name(load_factor: float) -> str:
 PEERS = ("round-robin", "least-loaded", "Ray Serve multiplexed", "llm-d lora-affinity")
 
 
-def run(opts: Options) -> BenchResult:
+def simulation(opts: Options) -> BenchResult:
     size = sizes(opts)
     found = simulate(size)
     result = BenchResult("pool")
@@ -345,14 +351,27 @@ def run(opts: Options) -> BenchResult:
         "Clairvoyant: a static placement balanced on the trace's counts with Belady "
         "eviction; a reference, not a proof of optimality (a placement that moves adapters "
         "over time can do better). The compulsory floor is one cold load per adapter.",
-        "Part 2 (lorag over two real vLLM servers against the client spreading the load "
-        "itself) is not measured yet.",
     ]
     return result
 
 
+def run(opts: Options, model: str | None = None, real: bool = True) -> BenchResult:
+    result = simulation(opts)
+    if real:
+        from bench.bench_pool_real import measure_real
+
+        measure_real(opts, model, result)
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
-    return bench_main(run, argv)
+    import argparse
+
+    extra = argparse.ArgumentParser(add_help=False)
+    extra.add_argument("--model", default=None, help="tiny, smollm2, or an HF model folder")
+    extra.add_argument("--no-real", action="store_true", help="the routing simulation only")
+    args, rest = extra.parse_known_args(argv)
+    return bench_main(lambda opts: run(opts, args.model, not args.no_real), rest)
 
 
 if __name__ == "__main__":
