@@ -61,7 +61,10 @@ def start_lorag(path: str, size: dict, servers, adapter: Path, work: Path):
 def _ok(response: httpx.Response) -> dict:
     if response.status_code >= 400:
         raise RuntimeError(f"{response.request.url}: {response.status_code} {response.text}")
-    return response.json() if response.content else {}
+    try:
+        return response.json()
+    except ValueError:  # vLLM answers adapter loads in plain text
+        return {}
 
 
 class Spread:

@@ -70,6 +70,7 @@ class RemoteEngine(ChatPrompts):
         self._published: AdapterSnapshots | None = None
         self._pool: ServerPool | None = None
         self._inflight = InFlight()
+        self._running: set[str] = set()  # request ids being generated
         self._aborted: set[str] = set()
         self._removing: dict[str, asyncio.Lock] = {}
         self._starting = asyncio.Lock()
@@ -199,14 +200,16 @@ class RemoteEngine(ChatPrompts):
         max_tokens = room_for(len(ids), request.sampling.max_tokens, self.max_model_len)
         ref = request.adapter
         name = server_name(ref) if ref else None
-        path = await self._publish(ref) if ref else None
-        body = self._body(name or self.served_model, ids, max_tokens, request.sampling)
-        self._inflight.add(ref.int_id if ref else None)
+        self._inflight.add(ref.int_id if ref else None)  # before publishing: a removal waits
+        self._running.add(request.request_id)
         try:
+            path = await self._publish(ref) if ref else None
+            body = self._body(name or self.served_model, ids, max_tokens, request.sampling)
             async for chunk in self._attempts(request, name, path, body, len(ids)):
                 yield chunk
         finally:
             self._inflight.done(ref.int_id if ref else None)
+            self._running.discard(request.request_id)
             self._aborted.discard(request.request_id)
 
     async def _attempts(self, request: GenerationRequest, name: str | None, path: str | None,
@@ -310,7 +313,8 @@ class RemoteEngine(ChatPrompts):
         return ServerError(f"the inference server refused the request: {exc}")
 
     async def abort(self, request_id: str) -> None:
-        self._aborted.add(request_id)
+        if request_id in self._running:  # its stream ends at the next event
+            self._aborted.add(request_id)
 
     # -- adapters ----------------------------------------------------------------------
 
@@ -338,8 +342,11 @@ class RemoteEngine(ChatPrompts):
                 log.error("adapter load refused server=%s tenant=%s adapter=%s version=%s "
                           "id=%s: %s", server.name, ref.tenant_id, ref.name, ref.version,
                           ref.int_id, exc)
+                hint = (" (the servers find no adapter at that path: check that they mount "
+                        "engine.remote.shared_dir at engine.remote.server_shared_dir)"
+                        if exc.status == 404 else "")
                 raise InvalidAdapter(f"the inference server could not load adapter "
-                                     f"{ref.name!r}: {exc}", param="adapter") from None
+                                     f"{ref.name!r}: {exc}{hint}", param="adapter") from None
             seconds = time.perf_counter() - started
             server.loaded.add(name)
             server.counts.adapter_loads += 1
