@@ -31,9 +31,12 @@ class RemoteSettings(BaseModel):
         5.0, gt=0, description="Seconds between health checks of each server; a server that "
                                "fails a check or a request is out until a check passes.")
     load_factor: float = Field(
-        1.25, ge=1.0, description="Bounded load: a server whose outstanding requests would "
-                                  "exceed this factor of the fleet's mean takes no more, and an "
-                                  "adapter's requests spill to its next server.")
+        1.4, ge=1.0, description="Bounded load: a server whose outstanding requests would "
+                                 "exceed this factor of the fleet's mean takes no more, and an "
+                                 "adapter's requests spill to its next server. 1.4: in the "
+                                 "routing simulation (bench/bench_pool.py) the highest of 1.25, "
+                                 "1.4, 1.5 whose measured imbalance (mean max/mean) stays "
+                                 "within 1.25, with the fewest cold loads.")
     adapters_per_server: int = Field(
         8, ge=1, description="Adapters a server keeps warm (its --max-loras plus its "
                              "--max-cpu-loras); lorag counts an adapter as cold on a server "
