@@ -166,6 +166,8 @@ def test_new_version_is_served_on_both_servers(stack, oracle, tiny_lora_factory)
                               for s in pool(kit).servers), 30, "v1 unloaded everywhere")
     for server in pool(kit).servers:
         assert server_name(v2) in served_names(server.name)
+    published = kit.engine.shared_dir
+    assert not (published / str(v1.int_id)).exists() and (published / str(v2.int_id)).is_dir()
 
 
 def greedy_of(kit, oracle, ref: AdapterRef) -> list[int]:
