@@ -4,11 +4,54 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator
+
+
+class RemoteSettings(BaseModel):
+    """The ``remote`` engine: a fleet of stock vLLM OpenAI servers
+    (``adapters/engines/remote/``). Env: ``LORAG_ENGINE__REMOTE__SERVERS='["http://gpu-1:8000"]'``."""
+
+    servers: list[str] = Field(
+        [], description="Base URLs of the vLLM OpenAI servers (started with --enable-lora and "
+                        "VLLM_ALLOW_RUNTIME_LORA_UPDATING=True), e.g. http://gpu-1:8000.")
+    served_model: str | None = Field(
+        None, description="The base model as the servers name it (the `root` of their "
+                          "/v1/models, i.e. their --model); None = lorag's engine.model. lorag "
+                          "refuses to start against a server that serves another model.")
+    shared_dir: Path | None = Field(
+        None, description="Where lorag publishes adapter versions for the servers to read (a "
+                          "volume both see: NFS, EFS, a Kubernetes volume); None = "
+                          "<data_dir>/engine/published, for servers on the same machine.")
+    server_shared_dir: str | None = Field(
+        None, description="The same folder as the servers see it (their mount path); None = "
+                          "the same path as shared_dir.")
+    api_key: SecretStr | None = Field(
+        None, description="Bearer key the servers expect (their --api-key); None = none.")
+    health_interval_s: float = Field(
+        5.0, gt=0, description="Seconds between health checks of each server; a server that "
+                               "fails a check or a request is out until a check passes.")
+    load_factor: float = Field(
+        1.4, ge=1.0, description="Bounded load: a server whose outstanding requests would "
+                                 "exceed this factor of the fleet's mean takes no more, and an "
+                                 "adapter's requests spill to its next server. 1.4: in the "
+                                 "routing simulation (bench/bench_pool.py) the highest of 1.25, "
+                                 "1.4, 1.5 whose measured imbalance (mean max/mean) stays "
+                                 "within 1.25, with the fewest cold loads.")
+    adapters_per_server: int = Field(
+        8, ge=1, description="Adapters a server keeps warm (its --max-loras plus its "
+                             "--max-cpu-loras); lorag counts an adapter as cold on a server "
+                             "that has been sent this many other adapters since.")
+    connect_timeout_s: float = Field(5.0, gt=0, description="Time to connect to a server.")
+    request_timeout_s: float = Field(
+        600.0, gt=0, description="Longest wait for the next bytes of a server's answer.")
+    startup_timeout_s: float = Field(
+        60.0, gt=0, description="How long warm-up waits for every server to answer before "
+                                "refusing to start.")
 
 
 class EngineSettings(BaseModel):
-    backend: str = Field("vllm", description="Registered InferenceEngine name (vllm, peft).")
+    backend: str = Field("vllm", description="Registered InferenceEngine name (vllm, peft, "
+                                             "remote).")
     model: str | None = Field(
         None, description="HF model folder (or a model vLLM serves); None = the prepared SmolLM2-135M-Instruct.")
     dtype: str = Field("float32", description="float32 on CPUs without bf16; bfloat16 on GPUs.")
@@ -33,6 +76,7 @@ class EngineSettings(BaseModel):
     enforce_eager: bool = Field(
         True, description="Run vLLM without torch.compile / CUDA graphs: starts in seconds; "
                           "set False on GPUs for throughput.")
+    remote: RemoteSettings = RemoteSettings()
 
 
 class TrainingSettings(BaseModel):

@@ -65,6 +65,8 @@ BENCHES = [
     Bench("quality", "bench.bench_quality",
           "groundedness AUROC on the demo corpus; PII precision/recall; grounding guard overhead",
           {"full": 2400, "quick": 1200, "tiny": 300}),
+    Bench("pool", "bench.bench_pool", "routing adapters over a fleet of vLLM servers (simulation)",
+          {"full": 1800, "quick": 600, "tiny": 120}),
 ]
 BY_NAME = {b.name: b for b in BENCHES}
 LOCK = REPO_DIR / ".cache" / "bench" / "results.lock"

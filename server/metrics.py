@@ -24,6 +24,7 @@ SHARE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.99, 1.0)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 COUNTED = ("loads", "unloads", "failures")  # suffixes of the engine's running totals
+SERVER_COUNTED = ("requests", "seconds", "hits", "spills", "retries")
 
 disable_created_metrics()  # the *_created series double the output and say little here
 
@@ -107,6 +108,22 @@ class StateCollector:
             # Running totals (adapter_loads, ..._failures) are counters; the rest are levels.
             family = CounterMetricFamily if name.endswith(COUNTED) else GaugeMetricFamily
             yield family(f"lorag_engine_{name}", f"Engine statistic {name}.", value=value)
+        yield from self._servers(getattr(engine, "server_stats", None))
+
+    def _servers(self, server_stats) -> Iterable[Metric]:
+        """Per inference server (the remote engine), labelled by its URL."""
+        if server_stats is None:
+            return
+        families: dict[str, Metric] = {}
+        for server, stats in server_stats().items():
+            for name, value in stats.items():
+                if name not in families:
+                    counted = name.endswith(COUNTED + SERVER_COUNTED)
+                    family = CounterMetricFamily if counted else GaugeMetricFamily
+                    families[name] = family(f"lorag_engine_server_{name}",
+                                            f"Per inference server: {name}.", labels=["server"])
+                families[name].add_metric([server], value)
+        yield from families.values()
 
     def _jobs(self) -> Iterable[Metric]:
         rows = self.lorag.jobs.db.query(

@@ -30,6 +30,13 @@ def _peft(settings: EngineSettings, *, model: str, work_dir: Path) -> InferenceE
     return PeftEngine(settings, model=model, work_dir=work_dir)
 
 
+@ENGINES.register("remote")
+def _remote(settings: EngineSettings, *, model: str, work_dir: Path) -> InferenceEngine:
+    from adapters.engines.remote.engine import RemoteEngine
+
+    return RemoteEngine(settings, model=model, work_dir=work_dir)
+
+
 def build_engine(settings: EngineSettings, *, model: str, work_dir: Path) -> InferenceEngine:
     """The engine ``settings.backend`` names; raises UnknownName listing the valid ones."""
     factory = ENGINES.get(settings.backend, param="engine.backend")

@@ -1,7 +1,8 @@
 """The InferenceEngine Protocol and the values it takes and yields.
 
 Implementations (registered by name in ``ENGINES``): ``vllm`` (in-process AsyncLLM with
-a LoRARequest per request) and ``peft`` (transformers + PEFT reference engine).
+a LoRARequest per request), ``peft`` (transformers + PEFT reference engine) and
+``remote`` (a fleet of stock vLLM OpenAI servers, ``adapters/engines/remote/``).
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""``lorag serve [--host --port --demo]``: the HTTP API on uvicorn.
+"""``lorag serve [--host --port --demo --engine NAME --server URL ...]``: the HTTP API on uvicorn.
+
+``--engine remote --server http://gpu-1:8000 --server http://gpu-2:8000`` serves from a
+fleet of vLLM OpenAI servers (README, "lorag in front of a fleet of vLLM servers").
 
 SIGTERM / Ctrl-C: uvicorn stops accepting, lets requests in flight finish (up to
 ``--graceful-seconds``), then the app's shutdown stops the engine.
@@ -25,7 +28,25 @@ def register(subparsers) -> None:
                             "sample corpus each, and print how to call them")
     serve.add_argument("--graceful-seconds", type=int, default=30,
                        help="how long requests in flight may finish after SIGTERM")
+    serve.add_argument("--engine", default=None,
+                       help="inference engine (vllm, peft, remote); default: settings.engine."
+                            "backend (vllm)")
+    serve.add_argument("--server", action="append", default=None, metavar="URL",
+                       help="a vLLM OpenAI server of the remote engine (repeat for each); "
+                            "implies --engine remote; default: settings.engine.remote.servers")
     serve.set_defaults(handler=_serve)
+
+
+def _with_engine(settings: Settings, args: argparse.Namespace) -> Settings:
+    """The settings with the engine the command line names (it wins over the environment)."""
+    engine = settings.engine
+    if args.server:
+        engine = engine.model_copy(update={
+            "backend": args.engine or "remote",
+            "remote": engine.remote.model_copy(update={"servers": list(args.server)})})
+    elif args.engine:
+        engine = engine.model_copy(update={"backend": args.engine})
+    return settings.model_copy(update={"engine": engine})
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -34,7 +55,7 @@ def _serve(args: argparse.Namespace) -> int:
     from server.app import create_app
 
     _one_torch_thread()
-    settings = Settings()
+    settings = _with_engine(Settings(), args)
     host = args.host or settings.server.host
     port = settings.server.port if args.port is None else args.port
     container = Lorag(settings)

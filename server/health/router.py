@@ -17,15 +17,21 @@ def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/ready", summary="Readiness: the engine and the stores are warmed up",
+@router.get("/ready", summary="Readiness: the engine and the stores are warmed up (and, with "
+            "the remote engine, how many of its servers are healthy)",
             responses=schemas.error_responses(503))
-def ready(request: Request) -> dict[str, str]:
+def ready(request: Request) -> dict:
     state = request.app.state
     if state.warm_up_error:
         raise Unavailable(f"warm-up failed: {state.warm_up_error}", code="warm_up_failed")
     if not state.ready:
         raise Unavailable("warming up", code="warming_up")
-    return {"status": "ready"}
+    engine = vars(state.lorag).get("engine")  # built by the warm-up
+    if engine is not None and not engine.ready():
+        reason = getattr(engine, "not_ready_reason", lambda: "the inference engine stopped")
+        raise Unavailable(reason(), code="engine_unavailable")
+    health = getattr(engine, "health", None)  # the remote engine: its servers
+    return {"status": "ready", **(health() if health else {})}
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response,

@@ -7,6 +7,8 @@ import asyncio
 import json
 import threading
 
+import time
+
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
@@ -257,6 +259,22 @@ def test_ready_is_503_until_warm_up_finishes(container):
         release.set()
         assert ready.wait(60), "warm-up did not finish once released"
         assert client.get("/ready").status_code == 200
+
+
+def test_ready_is_503_when_the_engine_stops_serving(container):
+    """The remote engine with no healthy server: /ready says why, and says it at once."""
+    with TestClient(create_app(container)) as client:
+        wait = time.monotonic() + 30
+        while client.get("/ready").status_code != 200 and time.monotonic() < wait:
+            time.sleep(0.05)
+        container.engine.warmed = False
+        container.engine.not_ready_reason = lambda: "no healthy inference server (0 of 2)"
+        error = assert_error(client.get("/ready"), 503, code="engine_unavailable")
+        assert "0 of 2" in error["message"]
+        container.engine.warmed = True
+        container.engine.health = lambda: {"servers": 2, "servers_healthy": 1}
+        assert client.get("/ready").json() == {"status": "ready", "servers": 2,
+                                               "servers_healthy": 1}
 
 
 def test_failed_warm_up_keeps_ready_503_with_the_reason(container):
