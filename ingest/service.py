@@ -24,6 +24,7 @@ from ingest.chunking import Chunker
 from ingest.loaders import Input, Limits, Source, expand_inputs
 from ingest.pii import PiiMode, PiiRedactor
 from ingest.settings import IngestSettings
+from ingest.structure import Segment
 from ingest.types import (DocumentError, DocumentFailure, FailureCode, IngestReport,
                           LoadedDocument, Unchanged, WebPages)
 from ingest.web import PageCache, WebSource
@@ -215,7 +216,34 @@ class DocumentService:
             return
         pending.add(item, digest, chunks)
 
-                   on_commit, pii)
+    def _screen(self, doc: LoadedDocument, run: _Run) -> LoadedDocument:
+        """The document with its PII counted (flag) or replaced (redact) in its text, its
+        sections' locations, title and string metadata, before it is hashed, chunked,
+        embedded or stored."""
+        if run.pii.mode is PiiMode.OFF:
+            return doc
+        deny = run.pii.deny_list
+        counts: dict[str, int] = {}
+
+        def screen(value, *, count: bool = True):
+            if not isinstance(value, str):
+                return value
+            found = self.pii.redact(value, deny_list=deny)
+            for entity, n in found.counts.items() if count else ():
+                counts[entity] = counts.get(entity, 0) + n
+            return found.text
+
+        # A location repeats headings the text holds: redacted, not counted again.
+        text, segments = screen_segments(doc.text, doc.segments, screen,
+                                         lambda value: screen(value, count=False))
+        redacted = replace(doc, text=text, segments=segments, title=screen(doc.title),
+                           metadata={k: screen(v) for k, v in doc.metadata.items()})
+        for entity, n in counts.items():
+            run.report.pii[entity] = run.report.pii.get(entity, 0) + n
+        return redacted if run.pii.mode is PiiMode.REDACT else doc
+
+    def _commit(self, index: TenantIndex, pending: _Pending, known: dict, run: _Run,
+                sources: list[Source]) -> None:
         if not pending.documents:
             return
         texts = [c.text for _, _, chunks in pending.documents for c in chunks]
@@ -337,3 +365,26 @@ def _document_write(doc: LoadedDocument, digest: str, chunks: list, vectors) -> 
         content_hash=digest, characters=len(doc.text), vectors=vectors,
         chunks=[ChunkWrite(c.position, c.text, c.start, c.end, c.tokens, c.location)
                 for c in chunks])
+
+
+def screen_segments(text: str, segments: tuple[Segment, ...], screen: Callable[[str], str],
+                    screen_location: Callable[[str], str] | None = None,
+                    ) -> tuple[str, tuple[Segment, ...]]:
+    """``text`` screened piece by piece (each segment, and the text between segments), with
+    the segments' spans moved to the screened text and their locations screened too: a
+    redaction changes lengths, and a heading can carry PII as well as the body."""
+    if not segments:
+        return screen(text), ()
+    parts: list[str] = []
+    moved: list[Segment] = []
+    covered = 0
+    for segment in segments:
+        parts.append(screen(text[covered:segment.start]) if segment.start > covered else "")
+        start = sum(len(p) for p in parts)
+        parts.append(screen(text[segment.start:segment.end]))
+        location = {k: (screen_location or screen)(v) if isinstance(v, str) else v
+                    for k, v in segment.location.items()}
+        moved.append(replace(segment, start=start, end=start + len(parts[-1]), location=location))
+        covered = max(covered, segment.end)
+    parts.append(screen(text[covered:]) if covered < len(text) else "")
+    return "".join(parts), tuple(moved)

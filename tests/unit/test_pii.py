@@ -91,3 +91,34 @@ def test_the_job_record_carries_the_counts(tmp_path):
         assert app.jobs.get("acme", job_id).result["pii"] == {"EMAIL_ADDRESS": 2, "PHONE_NUMBER": 1}
     finally:
         app.close()
+
+
+def test_screening_moves_segment_spans_to_the_redacted_text():
+    from ingest.service import screen_segments
+    from ingest.structure import Segment
+
+    text = "intro SECRET. head SECRET body. tail"
+    segments = (Segment(6, 13, {"section": "A SECRET"}), Segment(14, 31, {"page": 2}))
+    screened, moved = screen_segments(text, segments, lambda s: s.replace("SECRET", "<X>"))
+    assert screened == "intro <X>. head <X> body. tail"
+    assert [screened[s.start:s.end] for s in moved] == ["<X>.", "head <X> body."]
+    assert [s.location for s in moved] == [{"section": "A <X>"}, {"page": 2}]
+
+
+def test_structured_documents_are_redacted_in_their_sections_and_headings(tmp_path):
+    guide = tmp_path / "support.md"
+    guide.write_text("# Contact jane.roe@example.com\n\nCall (212) 555-0142 about returns.\n\n"
+                     "## Opening hours\n\nThe desk opens at nine on weekdays.\n")
+    app = _app(tmp_path, tenants={"acme": PiiMode.REDACT})
+    try:
+        assert set(app.documents.ingest("acme", [guide]).pii) == {"EMAIL_ADDRESS", "PHONE_NUMBER"}
+        assert "jane.roe" not in str(app.documents.get("acme", "support.md"))
+        hits = app.retrieval.search("acme", "desk opens nine weekdays", k=5, mode="lexical")
+        stored = " ".join(f"{h.text} {h.metadata}" for h in hits)
+        assert hits and "jane.roe" not in stored and "555-0142" not in stored
+        hours = [h for h in hits if "desk opens" in h.text]
+        # the section's span moved with the shorter redacted text above it: no cut words
+        assert [h.text.strip() for h in hours] == ["## Opening hours\n\nThe desk opens at nine on weekdays."]
+        assert hours[0].metadata.get("section") == "Contact <EMAIL_ADDRESS> > Opening hours"
+    finally:
+        app.close()
