@@ -12,6 +12,8 @@ from typing import Any, AsyncIterator, Awaitable
 from fastapi import Request, Response
 
 from lorag.app.chat import ChatService, PreparedChat, usage_of
+from lorag.app.container import Lorag
+from lorag.app.rollouts import Finished, completion_dict
 from server.chat import schemas
 from server.errors import sse_error
 from server.metrics import Metrics
@@ -27,6 +29,10 @@ class ChatServing:
         self.chat, self.metrics, self.prepared, self.started = chat, metrics, prepared, started
         self.created = int(time.time())
         self.citations = [schemas.Citation(**vars(c)) for c in prepared.citations]
+        # What was generated, for the rollout readout and stored answers (lorag.app.rollouts).
+        self.text: list[str] = []
+        self.last: Any = None
+        self.failed = False
 
     async def complete(self) -> schemas.ChatCompletion:
         parts: list[str] = []
@@ -70,9 +76,14 @@ class ChatServing:
                 if first and (chunk.text or chunk.finish_reason):
                     self.metrics.ttft.labels(tenant, brand).observe(time.perf_counter() - self.started)
                     first = False
+                self.text.append(chunk.text)
+                self.last = chunk
                 yield chunk
         except (asyncio.CancelledError, GeneratorExit):  # the client went away
             self.metrics.aborted.labels(tenant, brand).inc()
+            raise
+        except Exception:
+            self.failed = True
             raise
 
     def _usage(self, last: Any) -> schemas.Usage:
@@ -93,6 +104,46 @@ class ChatServing:
         for choice in data["choices"]:
             choice["delta"] = {k: v for k, v in choice["delta"].items() if v is not None}
         return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+class RolloutReport:
+    """Tells the rollouts how a served request ended: readout, stored answer, shadow copy."""
+
+    def __init__(self, lorag: Lorag, serving: ChatServing, messages: list[dict],
+                 store: bool | None, metadata: dict | None):
+        self.lorag, self.serving, self.messages = lorag, serving, messages
+        self.store, self.metadata = store, metadata
+
+    async def done(self, completion: schemas.ChatCompletion | None) -> None:
+        """Record the request; ``completion`` None: it failed (or was never finished)."""
+        serving, prepared = self.serving, self.serving.prepared
+        last = serving.last
+        failed = serving.failed or completion is None
+        finished = Finished(None if failed else completion.model_dump(mode="json"), failed,
+                            time.perf_counter() - serving.started, prepared.prompt_tokens,
+                            last.completion_tokens if last else 0)
+        await self._record(finished)
+
+    async def stream(self, events: AsyncIterator[str]) -> AsyncIterator[str]:
+        """The events, then the record of the streamed answer."""
+        async for event in events:
+            yield event
+        serving, prepared = self.serving, self.serving.prepared
+        last = serving.last
+        failed = serving.failed or last is None or last.finish_reason is None
+        completion = None if failed else completion_dict(
+            prepared, "".join(serving.text), last.finish_reason, last.completion_tokens)
+        await self._record(Finished(completion, failed, time.perf_counter() - serving.started,
+                                    prepared.prompt_tokens, last.completion_tokens if last else 0))
+
+    async def _record(self, finished: Finished) -> None:
+        rollouts, prepared = self.lorag.rollouts, self.serving.prepared
+        store = await asyncio.to_thread(rollouts.should_store, prepared.tenant_id, prepared.brand,
+                                        self.store)
+        await asyncio.to_thread(rollouts.finish, prepared, finished, store=store,
+                                messages=self.messages, metadata=self.metadata)
+        if not finished.error:
+            rollouts.start_shadow(self.lorag.chat, prepared, self.messages, prepared.request_id)
 
 
 async def cancel_on_disconnect(request: Request, work: Awaitable[Any]) -> Any:
