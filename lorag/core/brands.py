@@ -235,7 +235,7 @@ class BrandStore:
         with self.db.transaction() as conn:
             before = self._get(conn, tenant_id, name)
             brand = replace(before, **changes, updated_at=time.time())
-            self._check(brand)
+            self._check(brand, before)
             conn.execute("UPDATE brands SET adapter_name=?, system_prompt=?, retrieval=?, "
                          "updated_at=?, target=?, split=?, shadow=?, store=? "
                          "WHERE tenant_id=? AND name=?",
@@ -306,12 +306,19 @@ class BrandStore:
             self._audit(conn, "brand.delete", before, None)
         log.info("deleted brand tenant=%s brand=%s", tenant_id, name)
 
-    def _check(self, brand: Brand) -> None:
+    def _check(self, brand: Brand, before: Brand | None = None) -> None:
+        """Targets must name an adapter of the tenant; those the brand already had are
+        not checked again, so a brand whose adapter was deleted can still be changed
+        (rolled back, re-pointed)."""
         named = [("adapter", brand.target)] + [(f"split[{i}].target", arm.target)
                                                for i, arm in enumerate(brand.split)]
         if brand.shadow:
             named.append(("shadow.target", brand.shadow.target))
+        had = set() if before is None else {before.target, *(a.target for a in before.split),
+                                             *([before.shadow.target] if before.shadow else [])}
         for param, text in named:
+            if text in had:
+                continue
             adapter = parse_target(text, param=param).adapter
             if adapter is not None and not self.adapters.exists(brand.tenant_id, adapter):
                 raise NotFound(f"adapter {adapter!r} not found", param=param)
