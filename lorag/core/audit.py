@@ -91,10 +91,11 @@ class Verification:
     records: int
     bad_seq: int | None = None
     reason: str | None = None
+    head: str | None = None  # the last record's hash: keep it elsewhere to catch truncation
 
     def to_dict(self) -> dict:
         return {"ok": self.ok, "records": self.records, "bad_seq": self.bad_seq,
-                "reason": self.reason}
+                "reason": self.reason, "head": self.head}
 
 
 def record_hash(prev_hash: str, seq: int, tenant_id: str | None, actor: str, action: str,
@@ -160,4 +161,4 @@ class AuditLog:
                 return Verification(False, count, r["seq"], "the record's content does not "
                                     "match its hash (it was edited)")
             prev, expected_seq = r["hash"], expected_seq + 1
-        return Verification(True, count)
+        return Verification(True, count, head=None if count == 0 else prev)

@@ -235,6 +235,8 @@ class AuditVerification(BaseModel):
     records: int
     bad_seq: int | None
     reason: str | None
+    head: str | None = Field(description="The last record's hash; kept elsewhere, it shows "
+                             "whether records were removed from the end.")
 
 
 class RolloutReadout(BaseModel):
