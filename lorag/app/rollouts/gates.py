@@ -6,7 +6,9 @@ forgetting ratio on general text, and the style-marker rate when the run had a m
 When the brand has an evaluation set and a scorer is configured, an answer-level
 comparison against the current ``stable``: per-question scores of both, decided by a
 paired bootstrap confidence interval of the mean difference, never by the point
-difference. A gate that cannot be checked (no report) fails and says why; ``--force``
+difference: a non-inferiority test, the candidate passes when the interval shows it is
+no worse than stable by more than ``max_answer_regression`` (too few or too noisy
+questions to show that is a failure, not a pass). A gate that cannot be checked (no report) fails and says why; ``--force``
 promotes anyway and is recorded.
 """
 
