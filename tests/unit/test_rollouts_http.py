@@ -11,7 +11,9 @@ import sqlite3
 import time
 
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
+from adapters.engines.protocol import GenerationChunk
 from lorag.cli.main import main as cli
 from lorag.core.errors import Unavailable
 from tests.reliability.inprocess import ADMIN, RecordingEngine, bearer, client, container
@@ -236,3 +238,50 @@ def test_cli_readout_split_and_rollback(app, monkeypatch, capsys):
     actors = {r.actor for r in app.audit.list("acme") if r.action.startswith("rollout.")}
     assert len(actors) == 1 and actors.pop().startswith("cli:")
     assert cli(["rollouts", "show", "--tenant", "globex", "nope"]) == 2
+
+
+class VersionEcho(RecordingEngine):
+    """Answers with the adapter version that generated the answer."""
+
+    async def generate(self, request):
+        self.by_id[request.request_id] = request
+        version = request.adapter.version if request.adapter else 0
+        yield GenerationChunk(text=f"from-v{version}", finish_reason="stop",
+                              prompt_tokens=3, completion_tokens=1)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
+@given(rate=st.floats(0.05, 1.0), users=st.lists(st.text(min_size=1, max_size=8), min_size=1,
+                                                 max_size=4), stream=st.booleans())
+def test_shadow_answers_never_reach_a_client(shadow_world, rate, users, stream):
+    http, key, app = shadow_world
+    http.put("/admin/tenants/acme/brands/support/shadow", headers=ADMIN,
+             json={"shadow": {"target": "voice@canary", "rate": rate}}).raise_for_status()
+    for user in users:
+        response = ask(http, key, user=user, store=True, stream=stream)
+        assert response.status_code == 200
+        assert "from-v2" not in response.text and "-shadow" not in response.text
+        assert "from-v1" in response.text
+    listed = http.get("/v1/chat/completions?limit=100", headers=bearer(key)).json()["data"]
+    assert all(d["choices"][0]["message"]["content"] == "from-v1" for d in listed)
+    assert not any(d["id"].endswith("-shadow") for d in listed)
+
+
+@pytest.fixture(scope="module")
+def shadow_world(tmp_path_factory, tiny_model, tiny_lora_factory):
+    lorag = container(tmp_path_factory.mktemp("shadow") / "data", tiny_model)
+    lorag.__dict__["engine"] = VersionEcho()
+    lorag.settings.rollouts.shadow_max_inflight = 8
+    lorag.tenants.create("acme")
+    for _ in range(2):
+        lorag.adapters.register("acme", "voice", tiny_lora_factory(seed=1))
+    lorag.adapters.set_alias("acme", "voice", "canary", 2)
+    lorag.brands.create("acme", "support", adapter="voice")
+    key = lorag.tenants.issue_key("acme").secret
+    with client(lorag) as http:
+        yield http, key, lorag
+        wait_for(lambda: not lorag.rollouts._shadows)
+        shadows = [r for r in lorag.engine.by_id if r.endswith("-shadow")]
+        assert shadows, "no request was ever shadowed"
+        assert all(lorag.engine.by_id[r].adapter.version == 2 for r in shadows)
+    lorag.close()
