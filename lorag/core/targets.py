@@ -17,6 +17,7 @@ CANARY = "canary"
 LATEST = "latest"
 BASE = "@base"
 _PINNED = re.compile(r"^v([1-9][0-9]{0,8})$")
+_RESERVED = re.compile(r"^v[0-9]+$")  # looks like a version: never an alias
 
 
 @dataclass(frozen=True)
@@ -48,8 +49,11 @@ def parse_target(text: str | None, *, param: str = "target") -> Target:
         return Target(None)
     if not isinstance(text, str):
         raise InvalidInput("a target must be a string like 'adapter@stable'", param=param)
-    name, _, selector = text.partition("@")
+    name, at, selector = text.partition("@")
     check_name(name, param)
+    if at and not selector:
+        raise InvalidInput(f"{text!r}: name a selector after '@' (stable, vN, latest)",
+                           param=param)
     selector = selector or STABLE
     if selector != LATEST and not _PINNED.match(selector):
         check_alias(selector, param=param)
@@ -59,7 +63,7 @@ def parse_target(text: str | None, *, param: str = "target") -> Target:
 def check_alias(alias: str, *, param: str = "alias") -> str:
     """An alias name: a name that is neither ``latest`` nor ``vN``; raises InvalidInput."""
     check_name(alias, param)
-    if alias == LATEST or _PINNED.match(alias):
+    if alias == LATEST or _RESERVED.match(alias):
         raise InvalidInput(f"{alias!r} is reserved (latest, vN); pick another alias name",
                            param=param)
     return alias
