@@ -11,6 +11,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
+from starlette.background import BackgroundTask
 
 from lorag.app.chat import ChatRequest, RetrievalOptions
 from server.chat import schemas
@@ -37,8 +38,8 @@ async def create_chat_completion(body: schemas.ChatCompletionRequest, request: R
     report = RolloutReport(lorag, serving, list(chat_request.messages), body.store, body.metadata)
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return StreamingResponse(report.stream(serving.events(include_usage)),
-                                 media_type="text/event-stream", headers=STREAM_HEADERS)
+        return StreamingResponse(serving.events(include_usage), media_type="text/event-stream",
+                                 headers=STREAM_HEADERS, background=BackgroundTask(report.after_stream))
     try:
         result = await cancel_on_disconnect(request, serving.complete())
     except Exception:

@@ -124,10 +124,9 @@ class RolloutReport:
                             last.completion_tokens if last else 0)
         await self._record(finished)
 
-    async def stream(self, events: AsyncIterator[str]) -> AsyncIterator[str]:
-        """The events, then the record of the streamed answer."""
-        async for event in events:
-            yield event
+    async def after_stream(self) -> None:
+        """Record a streamed answer once its last event is sent (a background task of the
+        response: the client does not wait for it)."""
         serving, prepared = self.serving, self.serving.prepared
         last = serving.last
         failed = serving.failed or last is None or last.finish_reason is None
@@ -137,13 +136,16 @@ class RolloutReport:
                                     prepared.prompt_tokens, last.completion_tokens if last else 0))
 
     async def _record(self, finished: Finished) -> None:
-        rollouts, prepared = self.lorag.rollouts, self.serving.prepared
-        store = await asyncio.to_thread(rollouts.should_store, prepared.tenant_id, prepared.brand,
-                                        self.store)
-        await asyncio.to_thread(rollouts.finish, prepared, finished, store=store,
-                                messages=self.messages, metadata=self.metadata)
+        await asyncio.to_thread(self._record_in_thread, finished)
         if not finished.error:
-            rollouts.start_shadow(self.lorag.chat, prepared, self.messages, prepared.request_id)
+            self.lorag.rollouts.start_shadow(self.lorag.chat, self.serving.prepared,
+                                             self.messages, self.serving.prepared.request_id)
+
+    def _record_in_thread(self, finished: Finished) -> None:
+        rollouts, prepared = self.lorag.rollouts, self.serving.prepared
+        store = rollouts.should_store(prepared.tenant_id, prepared.brand, self.store)
+        rollouts.finish(prepared, finished, store=store, messages=self.messages,
+                        metadata=self.metadata)
 
 
 async def cancel_on_disconnect(request: Request, work: Awaitable[Any]) -> Any:
