@@ -11,15 +11,22 @@ the served base model, then renames it into place and records it in the catalog;
 never serves from a caller's path. Each version gets an integer id from an
 AUTOINCREMENT column, so an id is never reused for different weights, and version
 numbers of a name only grow (even after deletes), so a path is never reused either.
-Brands name an adapter; ``resolve`` gives its newest version at request time, which makes
-switching versions atomic.
+Each adapter has named aliases (``stable``, ``canary``, any other) pointing at versions;
+brands serve a target (``name@alias``, ``name@vN`` or ``name@latest``) that
+``resolve_target`` turns into a version at request time, so moving an alias switches
+every brand serving it atomically. Registering moves no alias, except that an adapter's
+first version becomes its ``stable`` (there is nothing else to serve). Each version
+records its lineage: base model, weights' sha256, the training report when the folder
+carries one, the version it was trained from, and the promotion gate decisions.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
+import sqlite3
 import shutil
 import tempfile
 import time
@@ -39,10 +46,13 @@ from adapters.validation import (
     unpack_archive,
     validate_adapter,
 )
+from lorag.core.audit import AuditLog
 from lorag.core.db import Database
 from lorag.core.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge, PermissionDenied
 from lorag.core.layout import Layout, check_name
+from lorag.core.migrations import Migration, has_column, migrate
 from lorag.core.plugins import Registry
+from lorag.core.targets import LATEST, STABLE, check_alias, parse_selector
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +79,46 @@ CREATE TABLE IF NOT EXISTS adapters (
 );
 """
 
+TRAINING_REPORT = "metrics.json"  # written by adapters.training next to the weights
+
+
+def _aliases(conn: sqlite3.Connection) -> None:
+    """Upgrade: brands served an adapter's newest version; ``stable`` points there now."""
+    conn.execute("""CREATE TABLE IF NOT EXISTS adapter_aliases (
+        tenant_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        alias TEXT NOT NULL,
+        adapter_id INTEGER NOT NULL REFERENCES adapters(id) ON DELETE CASCADE,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (tenant_id, name, alias))""")
+    conn.execute(
+        "INSERT OR IGNORE INTO adapter_aliases (tenant_id, name, alias, adapter_id, updated_at) "
+        "SELECT a.tenant_id, a.name, 'stable', a.id, ? FROM adapters a WHERE a.status='ready' "
+        "AND a.version = (SELECT MAX(b.version) FROM adapters b WHERE b.tenant_id=a.tenant_id "
+        "AND b.name=a.name AND b.status='ready')", (time.time(),))
+
+
+def _add_lineage(conn: sqlite3.Connection) -> None:
+    if not has_column(conn, "adapters", "lineage"):
+        conn.execute("ALTER TABLE adapters ADD COLUMN lineage TEXT NOT NULL DEFAULT '{}'")
+
+
+MIGRATIONS = (
+    Migration(1, "aliases; each adapter's newest version becomes its stable", _aliases),
+    Migration(2, "adapter lineage", _add_lineage),
+)
+
 UnloadListener = Callable[[AdapterRef], None]
+
+
+def weights_sha256(folder: Path) -> str:
+    """SHA-256 of the adapter's weight files, in name order."""
+    digest = hashlib.sha256()
+    for path in sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin")):
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -85,6 +134,7 @@ class AdapterVersion:
     base_model: str
     status: str
     created_at: float
+    lineage: dict | None = None
 
     def ref(self) -> AdapterRef:
         return AdapterRef(self.tenant_id, self.name, self.version, self.id, self.path)
@@ -93,14 +143,15 @@ class AdapterVersion:
         return {"id": self.id, "tenant": self.tenant_id, "name": self.name,
                 "version": self.version, "rank": self.rank, "alpha": self.alpha,
                 "targets": list(self.targets), "base_model": self.base_model,
-                "status": self.status, "created_at": self.created_at}
+                "status": self.status, "created_at": self.created_at,
+                "lineage": self.lineage or {}}
 
 
 def _row(row) -> AdapterVersion:
     return AdapterVersion(row["id"], row["tenant_id"], row["name"], row["version"],
                           Path(row["path"]), row["rank"], row["alpha"],
                           tuple(json.loads(row["targets"])), row["base_model"], row["status"],
-                          row["created_at"])
+                          row["created_at"], json.loads(row["lineage"] or "{}"))
 
 
 class AdapterStore(Protocol):
@@ -135,6 +186,18 @@ class AdapterStore(Protocol):
         from the engines; returns what was deleted. Raises NotFound(adapter)."""
         ...
 
+    def _record_dropped_aliases(self, conn: sqlite3.Connection,
+                                removed: list[AdapterVersion]) -> None:
+        if self.audit is None:
+            return
+        for gone in removed:
+            for row in conn.execute("SELECT alias FROM adapter_aliases WHERE adapter_id=?",
+                                    (gone.id,)).fetchall():
+                self.audit.record(conn, tenant_id=gone.tenant_id, action="alias.remove",
+                                  subject=f"{gone.name}@{row['alias']}",
+                                  before={"version": gone.version},
+                                  after={"reason": "version deleted"})
+
     def delete_tenant(self, tenant_id: str) -> None:
         """Delete every adapter of a tenant being deleted, unloading each; raises nothing
         for a tenant without adapters."""
@@ -150,10 +213,36 @@ class AdapterStore(Protocol):
         then version; [] when there are none. Raises nothing."""
         ...
 
+    def resolve_target(self, tenant_id: str, name: str, selector: str) -> AdapterRef:
+        """The version ``selector`` names (an alias, ``vN`` or ``latest``) as an engine
+        sees it; raises NotFound(adapter, code ``target_not_found``) when the alias or
+        version does not exist, InvalidInput(target) for a malformed selector, and what
+        ``resolve`` raises."""
+        ...
 
-# Each factory takes ``(db, layout, settings, *, max_rank, base_model, served_modules)``:
-# the catalog, the data layout, the adapter settings, the largest LoRA rank the engine
-# serves, a callable describing the served base model, and the modules it wraps with LoRA.
+    def aliases(self, tenant_id: str, name: str) -> dict[str, int]:
+        """Alias -> version of the adapter; {} when it has none. Raises nothing."""
+        ...
+
+    def set_alias(self, tenant_id: str, name: str, alias: str, version: int) -> int | None:
+        """Point ``alias`` at ``version`` (recorded in the audit log); returns the version
+        it pointed at before (None: new). Raises NotFound(adapter), InvalidInput(alias)."""
+        ...
+
+    def remove_alias(self, tenant_id: str, name: str, alias: str) -> int:
+        """Remove the alias (recorded); returns the version it pointed at. Raises NotFound."""
+        ...
+
+    def add_lineage(self, tenant_id: str, name: str, version: int, **facts) -> dict:
+        """Merge ``facts`` into the version's lineage (lists are appended to); returns the
+        lineage. Raises NotFound(adapter)."""
+        ...
+
+
+# Each factory takes ``(db, layout, settings, *, max_rank, base_model, served_modules,
+# audit)``: the catalog, the data layout, the adapter settings, the largest LoRA rank the
+# engine serves, a callable describing the served base model, the modules it wraps with
+# LoRA, and the audit log alias changes are recorded in (None: not recorded).
 ADAPTER_STORES: Registry[AdapterStore] = Registry("adapter store")
 
 
@@ -168,8 +257,9 @@ class LocalAdapterStore:
 
     def __init__(self, db: Database, layout: Layout, settings: AdapterSettings, *,
                  max_rank: int, base_model: Callable[[], BaseModelSpec],
-                 served_modules: Sequence[str] | None = None):
+                 served_modules: Sequence[str] | None = None, audit: AuditLog | None = None):
         self.db = db
+        self.audit = audit
         self.layout = layout
         self.settings = settings
         self.max_rank = max_rank
@@ -179,6 +269,7 @@ class LocalAdapterStore:
         self._base: BaseModelSpec | None = None
         self._listeners: list[UnloadListener] = []
         db.apply_schema(SCHEMA)
+        migrate(db, "adapters", MIGRATIONS)
 
     def base(self) -> BaseModelSpec:
         if self._base is None:
@@ -191,9 +282,11 @@ class LocalAdapterStore:
 
     # -- register ----------------------------------------------------------------------
 
-    def register(self, tenant_id: str, name: str, source: Path | str) -> AdapterVersion:
+    def register(self, tenant_id: str, name: str, source: Path | str, *,
+                 parent: int | None = None) -> AdapterVersion:
         """Validate ``source`` (a PEFT LoRA folder or a .zip/.tar/.tar.gz of one) and
-        store it as the next version of ``name``.
+        store it as the next version of ``name`` (``parent``: the version it was trained
+        from, recorded in its lineage). The first version of a name becomes its ``stable``.
 
         Raises NotFound (tenant, path), InvalidAdapter (param names the failing part),
         UnsafeArchive / PayloadTooLarge (param ``archive``). Nothing is stored on error.
@@ -213,7 +306,8 @@ class LocalAdapterStore:
                 log.warning("refused adapter tenant=%s adapter=%s param=%s: %s", tenant_id,
                             name, exc.param, exc.message)
                 raise
-            version = self._commit(tenant_id, name, staged, info)
+            lineage = self._lineage(staged, info, parent)
+            version = self._commit(tenant_id, name, staged, info, lineage)
         log.info("registered adapter tenant=%s adapter=%s version=%s id=%s rank=%s",
                  tenant_id, name, version.version, version.id, version.rank)
         self._unload_older(version)
@@ -275,7 +369,20 @@ class LocalAdapterStore:
         copy_adapter_files(source, tmp / "adapter", **limits)
         return tmp / "adapter"
 
-    def _commit(self, tenant_id: str, name: str, staged: Path, info: AdapterInfo) -> AdapterVersion:
+    def _lineage(self, staged: Path, info: AdapterInfo, parent: int | None) -> dict:
+        report_path = staged / TRAINING_REPORT
+        try:
+            report = json.loads(report_path.read_text()) if report_path.is_file() else None
+        except ValueError:
+            report = None
+        config = json.dumps(self.base().config, sort_keys=True).encode()
+        return {"base_model": info.base_model,
+                "base_config_sha256": hashlib.sha256(config).hexdigest(),
+                "weights_sha256": weights_sha256(staged), "parent_version": parent,
+                "training_report": report, "gates": []}
+
+    def _commit(self, tenant_id: str, name: str, staged: Path, info: AdapterInfo,
+                lineage: dict) -> AdapterVersion:
         with self.db.transaction() as conn:
             row = conn.execute("SELECT last_version FROM adapter_names WHERE tenant_id=? AND name=?",
                                (tenant_id, name)).fetchone()
@@ -286,9 +393,13 @@ class LocalAdapterStore:
             final = self.layout.adapter_dir(tenant_id, name, version)
             cur = conn.execute(
                 "INSERT INTO adapters (tenant_id, name, version, path, rank, alpha, targets, "
-                "base_model, status, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                "base_model, status, created_at, lineage) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (tenant_id, name, version, str(final), info.rank, info.alpha,
-                 json.dumps(list(info.targets)), info.base_model, "ready", time.time()))
+                 json.dumps(list(info.targets)), info.base_model, "ready", time.time(),
+                 json.dumps(lineage, default=str)))
+            if not conn.execute("SELECT 1 FROM adapter_aliases WHERE tenant_id=? AND name=? "
+                                "AND alias=?", (tenant_id, name, STABLE)).fetchone():
+                self._write_alias(conn, tenant_id, name, STABLE, cur.lastrowid, version, None)
             final.parent.mkdir(parents=True, exist_ok=True)
             shutil.rmtree(final, ignore_errors=True)  # left by a crash before a commit
             staged.rename(final)
@@ -296,8 +407,10 @@ class LocalAdapterStore:
         return _row(row)
 
     def _unload_older(self, version: AdapterVersion) -> None:
+        """Older versions no alias points at leave the engines (a pinned brand reloads)."""
+        kept = set(self.aliases(version.tenant_id, version.name).values())
         for old in self.list(version.tenant_id, version.name):
-            if old.version < version.version:
+            if old.version < version.version and old.version not in kept:
                 self._notify(old.ref())
 
     # -- read --------------------------------------------------------------------------
@@ -347,6 +460,96 @@ class LocalAdapterStore:
             sql, params = sql + " AND name=?", params + (name,)
         return [_row(r) for r in self.db.query(sql + " ORDER BY name, version", params)]
 
+    # -- targets and aliases -----------------------------------------------------------
+
+    def resolve_target(self, tenant_id: str, name: str, selector: str) -> AdapterRef:
+        """The version ``selector`` (alias, ``vN`` or ``latest``) names, as an engine sees
+        it; raises NotFound(adapter, code target_not_found), InvalidInput(target), Conflict."""
+        kind, number = parse_selector(selector)
+        if kind == LATEST:
+            return self.resolve(tenant_id, name)
+        if kind == "alias":
+            number = self.aliases(tenant_id, name).get(selector)
+            if number is None:
+                raise NotFound(f"adapter {name!r} has no alias {selector!r}", param="adapter",
+                               code="target_not_found")
+        try:
+            version = self.get(tenant_id, name, number)
+        except NotFound:
+            raise NotFound(f"adapter {name!r} has no version {number}", param="adapter",
+                           code="target_not_found") from None
+        why = self._not_served(version) if self.served_modules is not None else None
+        if why:
+            raise Conflict(f"adapter {name!r} version {version.version}: {why}",
+                           param="adapter", code="adapter_not_served")
+        return version.ref()
+
+    def aliases(self, tenant_id: str, name: str) -> dict[str, int]:
+        rows = self.db.query("SELECT al.alias, a.version FROM adapter_aliases al JOIN adapters a "
+                             "ON a.id = al.adapter_id WHERE al.tenant_id=? AND al.name=? "
+                             "ORDER BY al.alias", (tenant_id, name))
+        return {r["alias"]: r["version"] for r in rows}
+
+    def set_alias(self, tenant_id: str, name: str, alias: str, version: int) -> int | None:
+        """Point ``alias`` at ``version``; returns the version it pointed at before."""
+        check_alias(alias)
+        with self.db.transaction() as conn:
+            row = conn.execute("SELECT id FROM adapters WHERE tenant_id=? AND name=? AND "
+                               "version=? AND status='ready'", (tenant_id, name, version)).fetchone()
+            if row is None:
+                raise NotFound(f"adapter {name!r} version {version} not found", param="adapter")
+            before = self._alias_version(conn, tenant_id, name, alias)
+            self._write_alias(conn, tenant_id, name, alias, row["id"], version, before)
+        log.info("alias tenant=%s adapter=%s %s: %s -> %s", tenant_id, name, alias, before, version)
+        return before
+
+    def remove_alias(self, tenant_id: str, name: str, alias: str) -> int:
+        with self.db.transaction() as conn:
+            before = self._alias_version(conn, tenant_id, name, alias)
+            if before is None:
+                raise NotFound(f"adapter {name!r} has no alias {alias!r}", param="alias")
+            conn.execute("DELETE FROM adapter_aliases WHERE tenant_id=? AND name=? AND alias=?",
+                         (tenant_id, name, alias))
+            if self.audit is not None:
+                self.audit.record(conn, tenant_id=tenant_id, action="alias.remove",
+                                  subject=f"{name}@{alias}", before={"version": before})
+        return before
+
+    def add_lineage(self, tenant_id: str, name: str, version: int, **facts) -> dict:
+        with self.db.transaction() as conn:
+            row = conn.execute("SELECT id, lineage FROM adapters WHERE tenant_id=? AND name=? "
+                               "AND version=?", (tenant_id, name, version)).fetchone()
+            if row is None:
+                raise NotFound(f"adapter {name!r} version {version} not found", param="adapter")
+            lineage = json.loads(row["lineage"] or "{}")
+            for key, value in facts.items():
+                if isinstance(lineage.get(key), list):
+                    lineage[key].append(value)
+                else:
+                    lineage[key] = value
+            conn.execute("UPDATE adapters SET lineage=? WHERE id=?",
+                         (json.dumps(lineage, default=str), row["id"]))
+        return lineage
+
+    def _alias_version(self, conn: sqlite3.Connection, tenant_id: str, name: str,
+                       alias: str) -> int | None:
+        row = conn.execute("SELECT a.version FROM adapter_aliases al JOIN adapters a ON "
+                           "a.id = al.adapter_id WHERE al.tenant_id=? AND al.name=? AND "
+                           "al.alias=?", (tenant_id, name, alias)).fetchone()
+        return row[0] if row else None
+
+    def _write_alias(self, conn: sqlite3.Connection, tenant_id: str, name: str, alias: str,
+                     adapter_id: int, version: int, before: int | None) -> None:
+        conn.execute("INSERT INTO adapter_aliases VALUES (?,?,?,?,?) ON CONFLICT (tenant_id, "
+                     "name, alias) DO UPDATE SET adapter_id=excluded.adapter_id, "
+                     "updated_at=excluded.updated_at",
+                     (tenant_id, name, alias, adapter_id, time.time()))
+        if self.audit is not None:
+            self.audit.record(conn, tenant_id=tenant_id, action="alias.set",
+                              subject=f"{name}@{alias}",
+                              before=None if before is None else {"version": before},
+                              after={"version": version})
+
     # -- delete ------------------------------------------------------------------------
 
     def delete(self, tenant_id: str, name: str, version: int | None = None) -> list[AdapterVersion]:
@@ -360,6 +563,7 @@ class LocalAdapterStore:
             if not removed:
                 which = f" version {version}" if version is not None else ""
                 raise NotFound(f"adapter {name!r}{which} not found", param="adapter")
+            self._record_dropped_aliases(conn, removed)
             conn.execute("DELETE " + sql, params)
         for gone in removed:
             self._notify(gone.ref())
@@ -367,6 +571,18 @@ class LocalAdapterStore:
             log.info("deleted adapter tenant=%s adapter=%s version=%s id=%s", tenant_id, name,
                      gone.version, gone.id)
         return removed
+
+    def _record_dropped_aliases(self, conn: sqlite3.Connection,
+                                removed: list[AdapterVersion]) -> None:
+        if self.audit is None:
+            return
+        for gone in removed:
+            for row in conn.execute("SELECT alias FROM adapter_aliases WHERE adapter_id=?",
+                                    (gone.id,)).fetchall():
+                self.audit.record(conn, tenant_id=gone.tenant_id, action="alias.remove",
+                                  subject=f"{gone.name}@{row['alias']}",
+                                  before={"version": gone.version},
+                                  after={"reason": "version deleted"})
 
     def delete_tenant(self, tenant_id: str) -> None:
         """Delete every adapter of a tenant that is being deleted, unloading each from the

@@ -17,6 +17,7 @@ from fastapi import FastAPI
 
 import lorag
 from lorag.app.container import Lorag
+from server.actor import Actor
 from server.errors import install_error_handlers
 from server.limits import BodyLimit
 from server.metrics import Metrics, MetricsMiddleware
@@ -53,6 +54,7 @@ def create_app(container: Lorag, *, on_ready: Callable[[], None] | None = None,
     settings = container.settings
     app.add_middleware(BodyLimit, default=settings.server.max_body_bytes, per_path=[
         (r"/admin/tenants/[^/]+/adapters", settings.adapters.max_upload_bytes)])
+    app.add_middleware(Actor, lorag=container)  # who acts, for the audit log
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)  # outermost: sees all
     app.openapi = lambda: openapi(app)
     return app
@@ -74,6 +76,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.ready = False
         task.cancel()
         await app.state.tasks.stop()
+        rollouts = vars(app.state.lorag).get("rollouts")
+        if rollouts is not None:
+            await rollouts.close()  # shadow requests in flight
         engine = vars(app.state.lorag).get("engine")  # only if it was ever built
         if engine is not None:
             await engine.shutdown()

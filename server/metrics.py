@@ -96,6 +96,7 @@ class StateCollector:
         try:
             yield from self._engine()
             yield from self._jobs()
+            yield from self._targets()
         except Exception:  # a scrape must never fail the endpoint
             log.exception("metrics collection failed")
 
@@ -142,6 +143,29 @@ class StateCollector:
             items.add_metric([kind, outcome], value)
         yield jobs
         yield items
+
+
+    def _targets(self) -> Iterable[Metric]:
+        """Per brand target and adapter version (the rollout readout, from the catalog,
+        so every process serving the catalog agrees)."""
+        rows = self.lorag.answers.readout(None)
+        labels = ["tenant", "brand", "target", "version", "role"]
+        families = {
+            "requests": CounterMetricFamily("lorag_target_requests", "Requests per target.", labels=labels),
+            "errors": CounterMetricFamily("lorag_target_errors", "Failed requests per target.", labels=labels),
+            "latency_seconds": CounterMetricFamily(
+                "lorag_target_latency_seconds", "Total request seconds per target "
+                "(divide by requests for the mean).", labels=labels),
+            "prompt_tokens": CounterMetricFamily("lorag_target_prompt_tokens", "Prompt tokens per target.", labels=labels),
+            "completion_tokens": CounterMetricFamily("lorag_target_completion_tokens", "Completion tokens per target.", labels=labels),
+            "feedback_up": CounterMetricFamily("lorag_target_feedback_up", "+1 ratings per target.", labels=labels),
+            "feedback_down": CounterMetricFamily("lorag_target_feedback_down", "-1 ratings per target.", labels=labels),
+        }
+        for row in rows:
+            values = [row["tenant_id"], row["brand"], row["target"], str(row["version"]), row["role"]]
+            for column, family in families.items():
+                family.add_metric(values, row[column])
+        yield from families.values()
 
 
 class MetricsMiddleware:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import AsyncIterator, Callable, Sequence
 
 from adapters.engines.protocol import AdapterRef, GenerationChunk, GenerationRequest, InferenceEngine, Sampling
-from lorag.app.ports import AdapterResolver, BrandLookup, Searcher
+from lorag.app.ports import AdapterResolver, BrandLookup, Searcher, TargetRouter
 from lorag.app.quality.guard import AnswerChecks, GroundingVerdict
 from lorag.app.settings import ChatSettings
 from lorag.core.brands import Brand, BrandQuality
@@ -68,6 +68,7 @@ class ChatRequest:
     seed: int | None = None
     retrieval: RetrievalOptions = RetrievalOptions()
     request_id: str = field(default_factory=lambda: f"chatcmpl-{uuid.uuid4().hex}")
+    routing_key: str | None = None  # sticky split key (user / session); None: first message
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,8 @@ class PreparedChat:
     retrieval_seconds: float
     sources: tuple[str, ...] = ()  # the text of each citation, as the model was given it
     quality: BrandQuality = BrandQuality()  # the brand's answer checks
+    target: str | None = None  # the brand's target that served (None: no router)
+    role: str | None = None  # which part of the brand's rollout served it
 
 
 @dataclass(frozen=True)
@@ -142,8 +145,9 @@ class ChatService:
 
     def __init__(self, *, brands: BrandLookup, adapters: AdapterResolver, retrieval: Searcher,
                  engine: InferenceEngine, settings: ChatSettings,
-                 checks: AnswerChecks | None = None):
+                 checks: AnswerChecks | None = None, router: TargetRouter | None = None):
         self.checks = checks  # the brands' grounding guard and output redaction
+        self.router = router
         self.brands = brands
         self.adapters = adapters
         self.retrieval = retrieval
@@ -163,7 +167,7 @@ class ChatService:
         started = time.perf_counter()
         hits = await self._retrieve(tenant_id, brand, request)
         retrieval_seconds = time.perf_counter() - started
-        adapter = self._adapter(tenant_id, brand)
+        adapter, target, role = self._route(tenant_id, brand, request)
         prompt = _Prompt(_join_system(brand.system_prompt, request.messages),
                          self._relevant(hits), _turns(request.messages))
         text, tokens, n_hits, first_turn = self._fit(prompt, max_tokens)
@@ -174,7 +178,8 @@ class ChatService:
             prompt=text, prompt_tokens=tokens, sampling=self._sampling(request, max_tokens),
             adapter=adapter, citations=citations, retrieved=len(hits or []),
             dropped_turns=first_turn, retrieval_seconds=retrieval_seconds,
-            sources=tuple(hit.text for hit in kept), quality=brand.quality)
+            sources=tuple(hit.text for hit in kept), quality=brand.quality, target=target,
+            role=role)
 
     async def generate(self, prepared: PreparedChat) -> AsyncIterator[GenerationChunk]:
         """Stream the engine's chunks; a consumer that stops early (client gone,
@@ -230,6 +235,15 @@ class ChatService:
             return self.brands.get(tenant_id, name)
         except NotFound:
             raise NotFound(f"model {name!r} not found", param="model") from None
+
+    def _route(self, tenant_id: str, brand: Brand,
+               request: ChatRequest) -> tuple[AdapterRef | None, str | None, str | None]:
+        """(adapter, target, role): the brand's rollout picks the target when there is a
+        router; without one, the brand's adapter's newest version serves."""
+        if self.router is None:
+            return self._adapter(tenant_id, brand), None, None
+        route = self.router.route(tenant_id, brand, request.routing_key, request.messages)
+        return route.adapter, route.target, route.role
 
     def _adapter(self, tenant_id: str, brand: Brand) -> AdapterRef | None:
         if not brand.adapter_name:

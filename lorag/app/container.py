@@ -12,6 +12,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 from lorag.app.settings import Settings, use_local_models_only
+from lorag.core.audit import AuditLog
 from lorag.core.db import Database
 from lorag.core.jobs import JobStore
 from lorag.core.layout import Layout
@@ -24,6 +25,8 @@ if TYPE_CHECKING:  # the parts are imported where they are built, so building is
     from ingest.service import DocumentService
     from lorag.app.chat import ChatService
     from lorag.app.quality.guard import AnswerChecks
+    from lorag.app.rollouts import RolloutService
+    from lorag.core.answers import AnswerStore
     from lorag.core.brands import BrandStore
     from retrieval.embedders import Embedder
     from retrieval.service import Retrieval
@@ -42,7 +45,15 @@ class Lorag:
 
     @cached_property
     def tenants(self) -> TenantStore:
-        return TenantStore(self.catalog, self.layout)
+        store = TenantStore(self.catalog, self.layout)
+        store.audit = self.audit
+        return store
+
+    @cached_property
+    def audit(self) -> AuditLog:
+        """The hash-chained audit log of brand, alias, split, promotion, rollback and key
+        changes."""
+        return AuditLog(self.catalog)
 
     @cached_property
     def jobs(self) -> JobStore:
@@ -107,7 +118,8 @@ class Lorag:
         store = factory(self.catalog, self.layout, self.settings.adapters,
                         max_rank=self.settings.engine.max_lora_rank,
                         served_modules=self.settings.engine.lora_target_modules,
-                        base_model=lambda: BaseModelSpec.from_folder(self.base_model_path))
+                        base_model=lambda: BaseModelSpec.from_folder(self.base_model_path),
+                        audit=self.audit)
         store.on_unload(self._unload_from_engine)
         self.tenants.before_delete.append(store.delete_tenant)
         return store
@@ -117,7 +129,7 @@ class Lorag:
         """Brands of tenants: adapter name, system prompt, retrieval defaults."""
         from lorag.core.brands import BrandStore
 
-        return BrandStore(self.catalog, self.adapters)
+        return BrandStore(self.catalog, self.adapters, self.audit)
 
     @cached_property
     def engine(self) -> InferenceEngine:
@@ -134,7 +146,7 @@ class Lorag:
 
         return ChatService(brands=self.brands, adapters=self.adapters, retrieval=self.retrieval,
                            engine=self.engine, settings=self.settings.chat,
-                           checks=self.answer_checks)
+                           checks=self.answer_checks, router=self.rollouts)
 
     @cached_property
     def answer_checks(self) -> AnswerChecks:
@@ -143,6 +155,23 @@ class Lorag:
         from lorag.app.quality.guard import AnswerChecks
 
         return AnswerChecks(lambda: self.embedder, self.settings.ingest.pii)
+
+    @cached_property
+    def answers(self) -> AnswerStore:
+        """Stored answers, their feedback and the per-target readout."""
+        from lorag.core.answers import AnswerStore
+
+        self.tenants  # the tables reference tenants
+        return AnswerStore(self.catalog)
+
+    @cached_property
+    def rollouts(self) -> RolloutService:
+        """Targets, splits, shadow, stored answers, feedback, promotion gates, rollback."""
+        from lorag.app.rollouts import RolloutService
+
+        return RolloutService(self.catalog, brands=self.brands, adapters=self.adapters,
+                              answers=self.answers, audit=self.audit,
+                              settings=self.settings.rollouts)
 
     @cached_property
     def _engine_unloads(self):

@@ -6,7 +6,8 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Protocol, Sequence
 
 from adapters.engines.protocol import AdapterRef
 from lorag.core.brands import Brand
@@ -30,6 +31,28 @@ class AdapterResolver(Protocol):
     def resolve(self, tenant_id: str, name: str) -> AdapterRef:
         """The newest version of the tenant's adapter ``name``; raises NotFound(adapter),
         Conflict(adapter) when the engine cannot serve all of it."""
+        ...
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where one request of a brand goes: ``target`` (``adapter@selector`` or ``@base``),
+    the version it resolved to (None: the base model), and the rollout ``role`` that
+    chose it (``primary`` or ``split``)."""
+
+    target: str
+    adapter: AdapterRef | None
+    role: str
+
+
+class TargetRouter(Protocol):
+    """A brand's target for one request (``lorag.app.rollouts.RolloutService``)."""
+
+    def route(self, tenant_id: str, brand: Brand, key: str | None,
+              messages: Sequence[dict]) -> Route:
+        """The target serving this request: sticky per ``key`` (else per the first user
+        message) over the brand's split. Raises NotFound(model, code adapter_not_found or
+        target_not_found), Conflict(model) when the engine cannot serve the version."""
         ...
 
 

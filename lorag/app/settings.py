@@ -29,6 +29,48 @@ class ChatSettings(BaseModel):
         "that share no content word with it are not relevant and are not shown to the model.")
 
 
+class GateSettings(BaseModel):
+    """Promotion gates a version must pass to become ``stable`` (``lorag/app/rollouts/gates.py``)."""
+
+    max_heldout_ratio: float = Field(
+        1.0, gt=0, description="The adapter's held-out perplexity may be at most this times "
+        "the base model's (training report `heldout`).")
+    max_forgetting_ratio: float = Field(
+        1.25, gt=0, description="Adapter / base perplexity on general text at most this "
+        "(training report `general.perplexity_ratio`).")
+    min_marker_rate: float = Field(
+        0.5, ge=0, le=1, description="Share of held-out answers showing the brand's style "
+        "marker, when the training run had one (training report `marker.adapter_rate`).")
+    max_answer_regression: float = Field(
+        0.02, ge=0, description="An answer-level comparison against the current stable "
+        "passes when the paired bootstrap interval's lower bound of (candidate - stable) is "
+        "above minus this.")
+    bootstrap_samples: int = Field(2000, ge=100, le=100_000, description="Bootstrap resamples.")
+    confidence: float = Field(0.95, gt=0.5, lt=1, description="Bootstrap interval coverage.")
+
+
+class RolloutSettings(BaseModel):
+    """Targets, splits, shadow traffic, stored answers and automatic rollback
+    (``lorag/app/rollouts/``)."""
+
+    store_by_default: bool = Field(
+        False, description="Keep answers when neither the request (`store`) nor the brand says.")
+    retention_days: float | None = Field(
+        30.0, gt=0, description="Stored answers older than this are deleted; None keeps them.")
+    shadow_max_inflight: int = Field(
+        1, ge=0, description="Shadow requests generating at once; more are dropped (counted), "
+        "so shadow work never queues behind or ahead of served answers beyond this.")
+    auto_rollback: bool = Field(True, description="Roll a split target back when the "
+                                "sequential test finds it worse than the brand's own target.")
+    alpha: float = Field(
+        0.05, gt=0, lt=0.5, description="The false-rollback rate the sequential test keeps, "
+        "for each brand's split over its whole life (any number of looks).")
+    worse_ratio: float = Field(
+        2.0, gt=1, description="The alternative the test is tuned for: a target whose "
+        "error (or negative-feedback) rate is this many times its control's.")
+    gates: GateSettings = GateSettings()
+
+
 class ServerSettings(BaseModel):
     """Settings of the HTTP server (``server/``)."""
 
@@ -59,6 +101,7 @@ class Settings(BaseSettings):
     adapters: AdapterSettings = AdapterSettings()
     server: ServerSettings = ServerSettings()
     chat: ChatSettings = ChatSettings()
+    rollouts: RolloutSettings = RolloutSettings()
 
     @model_validator(mode="after")
     def _refuse_insecure_production(self) -> "Settings":

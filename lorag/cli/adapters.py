@@ -8,6 +8,7 @@ from pathlib import Path
 
 from lorag.cli.training import command_group
 from lorag.cli.output import print_json
+from lorag.cli.rollouts import add_adapter_commands
 from lorag.core.errors import InvalidInput
 from lorag.core.modes import RetrievalMode
 from lorag.app.container import Lorag
@@ -24,6 +25,9 @@ def _adapter_commands(sub) -> None:
     reg.add_argument("--tenant", required=True)
     reg.add_argument("name")
     reg.add_argument("path", type=Path, help="adapter folder, or .zip / .tar / .tar.gz of one")
+    reg.add_argument("--promote", action="store_true", help="make it the stable (through the "
+                     "promotion gates); without it no alias moves")
+    reg.add_argument("--force", action="store_true", help="with --promote: even if gates fail")
     reg.set_defaults(handler=_register)
     lst = sub.add_parser("list", help="list a tenant's adapter versions")
     lst.add_argument("--tenant", required=True)
@@ -34,6 +38,7 @@ def _adapter_commands(sub) -> None:
     delete.add_argument("name")
     delete.add_argument("--version", type=int, default=None)
     delete.set_defaults(handler=_delete)
+    add_adapter_commands(sub)
 
 
 def _brand_commands(sub) -> None:
@@ -56,7 +61,8 @@ def _brand_commands(sub) -> None:
 def _brand_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tenant", required=True)
     parser.add_argument("name")
-    parser.add_argument("--adapter", default=None, help="adapter name (default: the base model)")
+    parser.add_argument("--adapter", default=None, help="target: adapter name (= name@stable), "
+                        "name@alias, name@vN or name@latest (default: the base model)")
     parser.add_argument("--system-prompt", default=None)
     parser.add_argument("--top-k", type=int, default=None, help="chunks retrieved per question")
     parser.add_argument("--mode", choices=[mode.value for mode in RetrievalMode], default=None,
@@ -68,8 +74,13 @@ def _brand_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _register(args: argparse.Namespace) -> None:
-    version = Lorag().adapters.register(args.tenant, args.name, args.path)
-    print_json(version.to_dict())
+    app = Lorag()
+    version = app.adapters.register(args.tenant, args.name, args.path)
+    result = version.to_dict()
+    if args.promote:
+        result["promotion"] = app.rollouts.promote(args.tenant, args.name, version.version,
+                                                   force=args.force)
+    print_json(result)
 
 
 def _list(args: argparse.Namespace) -> None:

@@ -1,7 +1,10 @@
-"""Brands: a tenant's personas. A brand names an adapter (None = the base model), a
-system prompt and retrieval defaults. It names the adapter, not a version: the newest
-version is resolved per request, so registering a new version switches every brand
-using it at once.
+"""Brands: a tenant's personas. A brand serves a *target* (``adapter@alias``,
+``adapter@vN``, ``adapter@latest`` or the base model; see ``lorag.core.targets``), with a
+system prompt and retrieval defaults. It may split traffic: ``split`` gives other
+targets a percentage each (the brand's own target serves the rest), sticky per
+conversation; ``shadow`` copies a sampled share of requests to a target whose answers
+are stored, never returned. ``store`` is the brand's default for keeping answers.
+Every change is recorded in the audit log.
 """
 
 from __future__ import annotations
@@ -13,10 +16,13 @@ from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
 from typing import Any, Protocol
 
+from lorag.core.audit import AuditLog
 from lorag.core.db import Database
 from lorag.core.errors import Conflict, InvalidInput, NotFound
 from lorag.core.layout import check_name
+from lorag.core.migrations import Migration, has_column, migrate
 from lorag.core.modes import RetrievalMode, parse_mode
+from lorag.core.targets import BASE, parse_target
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +42,7 @@ CREATE TABLE IF NOT EXISTS brands (
 );
 """
 
-_UNSET: Any = object()
-
-
-# -- answer quality (issue 14): one column, added to older catalogs when missing -----------
-
-QUALITY_COLUMN = "ALTER TABLE brands ADD COLUMN quality TEXT NOT NULL DEFAULT '{}'"
+MAX_SPLIT_ARMS = 8
 DEFAULT_FALLBACK = ("I could not find support for an answer in the documents, so I would "
                     "rather not guess.")
 MAX_FALLBACK = 2_000
@@ -104,12 +105,50 @@ class BrandQuality:
         return {**asdict(self), "grounding": self.grounding.value}
 
 
-def add_quality_column(db: Database) -> None:
-    """Give a catalog made before issue 14 the ``quality`` column (idempotent)."""
-    columns = {row["name"] for row in db.query("PRAGMA table_info(brands)")}
-    if "quality" not in columns:
-        with db.transaction() as conn:
-            conn.execute(QUALITY_COLUMN)
+def _targets(conn) -> None:
+    """Upgrade: a brand named an adapter and served its newest version, which the
+    adapters' migration made that adapter's ``stable``: the brand serves ``@stable``."""
+    for column, ddl in (("target", "TEXT"), ("split", "TEXT NOT NULL DEFAULT '[]'"),
+                        ("shadow", "TEXT"), ("store", "INTEGER")):
+        if not has_column(conn, "brands", column):
+            conn.execute(f"ALTER TABLE brands ADD COLUMN {column} {ddl}")
+    conn.execute("UPDATE brands SET target = adapter_name || '@stable' "
+                 "WHERE adapter_name IS NOT NULL AND target IS NULL")
+
+
+def _quality(conn) -> None:
+    """A brand's answer checks (grounding guard, output redaction): defaults for every
+    brand that had none."""
+    if not has_column(conn, "brands", "quality"):
+        conn.execute("ALTER TABLE brands ADD COLUMN quality TEXT NOT NULL DEFAULT '{}'")
+
+
+MIGRATIONS = (Migration(1, "brand targets, splits, shadow, store default", _targets),
+              Migration(2, "brand answer checks: grounding guard, output redaction", _quality))
+
+_UNSET: Any = object()
+
+
+@dataclass(frozen=True)
+class SplitArm:
+    """``percent`` of a brand's traffic (0 < percent < 100) goes to ``target``."""
+
+    target: str
+    percent: float
+
+    def to_dict(self) -> dict:
+        return {"target": self.target, "percent": self.percent}
+
+
+@dataclass(frozen=True)
+class Shadow:
+    """A sampled share (``rate``, 0 < rate <= 1) of requests is also sent to ``target``."""
+
+    target: str
+    rate: float
+
+    def to_dict(self) -> dict:
+        return {"target": self.target, "rate": self.rate}
 
 
 @dataclass(frozen=True)
@@ -123,24 +162,88 @@ class Brand:
     filters: dict | None = None
     created_at: float = field(default=0.0, compare=False)
     updated_at: float = field(default=0.0, compare=False)
+    target: str = BASE  # what the brand serves; adapter_name is its adapter part
+    split: tuple[SplitArm, ...] = ()
+    shadow: Shadow | None = None
+    store: bool | None = None  # None: the tenant's default (chat.store_by_default)
     quality: BrandQuality = BrandQuality()
+
+    def __post_init__(self) -> None:
+        if self.adapter_name and self.target == BASE:  # built from a name alone
+            object.__setattr__(self, "target", f"{self.adapter_name}@stable")
 
     def retrieval(self) -> dict:
         return {"top_k": self.top_k, "mode": self.mode, "filters": self.filters}
 
     def to_dict(self) -> dict:
         return {"tenant": self.tenant_id, "name": self.name, "adapter": self.adapter_name,
+                "target": self.target, "split": [arm.to_dict() for arm in self.split],
+                "shadow": self.shadow.to_dict() if self.shadow else None, "store": self.store,
                 "system_prompt": self.system_prompt, "retrieval": self.retrieval(),
                 "created_at": self.created_at, "updated_at": self.updated_at,
                 "quality": self.quality.to_dict()}
 
+    def audited(self) -> dict:
+        """The fields an audit record keeps (no timestamps)."""
+        return {k: v for k, v in self.to_dict().items() if k not in ("created_at", "updated_at")}
+
 
 def _row(row) -> Brand:
     retrieval = json.loads(row["retrieval"])
+    shadow = json.loads(row["shadow"]) if row["shadow"] else None
     return Brand(row["tenant_id"], row["name"], row["adapter_name"], row["system_prompt"],
                  retrieval.get("top_k"), parse_mode(retrieval.get("mode"), param="mode"),
                  retrieval.get("filters"),
-                 row["created_at"], row["updated_at"], BrandQuality.parse(json.loads(row["quality"])))
+                 row["created_at"], row["updated_at"], row["target"] or BASE,
+                 tuple(SplitArm(a["target"], a["percent"]) for a in json.loads(row["split"])),
+                 Shadow(shadow["target"], shadow["rate"]) if shadow else None,
+                 None if row["store"] is None else bool(row["store"]),
+                 BrandQuality.parse(json.loads(row["quality"])))
+
+
+def normalize_target(text: str | None, *, param: str = "adapter") -> tuple[str, str | None]:
+    """(target text, adapter name) of ``text``: a bare name means ``name@stable``."""
+    target = parse_target(text, param=param)
+    return str(target), target.adapter
+
+
+def parse_split(arms: Any) -> tuple[SplitArm, ...]:
+    """Split arms from ``[{"target", "percent"}]`` (or SplitArm); raises InvalidInput(split)."""
+    if arms is None:
+        return ()
+    if not isinstance(arms, (list, tuple)) or len(arms) > MAX_SPLIT_ARMS:
+        raise InvalidInput(f"split must be a list of at most {MAX_SPLIT_ARMS} targets",
+                           param="split")
+    parsed = []
+    for i, arm in enumerate(arms):
+        arm = arm.to_dict() if isinstance(arm, SplitArm) else arm
+        if not isinstance(arm, dict) or set(arm) != {"target", "percent"}:
+            raise InvalidInput("each split entry is {target, percent}", param=f"split[{i}]")
+        percent = arm["percent"]
+        if isinstance(percent, bool) or not isinstance(percent, (int, float)) \
+                or not 0 < percent < 100:
+            raise InvalidInput("percent must be above 0 and below 100",
+                               param=f"split[{i}].percent")
+        parsed.append(SplitArm(normalize_target(arm["target"], param=f"split[{i}].target")[0],
+                               float(percent)))
+    if sum(a.percent for a in parsed) >= 100:
+        raise InvalidInput("split percentages must add up to less than 100 (the brand's own "
+                           "target serves the rest)", param="split")
+    if len({a.target for a in parsed}) != len(parsed):
+        raise InvalidInput("a target appears twice in the split", param="split")
+    return tuple(parsed)
+
+
+def parse_shadow(shadow: Any) -> Shadow | None:
+    """A shadow from ``{"target", "rate"}`` (or Shadow, or None); raises InvalidInput(shadow)."""
+    if shadow is None or isinstance(shadow, Shadow):
+        return shadow
+    if not isinstance(shadow, dict) or set(shadow) != {"target", "rate"}:
+        raise InvalidInput("shadow is {target, rate}", param="shadow")
+    rate = shadow["rate"]
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate <= 1:
+        raise InvalidInput("rate must be above 0 and at most 1", param="shadow.rate")
+    return Shadow(normalize_target(shadow["target"], param="shadow.target")[0], float(rate))
 
 
 class AdapterNames(Protocol):
@@ -150,24 +253,32 @@ class AdapterNames(Protocol):
 
 
 class BrandStore:
-    """CRUD of brands; every method raises InvalidInput with the field named."""
+    """CRUD of brands; every method raises InvalidInput with the field named. Changes are
+    recorded in ``audit`` (when given) in the same transaction."""
 
-    def __init__(self, db: Database, adapters: AdapterNames):
+    def __init__(self, db: Database, adapters: AdapterNames, audit: AuditLog | None = None):
         self.db = db
         self.adapters = adapters
+        self.audit = audit
         db.apply_schema(SCHEMA)
-        add_quality_column(db)
+        migrate(db, "brands", MIGRATIONS)
 
     def create(self, tenant_id: str, name: str, *, adapter: str | None = None,
                system_prompt: str = "", top_k: int | None = None,
                mode: RetrievalMode | str | None = None, filters: dict | None = None,
+               split: Any = None, shadow: Any = None, store: bool | None = None,
                quality: BrandQuality | dict | None = None) -> Brand:
-        """Create a brand; raises NotFound (tenant, adapter), Conflict, InvalidInput."""
-        brand = Brand(tenant_id, check_name(name, "brand"), adapter, system_prompt,
-                      top_k, parse_mode(mode, param="mode"), filters,
+        """Create a brand serving ``adapter`` (a target: ``name``, ``name@alias``,
+        ``name@vN``, ``name@latest``; None = the base model); raises NotFound (tenant,
+        adapter), Conflict, InvalidInput."""
+        target, adapter_name = normalize_target(adapter)
+        brand = Brand(tenant_id, check_name(name, "brand"), adapter_name, system_prompt,
+                      top_k, parse_mode(mode, param="mode"), filters, target=target,
+                      split=parse_split(split), shadow=parse_shadow(shadow), store=store,
                       quality=BrandQuality.parse(quality))
         self._check(brand)
         now = time.time()
+        brand = replace(brand, created_at=now, updated_at=now)
         with self.db.transaction() as conn:
             if conn.execute("SELECT 1 FROM tenants WHERE id=?", (tenant_id,)).fetchone() is None:
                 raise NotFound(f"tenant {tenant_id!r} not found", param="tenant")
@@ -175,35 +286,84 @@ class BrandStore:
                             (tenant_id, name)).fetchone():
                 raise Conflict(f"brand {name!r} already exists", param="brand")
             conn.execute("INSERT INTO brands (tenant_id, name, adapter_name, system_prompt, "
-                         "retrieval, created_at, updated_at, quality) VALUES (?,?,?,?,?,?,?,?)",
-                         (tenant_id, name, adapter, system_prompt,
-                          json.dumps(brand.retrieval()), now, now,
-                          json.dumps(brand.quality.to_dict())))
-        log.info("created brand tenant=%s brand=%s adapter=%s", tenant_id, name, adapter)
-        return replace(brand, created_at=now, updated_at=now)
+                          "retrieval, created_at, updated_at, target, split, shadow, store, "
+                          "quality) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                          (tenant_id, name, adapter_name, system_prompt,
+                           json.dumps(brand.retrieval()), now, now, *self._routing(brand),
+                           json.dumps(brand.quality.to_dict())))
+            self._audit(conn, "brand.create", None, brand)
+        log.info("created brand tenant=%s brand=%s target=%s", tenant_id, name, target)
+        return brand
 
     def update(self, tenant_id: str, name: str, *, adapter: str | None = _UNSET,
                system_prompt: str = _UNSET, top_k: int | None = _UNSET,
                mode: RetrievalMode | str | None = _UNSET, filters: dict | None = _UNSET,
-               quality: BrandQuality | dict | None = _UNSET) -> Brand:
-        """Change the given fields (``adapter=None`` = the base model); raises NotFound."""
-        if mode is not _UNSET:
-            mode = parse_mode(mode, param="mode")
-        if quality is not _UNSET:
-            quality = BrandQuality.parse(quality)
-        changes = {k: v for k, v in dict(adapter_name=adapter, system_prompt=system_prompt,
-                                         top_k=top_k, mode=mode, filters=filters,
-                                         quality=quality).items()
-                   if v is not _UNSET}
-        brand = replace(self.get(tenant_id, name), **changes, updated_at=time.time())
-        self._check(brand)
+               split: Any = _UNSET, shadow: Any = _UNSET, store: bool | None = _UNSET,
+               quality: BrandQuality | dict | None = _UNSET,
+               action: str = "brand.update", reason: Any = None) -> Brand:
+        """Change the given fields (``adapter=None`` = the base model; ``split=[]`` ends a
+        split, ``shadow=None`` a shadow); ``action`` names the change in the audit log,
+        ``reason`` (when given) is recorded with it.
+        Raises NotFound, InvalidInput."""
+        changes = self._changes(adapter=adapter, system_prompt=system_prompt, top_k=top_k,
+                                mode=mode, filters=filters, split=split, shadow=shadow,
+                                store=store, quality=quality)
         with self.db.transaction() as conn:
+            before = self._get(conn, tenant_id, name)
+            brand = replace(before, **changes, updated_at=time.time())
+            self._check(brand, before)
             conn.execute("UPDATE brands SET adapter_name=?, system_prompt=?, retrieval=?, "
-                         "updated_at=?, quality=? WHERE tenant_id=? AND name=?",
+                         "updated_at=?, target=?, split=?, shadow=?, store=?, quality=? "
+                         "WHERE tenant_id=? AND name=?",
                          (brand.adapter_name, brand.system_prompt, json.dumps(brand.retrieval()),
-                          brand.updated_at, json.dumps(brand.quality.to_dict()), tenant_id, name))
-        log.info("updated brand tenant=%s brand=%s adapter=%s", tenant_id, name, brand.adapter_name)
+                          brand.updated_at, *self._routing(brand),
+                          json.dumps(brand.quality.to_dict()), tenant_id, name))
+            self._audit(conn, action, before, brand, reason)
+        log.info("updated brand tenant=%s brand=%s target=%s split=%s", tenant_id, name,
+                 brand.target, [a.to_dict() for a in brand.split])
         return brand
+
+    @staticmethod
+    def _changes(**given: Any) -> dict:
+        changes = {k: v for k, v in given.items() if v is not _UNSET}
+        if "mode" in changes:
+            changes["mode"] = parse_mode(changes["mode"], param="mode")
+        if "adapter" in changes:
+            changes["target"], changes["adapter_name"] = normalize_target(changes.pop("adapter"))
+        if "split" in changes:
+            changes["split"] = parse_split(changes["split"])
+        if "shadow" in changes:
+            changes["shadow"] = parse_shadow(changes["shadow"])
+        if "quality" in changes:
+            changes["quality"] = BrandQuality.parse(changes["quality"])
+        if "store" in changes and changes["store"] is not None \
+                and not isinstance(changes["store"], bool):
+            raise InvalidInput("store must be true, false or null", param="store")
+        return changes
+
+    @staticmethod
+    def _routing(brand: Brand) -> tuple:
+        return (brand.target, json.dumps([a.to_dict() for a in brand.split]),
+                json.dumps(brand.shadow.to_dict()) if brand.shadow else None,
+                None if brand.store is None else int(brand.store))
+
+    def _audit(self, conn, action: str, before: Brand | None, after: Brand | None,
+               reason: Any = None) -> None:
+        if self.audit is not None:
+            tenant = (after or before).tenant_id
+            name = (after or before).name
+            recorded = after.audited() if after else None
+            if recorded is not None and reason is not None:
+                recorded["reason"] = reason
+            self.audit.record(conn, tenant_id=tenant, action=action, subject=f"brand:{name}",
+                              before=before.audited() if before else None, after=recorded)
+
+    def _get(self, conn, tenant_id: str, name: str) -> Brand:
+        row = conn.execute("SELECT * FROM brands WHERE tenant_id=? AND name=?",
+                           (tenant_id, name)).fetchone()
+        if row is None:
+            raise NotFound(f"brand {name!r} not found", param="brand")
+        return _row(row)
 
     def get(self, tenant_id: str, name: str) -> Brand:
         """The brand; raises NotFound(brand), also for another tenant's brand."""
@@ -220,16 +380,27 @@ class BrandStore:
     def delete(self, tenant_id: str, name: str) -> None:
         """Delete the brand (its adapter stays); raises NotFound(brand)."""
         with self.db.transaction() as conn:
-            cur = conn.execute("DELETE FROM brands WHERE tenant_id=? AND name=?", (tenant_id, name))
-        if cur.rowcount == 0:
-            raise NotFound(f"brand {name!r} not found", param="brand")
+            before = self._get(conn, tenant_id, name)
+            conn.execute("DELETE FROM brands WHERE tenant_id=? AND name=?", (tenant_id, name))
+            self._audit(conn, "brand.delete", before, None)
         log.info("deleted brand tenant=%s brand=%s", tenant_id, name)
 
-    def _check(self, brand: Brand) -> None:
-        if brand.adapter_name is not None:
-            check_name(brand.adapter_name, "adapter")
-            if not self.adapters.exists(brand.tenant_id, brand.adapter_name):
-                raise NotFound(f"adapter {brand.adapter_name!r} not found", param="adapter")
+    def _check(self, brand: Brand, before: Brand | None = None) -> None:
+        """Targets must name an adapter of the tenant; those the brand already had are
+        not checked again, so a brand whose adapter was deleted can still be changed
+        (rolled back, re-pointed)."""
+        named = [("adapter", brand.target)] + [(f"split[{i}].target", arm.target)
+                                               for i, arm in enumerate(brand.split)]
+        if brand.shadow:
+            named.append(("shadow.target", brand.shadow.target))
+        had = set() if before is None else {before.target, *(a.target for a in before.split),
+                                             *([before.shadow.target] if before.shadow else [])}
+        for param, text in named:
+            if text in had:
+                continue
+            adapter = parse_target(text, param=param).adapter
+            if adapter is not None and not self.adapters.exists(brand.tenant_id, adapter):
+                raise NotFound(f"adapter {adapter!r} not found", param=param)
         if not isinstance(brand.system_prompt, str) or len(brand.system_prompt) > MAX_SYSTEM_PROMPT:
             raise InvalidInput(f"system_prompt must be a string of at most {MAX_SYSTEM_PROMPT} "
                                "characters", param="system_prompt")

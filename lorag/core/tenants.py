@@ -69,6 +69,8 @@ class TenantStore:
         # Called with the tenant id after its rows are deleted, before its files are:
         # caches (loaded indexes, open stores) let go of the tenant here.
         self.on_delete: list = []
+        # Key changes are recorded here when set (lorag.core.audit.AuditLog).
+        self.audit = None
         db.apply_schema(SCHEMA)
 
     def create(self, tenant_id: str, display_name: str | None = None) -> Tenant:
@@ -124,6 +126,9 @@ class TenantStore:
             cur = conn.execute(
                 "INSERT INTO api_keys (tenant_id, key_hash, hint, created_at) VALUES (?,?,?,?)",
                 (tenant_id, hash_key(secret), hint, time.time()))
+            if self.audit is not None:
+                self.audit.record(conn, tenant_id=tenant_id, action="key.issue",
+                                  subject=f"key:{cur.lastrowid}", after={"hint": hint})
         log.info("issued key id=%s tenant=%s", cur.lastrowid, tenant_id)
         return IssuedKey(cur.lastrowid, tenant_id, secret, hint)
 
@@ -136,8 +141,16 @@ class TenantStore:
         """Revoke one key of the tenant; raises NotFound."""
         with self.db.transaction() as conn:
             cur = conn.execute("DELETE FROM api_keys WHERE id=? AND tenant_id=?", (key_id, tenant_id))
-        if cur.rowcount == 0:
-            raise NotFound(f"key {key_id} not found", param="key_id")
+            if cur.rowcount == 0:
+                raise NotFound(f"key {key_id} not found", param="key_id")
+            if self.audit is not None:
+                self.audit.record(conn, tenant_id=tenant_id, action="key.revoke",
+                                  subject=f"key:{key_id}")
+
+    def key_id(self, secret: str) -> int | None:
+        """The id of the key ``secret`` (None: no such key); for attributing changes."""
+        row = self.db.query_one("SELECT id FROM api_keys WHERE key_hash=?", (hash_key(secret),))
+        return row["id"] if row else None
 
     def authenticate(self, secret: str | None) -> str:
         """The tenant id owning ``secret``; raises AuthenticationFailed."""

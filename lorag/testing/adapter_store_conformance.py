@@ -7,8 +7,9 @@ Mix ``AdapterStoreConformance`` into a test class that provides two fixtures:
 - ``lora_factory``: ``make(seed) -> Path`` of a valid LoRA folder for that model
   (``tests/fixtures_models.py``'s ``tiny_lora_factory``); the suite never changes it.
 
-The suite uses only the store's public methods: register, resolve, get, exists, list,
-delete, delete_tenant and on_unload (see tests/unit/test_conformance_adapter_stores.py).
+The suite uses only the store's public methods: register, resolve, resolve_target,
+aliases, set_alias, remove_alias, add_lineage, get, exists, list, delete, delete_tenant
+and on_unload (see tests/unit/test_conformance_adapter_stores.py).
 """
 
 from __future__ import annotations
@@ -137,9 +138,62 @@ class AdapterStoreConformance:
         v1 = adapter_store.register("acme", "support", lora)
         assert heard == []
         v2 = adapter_store.register("acme", "support", lora)
-        assert heard == [v1.ref()]
+        assert heard == []  # v1 is still the stable
+        adapter_store.set_alias("acme", "support", "stable", 2)
+        adapter_store.register("acme", "support", lora)
+        assert heard == [v1.ref()]  # superseded and no alias points at it
         adapter_store.delete("acme", "support", version=2)
         assert heard == [v1.ref(), v2.ref()]
+
+    # -- aliases and targets ---------------------------------------------------------------
+
+    def test_first_version_is_stable_and_registering_moves_no_alias(self, adapter_store, lora):
+        v1 = adapter_store.register("acme", "support", lora)
+        assert adapter_store.aliases("acme", "support") == {"stable": 1}
+        v2 = adapter_store.register("acme", "support", lora)
+        assert adapter_store.aliases("acme", "support") == {"stable": 1}
+        assert adapter_store.resolve_target("acme", "support", "stable") == v1.ref()
+        assert adapter_store.resolve_target("acme", "support", "latest") == v2.ref()
+        assert adapter_store.resolve_target("acme", "support", "v2") == v2.ref()
+
+    def test_set_and_remove_alias(self, adapter_store, lora):
+        adapter_store.register("acme", "support", lora)
+        v2 = adapter_store.register("acme", "support", lora)
+        assert adapter_store.set_alias("acme", "support", "canary", 2) is None
+        assert adapter_store.resolve_target("acme", "support", "canary") == v2.ref()
+        assert adapter_store.set_alias("acme", "support", "stable", 2) == 1
+        assert adapter_store.remove_alias("acme", "support", "canary") == 2
+        with pytest.raises(NotFound) as err:
+            adapter_store.resolve_target("acme", "support", "canary")
+        assert err.value.code == "target_not_found"
+        with pytest.raises(NotFound):
+            adapter_store.set_alias("acme", "support", "canary", 9)
+        with pytest.raises(InvalidInput) as err:
+            adapter_store.set_alias("acme", "support", "v3", 1)
+        assert err.value.param == "alias"
+
+    def test_deleting_a_version_drops_its_aliases_never_moves_them(self, adapter_store, lora):
+        adapter_store.register("acme", "support", lora)
+        adapter_store.register("acme", "support", lora)
+        adapter_store.delete("acme", "support", version=1)
+        assert adapter_store.aliases("acme", "support") == {}
+        with pytest.raises(NotFound) as err:
+            adapter_store.resolve_target("acme", "support", "stable")
+        assert err.value.code == "target_not_found"
+
+    def test_aliases_and_pins_are_per_tenant(self, adapter_store, lora):
+        adapter_store.register("acme", "support", lora)
+        with pytest.raises(NotFound):
+            adapter_store.resolve_target("globex", "support", "v1")
+        assert adapter_store.aliases("globex", "support") == {}
+
+    def test_lineage_records_weights_and_decisions(self, adapter_store, lora):
+        stored = adapter_store.register("acme", "support", lora)
+        assert len(stored.lineage["weights_sha256"]) == 64
+        adapter_store.add_lineage("acme", "support", 1, gates={"alias": "stable"})
+        adapter_store.add_lineage("acme", "support", 1, gates={"alias": "canary"})
+        lineage = adapter_store.get("acme", "support", 1).lineage
+        assert [g["alias"] for g in lineage["gates"]] == ["stable", "canary"]
 
     def test_a_failing_listener_does_not_undo_a_delete(self, adapter_store, lora, heard):
         def fail(ref):

@@ -27,7 +27,7 @@ def create_brand(tenant: str, body: schemas.BrandCreate, lorag: Lorag) -> schema
     lorag.tenants.get(tenant)
     with params_renamed(**BRAND_FIELDS):
         brand = lorag.brands.create(tenant, body.name, adapter=body.adapter,
-                                    system_prompt=body.system_prompt,
+                                    system_prompt=body.system_prompt, store=body.store,
                                     **body.retrieval.model_dump(),
                                     quality=body.quality.model_dump() if body.quality else None)
     return to_brand(brand)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, StrictFloat, StrictInt
+from pydantic import BaseModel, Field, StrictBool, StrictFloat, StrictInt
 
 from adapters.training.spec import TrainingKind
 from lorag.core.brands import DEFAULT_FALLBACK, GroundingMode
@@ -81,7 +81,10 @@ class BrandQuality(Request):
 
 class BrandCreate(Request):
     name: str = Field(description="The `model` clients send; lowercase, digits, '-', '_'.")
-    adapter: str | None = Field(None, description="Adapter name; None = the base model.")
+    adapter: str | None = Field(None, description="The target: an adapter name (= "
+                                "`name@stable`), `name@alias`, `name@vN` or `name@latest`; "
+                                "None = the base model.")
+    store: StrictBool | None = Field(None, description="Keep answers by default.")
     system_prompt: str = Field("", max_length=20_000)
     retrieval: BrandRetrieval = Field(default_factory=BrandRetrieval)
     quality: BrandQuality | None = None
@@ -94,6 +97,7 @@ class BrandUpdate(Request):
     system_prompt: str | None = Field(None, max_length=20_000)
     retrieval: BrandRetrieval | None = None
     quality: BrandQuality | None = Field(None, description="Replaces the brand's checks whole.")
+    store: StrictBool | None = None
 
 
 class Brand(BaseModel):
@@ -101,6 +105,11 @@ class Brand(BaseModel):
     object: Literal["brand"] = "brand"
     tenant: str
     adapter: str | None
+    target: str = Field(description="What the brand serves: `adapter@alias`, `adapter@vN`, "
+                        "`adapter@latest` or `@base`.")
+    split: list[dict[str, Any]] = Field(description="Other targets and their percentages.")
+    shadow: dict[str, Any] | None
+    store: bool | None
     system_prompt: str
     retrieval: dict[str, Any]
     created_at: float
@@ -164,3 +173,97 @@ class TrainingCreate(Request):
     block_size: StrictInt | None = None
     seed: StrictInt | None = None
     marker: str | None = None
+
+
+# -- rollouts: aliases, promotion, splits, shadow, rollback, readout, audit ------------------
+
+class SplitArm(Request):
+    target: str = Field(description="`adapter@alias`, `adapter@vN`, `adapter@latest` or `@base`.",
+                        max_length=200)
+    percent: StrictFloat | StrictInt = Field(gt=0, lt=100)
+
+
+class SplitUpdate(Request):
+    split: list[SplitArm] = Field(max_length=8, description="Each target's share of the "
+                                  "brand's traffic; the brand's own target serves the rest. "
+                                  "[] ends the split.")
+
+
+class ShadowTarget(Request):
+    target: str = Field(max_length=200)
+    rate: StrictFloat | StrictInt = Field(gt=0, le=1, description="Share of requests copied.")
+
+
+class ShadowUpdate(Request):
+    shadow: ShadowTarget | None = Field(description="null stops shadowing.")
+
+
+class Rollback(Request):
+    target: str | None = Field(None, max_length=200, description="The split target to take "
+                               "out; null: all of them.")
+
+
+class Promotion(Request):
+    version: StrictInt = Field(ge=1)
+    force: StrictBool = Field(False, description="Promote to stable even when gates fail "
+                              "(recorded in the audit log and the version's lineage).")
+
+
+class Aliases(BaseModel):
+    object: Literal["adapter.aliases"] = "adapter.aliases"
+    adapter: str
+    aliases: dict[str, int]
+
+
+class PromotionResult(BaseModel):
+    object: Literal["adapter.promotion"] = "adapter.promotion"
+    alias: str
+    version: int
+    previous: int | None
+    forced: bool
+    gates: list[dict[str, Any]]
+
+
+class Gates(BaseModel):
+    object: Literal["adapter.gates"] = "adapter.gates"
+    version: int
+    gates: list[dict[str, Any]]
+
+
+class AuditRecord(BaseModel):
+    seq: int
+    tenant: str | None
+    actor: str
+    action: str
+    subject: str
+    before: Any
+    after: Any
+    at: float
+    prev_hash: str
+    hash: str
+
+
+class AuditList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[AuditRecord]
+
+
+class AuditVerification(BaseModel):
+    ok: bool
+    records: int
+    bad_seq: int | None
+    reason: str | None
+    head: str | None = Field(description="The last record's hash; kept elsewhere, it shows "
+                             "whether records were removed from the end.")
+
+
+class RolloutReadout(BaseModel):
+    object: Literal["rollout.readout"] = "rollout.readout"
+    brand: str
+    target: str
+    split: list[dict[str, Any]]
+    shadow: dict[str, Any] | None
+    targets: list[dict[str, Any]]
+    tests: list[dict[str, Any]]
+    rollbacks: list[dict[str, Any]]
+    shadow_dropped: int

@@ -11,10 +11,11 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
+from starlette.background import BackgroundTask
 
 from lorag.app.chat import ChatRequest, RetrievalOptions
 from server.chat import schemas
-from server.chat.serving import STREAM_HEADERS, ChatServing, cancel_on_disconnect
+from server.chat.serving import STREAM_HEADERS, ChatServing, RolloutReport, cancel_on_disconnect
 from server.deps import AppMetrics, Lorag, TenantId
 
 router = APIRouter(tags=["chat"])
@@ -29,15 +30,24 @@ router = APIRouter(tags=["chat"])
 async def create_chat_completion(body: schemas.ChatCompletionRequest, request: Request,
                                  tenant: TenantId, lorag: Lorag, metrics: AppMetrics) -> Any:
     started = time.perf_counter()
-    prepared = await lorag.chat.prepare(tenant, to_chat_request(body))
+    chat_request = to_chat_request(body)
+    prepared = await lorag.chat.prepare(tenant, chat_request)
     request.state.brand = prepared.brand  # labelled only once known to exist
     metrics.retrieval.labels(tenant, "chat").observe(prepared.retrieval_seconds)
     serving = ChatServing(lorag.chat, metrics, prepared, started)
+    report = RolloutReport(lorag, serving, list(chat_request.messages), body.store, body.metadata)
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return StreamingResponse(serving.events(include_usage), media_type="text/event-stream",
-                                 headers=STREAM_HEADERS)
-    return await cancel_on_disconnect(request, serving.complete())
+                                 headers=STREAM_HEADERS, background=BackgroundTask(report.after_stream))
+    try:
+        result = await cancel_on_disconnect(request, serving.complete())
+    except Exception:
+        await report.done(None)
+        raise
+    if isinstance(result, schemas.ChatCompletion):
+        await report.done(result)
+    return result
 
 
 def to_chat_request(body: schemas.ChatCompletionRequest) -> ChatRequest:
@@ -48,4 +58,5 @@ def to_chat_request(body: schemas.ChatCompletionRequest) -> ChatRequest:
         max_tokens=body.max_tokens if body.max_tokens is not None else body.max_completion_tokens,
         temperature=body.temperature, top_p=body.top_p, stop=body.stops(), seed=body.seed,
         retrieval=RetrievalOptions(top_k=retrieval.top_k, mode=retrieval.mode,
-                                   filters=retrieval.filters))
+                                   filters=retrieval.filters),
+        routing_key=body.user or (body.metadata or {}).get("session_id"))

@@ -56,8 +56,23 @@ class ChatCompletionRequest(Request):
     n: StrictInt = Field(1, ge=1, le=1, description="Only 1 is supported.")
     stream: StrictBool = False
     stream_options: StreamOptions | None = None
-    user: str | None = None
+    user: str | None = Field(None, max_length=512, description="Your end user's id: also the "
+                             "sticky key of a brand's traffic split.")
     retrieval: RetrievalParams | None = None
+    store: StrictBool | None = Field(None, description="Keep the answer with its provenance "
+                                     "(GET /v1/chat/completions/{id}); default: the brand's, "
+                                     "else the server's setting.")
+    metadata: dict[str, str] | None = Field(
+        None, description="Up to 16 key-value pairs kept with a stored answer (filter the "
+        "list by them); `session_id` is the split's sticky key when `user` is not given.")
+
+    @field_validator("metadata")
+    @classmethod
+    def _openai_metadata_limits(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        if value is not None and (len(value) > 16 or any(
+                not 0 < len(k) <= 64 or len(v) > 512 for k, v in value.items())):
+            raise ValueError("at most 16 pairs, keys of 1-64 and values of at most 512 characters")
+        return value
 
     @field_validator("stop")
     @classmethod
@@ -151,3 +166,47 @@ class ChatCompletionChunk(BaseModel):
     usage: Usage | None = None
     citations: list[Citation] | None = None
     grounding: Grounding | None = None  # on the last chunk, when the brand's guard is on
+
+
+# -- stored chat completions ---------------------------------------------------------------
+
+class StoredCompletion(ChatCompletion):
+    """A stored answer: the completion as it was returned, its ``metadata`` and lorag's
+    ``provenance`` (target, adapter version and weights' sha256, chunks and scores,
+    prompt hash, sampling, latency)."""
+
+    metadata: dict[str, str]
+    provenance: dict
+
+
+class StoredCompletionList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[StoredCompletion]
+    first_id: str | None
+    last_id: str | None
+    has_more: bool
+
+
+class StoredMessage(BaseModel):
+    id: str
+    role: str
+    content: str
+    name: str | None = None
+    content_parts: None = None
+
+
+class StoredMessageList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[StoredMessage]
+    first_id: str | None
+    last_id: str | None
+    has_more: bool
+
+
+class MetadataUpdate(Request):
+    metadata: dict[str, str] | None = Field(description="Replaces the stored metadata.")
+
+    @field_validator("metadata")
+    @classmethod
+    def _limits(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        return ChatCompletionRequest._openai_metadata_limits(value)

@@ -12,6 +12,8 @@ from typing import Any, AsyncIterator, Awaitable
 from fastapi import Request, Response
 
 from lorag.app.chat import ChatService, PreparedChat, usage_of
+from lorag.app.container import Lorag
+from lorag.app.rollouts import Finished, completion_dict
 from lorag.app.quality.guard import GroundingVerdict
 from server.chat import schemas
 from server.errors import sse_error
@@ -28,6 +30,11 @@ class ChatServing:
         self.chat, self.metrics, self.prepared, self.started = chat, metrics, prepared, started
         self.created = int(time.time())
         self.citations = [schemas.Citation(**vars(c)) for c in prepared.citations]
+        # What was generated, for the rollout readout and stored answers (lorag.app.rollouts).
+        self.text: list[str] = []
+        self.delivered: str | None = None  # what a stream sent (after output redaction)
+        self.last: Any = None
+        self.failed = False
 
     async def complete(self) -> schemas.ChatCompletion:
         parts: list[str] = []
@@ -61,7 +68,8 @@ class ChatServing:
             if redactor and (rest := redactor.flush()):
                 sent.append(rest)
                 yield self._event([schemas.ChunkChoice(delta=schemas.Delta(content=rest))])
-            _, verdict = await self.chat.check(self.prepared, "".join(sent), streamed=True)
+            self.delivered = "".join(sent)
+            _, verdict = await self.chat.check(self.prepared, self.delivered, streamed=True)
             grounding = self._grounding(verdict)
             finish = [schemas.ChunkChoice(delta=schemas.Delta(),
                                           finish_reason=last.finish_reason if last else None)]
@@ -82,9 +90,14 @@ class ChatServing:
                 if first and (chunk.text or chunk.finish_reason):
                     self.metrics.ttft.labels(tenant, brand).observe(time.perf_counter() - self.started)
                     first = False
+                self.text.append(chunk.text)
+                self.last = chunk
                 yield chunk
         except (asyncio.CancelledError, GeneratorExit):  # the client went away
             self.metrics.aborted.labels(tenant, brand).inc()
+            raise
+        except Exception:
+            self.failed = True
             raise
 
     def _grounding(self, verdict: GroundingVerdict | None) -> schemas.Grounding | None:
@@ -111,6 +124,49 @@ class ChatServing:
         for choice in data["choices"]:
             choice["delta"] = {k: v for k, v in choice["delta"].items() if v is not None}
         return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+class RolloutReport:
+    """Tells the rollouts how a served request ended: readout, stored answer, shadow copy."""
+
+    def __init__(self, lorag: Lorag, serving: ChatServing, messages: list[dict],
+                 store: bool | None, metadata: dict | None):
+        self.lorag, self.serving, self.messages = lorag, serving, messages
+        self.store, self.metadata = store, metadata
+
+    async def done(self, completion: schemas.ChatCompletion | None) -> None:
+        """Record the request; ``completion`` None: it failed (or was never finished)."""
+        serving, prepared = self.serving, self.serving.prepared
+        last = serving.last
+        failed = serving.failed or completion is None
+        finished = Finished(None if failed else completion.model_dump(mode="json"), failed,
+                            time.perf_counter() - serving.started, prepared.prompt_tokens,
+                            last.completion_tokens if last else 0)
+        await self._record(finished)
+
+    async def after_stream(self) -> None:
+        """Record a streamed answer once its last event is sent (a background task of the
+        response: the client does not wait for it)."""
+        serving, prepared = self.serving, self.serving.prepared
+        last = serving.last
+        failed = serving.failed or last is None or last.finish_reason is None
+        text = serving.delivered if serving.delivered is not None else "".join(serving.text)
+        completion = None if failed else completion_dict(
+            prepared, text, last.finish_reason, last.completion_tokens)
+        await self._record(Finished(completion, failed, time.perf_counter() - serving.started,
+                                    prepared.prompt_tokens, last.completion_tokens if last else 0))
+
+    async def _record(self, finished: Finished) -> None:
+        await asyncio.to_thread(self._record_in_thread, finished)
+        if not finished.error:
+            self.lorag.rollouts.start_shadow(self.lorag.chat, self.serving.prepared,
+                                             self.messages, self.serving.prepared.request_id)
+
+    def _record_in_thread(self, finished: Finished) -> None:
+        rollouts, prepared = self.lorag.rollouts, self.serving.prepared
+        store = rollouts.should_store(prepared.tenant_id, prepared.brand, self.store)
+        rollouts.finish(prepared, finished, store=store, messages=self.messages,
+                        metadata=self.metadata)
 
 
 async def cancel_on_disconnect(request: Request, work: Awaitable[Any]) -> Any:

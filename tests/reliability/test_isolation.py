@@ -10,7 +10,10 @@ and every route is called with every tenant's key:
 - asking for another tenant's document, brand or job by name is a 404 whose body is
   byte for byte the body for a name that exists nowhere (existence is not revealed),
   and deleting another tenant's document changes nothing;
-- revoked and garbage keys get 401 on every route.
+- revoked and garbage keys get 401 on every route;
+- stored answers, their messages and feedback, the rollout readout and the audit log
+  show a tenant only its own; another tenant's stored answer is a 404 like a missing one
+  on every stored-completion and feedback route.
 
 The app runs in-process over the real container (inprocess.py) with a recording fake
 engine: what is generated does not matter here, what reaches the engine does.
@@ -63,7 +66,7 @@ class World:
     def __init__(self, client, loras, spec):
         self.client = client
         self.tenants, self.queries, self.garbage = spec
-        self.keys, self.jobs, self.revoked = {}, {}, []
+        self.keys, self.jobs, self.revoked, self.answers = {}, {}, [], {}
         for n, tenant in enumerate(self.tenants):
             tenant["secret"] = f"secret{n}"
             self._create(tenant, loras[tenant["lora"]])
@@ -82,6 +85,7 @@ class World:
             ok(self.client.post(f"/admin/tenants/{t}/brands", headers=ADMIN, json={
                 "name": brand, "adapter": adapter, "system_prompt": f"You are {t}."}), 201)
         self.jobs[t] = []
+        self.answers[t] = []
         if tenant["documents"]:
             documents = [{"id": i, "text": " ".join(words + [tenant["secret"]]),
                           "metadata": {"owner": t}} for i, words in tenant["documents"].items()]
@@ -153,8 +157,10 @@ def check_tenant(world, app, tenant, figures):
     for brand, adapter in tenant["brands"].items():
         for query in world.queries:
             body = {"model": brand, "messages": [{"role": "user", "content": query}],
-                    "max_tokens": 4, "retrieval": {"mode": "hybrid", "top_k": 10}}
+                    "max_tokens": 4, "retrieval": {"mode": "hybrid", "top_k": 10},
+                    "store": True, "metadata": {"owner": t}}
             answer = ok(client.post("/v1/chat/completions", json=body, headers=headers))
+            world.answers[t].append(answer["id"])
             assert {c["document_id"] for c in answer["citations"]} <= own_docs
             request = app.engine.by_id[answer["id"]]
             no_foreign(request.prompt.replace(query, ""))  # the question is the caller's
@@ -168,6 +174,7 @@ def check_tenant(world, app, tenant, figures):
             assert stream.status_code == 200
             first = json.loads(stream.text.split("\n\n")[0].removeprefix("data: "))
             assert {c["document_id"] for c in first["citations"]} <= own_docs
+            world.answers[t].append(first["id"])
             count += 2
     # search: every mode, also restricted to other tenants' document ids
     other_ids = world.others(tenant, "documents")
@@ -211,11 +218,45 @@ def check_tenant(world, app, tenant, figures):
     figures["requests"] += count
 
 
+def check_stored(world, tenant, figures):
+    """Stored answers, feedback, readout and audit records: the tenant's own only."""
+    client, t = world.client, tenant["id"]
+    headers = bearer(world.keys[t])
+    own = set(world.answers[t])
+    listed = ok(client.get("/v1/chat/completions", headers=headers, params={"limit": 100}))
+    assert {d["id"] for d in listed["data"]} <= own and len(listed["data"]) == min(len(own), 100)
+    for answer_id in sorted(own)[:1]:
+        ok(client.post(f"/v1/chat/completions/{answer_id}/feedback", headers=headers,
+                       json={"rating": -1}), 201)
+    for other in world.tenants:
+        if other is tenant:
+            continue
+        for answer_id in world.answers[other["id"]][:2]:
+            for method, suffix, kwargs in (("GET", "", {}), ("GET", "/messages", {}),
+                                           ("DELETE", "", {}), ("GET", "/feedback", {}),
+                                           ("POST", "/feedback", {"json": {"rating": 1}})):
+                same_as_missing(client, method, lambda n: f"/v1/chat/completions/{n}{suffix}",
+                                answer_id, headers, lambda n: kwargs)
+                figures["requests"] += 1
+        for name in world.others(tenant, "brands"):
+            same_as_missing(client, "GET", lambda n: f"/v1/rollouts/{n}", name, headers)
+            figures["requests"] += 1
+    for brand in tenant["brands"]:
+        readout = ok(client.get(f"/v1/rollouts/{brand}", headers=headers))
+        assert sum(row["requests"] for row in readout["targets"]) == 2 * len(world.queries)
+    records = ok(client.get("/v1/audit", headers=headers, params={"limit": 1000}))["data"]
+    assert records and all(r["tenant"] == t for r in records)
+
+
 def check_keys(world, figures):
     routes = [("POST", "/v1/chat/completions"), ("GET", "/v1/models"), ("GET", "/v1/models/x"),
               ("POST", "/v1/search"), ("POST", "/v1/documents"), ("GET", "/v1/documents"),
               ("GET", "/v1/documents/x"), ("DELETE", "/v1/documents/x"), ("GET", "/v1/jobs"),
-              ("GET", "/v1/jobs/x")]
+              ("GET", "/v1/jobs/x"), ("GET", "/v1/chat/completions"),
+              ("GET", "/v1/chat/completions/x"), ("DELETE", "/v1/chat/completions/x"),
+              ("GET", "/v1/chat/completions/x/messages"),
+              ("POST", "/v1/chat/completions/x/feedback"), ("GET", "/v1/rollouts/x"),
+              ("GET", "/v1/audit")]
     for key in [*world.revoked, world.garbage, world.keys[world.tenants[0]["id"]] + "x"]:
         for method, path in routes:
             response = world.client.request(method, path, headers=bearer(key), json={})
@@ -236,6 +277,8 @@ def run_isolation(tmp_path, tiny_model, loras, examples: int) -> dict:
             world = World(client, loras, spec)
             for tenant in world.tenants:
                 check_tenant(world, app, tenant, figures)
+            for tenant in world.tenants:
+                check_stored(world, tenant, figures)
             check_keys(world, figures)
             # deleting another tenant's documents above changed nothing
             for tenant in world.tenants:

@@ -72,7 +72,10 @@ def test_unload_listener_hears_deletes_and_superseded_versions(app, lora):
     v1 = app.adapters.register("acme", "support", lora)
     assert heard == []
     v2 = app.adapters.register("acme", "support", lora)
-    assert [r.int_id for r in heard] == [v1.id]
+    assert heard == []  # v1 is the stable: brands still serve it
+    app.adapters.set_alias("acme", "support", "stable", 2)
+    app.adapters.register("acme", "support", lora)
+    assert [r.int_id for r in heard] == [v1.id]  # no alias points at v1 any more
     app.adapters.delete("acme", "support", version=2)
     assert [r.int_id for r in heard] == [v1.id, v2.id]
 
