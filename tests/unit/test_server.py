@@ -247,10 +247,12 @@ def test_unknown_routes_and_methods_have_the_error_shape(client, keys):
 
 def test_ready_is_503_until_warm_up_finishes(container):
     release, ready = threading.Event(), threading.Event()
+    engine_warm_up = container.engine.warm_up
 
     async def held_warm_up():  # warm-up lasts until the test releases it
         while not release.is_set():
             await asyncio.sleep(0.01)
+        await engine_warm_up()  # /ready also asks the engine itself
 
     container.engine.warm_up = held_warm_up
     with TestClient(create_app(container, on_ready=ready.set)) as client:
