@@ -109,6 +109,17 @@ class Retrieval:
         check_name(tenant, "tenant")
         return ChunkStore(self.layout.tenant_store(tenant)).document_texts()
 
+    def index_state(self, tenant: str) -> dict[str, int] | None:
+        """The tenant's chunk store state, which names what its index holds: ``covered``
+        (the largest chunk id allocated; every ingest raises it) and ``generation``
+        (bumped by every transaction that deletes chunks). None before the tenant's
+        first ingest. Raises InvalidInput for a bad name."""
+        store = self.tenant_index(tenant).store
+        if not store.exists():
+            return None
+        state = store.state()
+        return {"covered": state.covered, "generation": state.generation}
+
     # --- search --------------------------------------------------------------------------
 
     def search(self, tenant: str, query: str, *, k: int | None = None,

@@ -12,6 +12,8 @@ the search finds nothing relevant the model is told so instead of being given no
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import time
 import uuid
@@ -113,6 +115,10 @@ class PreparedChat:
     quality: BrandQuality = BrandQuality()  # the brand's answer checks
     target: str | None = None  # the brand's target that served (None: no router)
     role: str | None = None  # which part of the brand's rollout served it
+    # the tenant's chunk store as the search saw it: {"covered", "generation"} (None: no
+    # retrieval, or nothing ingested yet); any add raises covered, any delete generation
+    index_state: dict | None = None
+    template_sha256: str | None = None  # see ChatService.template_sha256
 
 
 @dataclass(frozen=True)
@@ -153,6 +159,7 @@ class ChatService:
         self.retrieval = retrieval
         self.engine = engine
         self.settings = settings
+        self._chat_template: str | None = None  # the engine's template rendered once
 
     async def prepare(self, tenant_id: str, request: ChatRequest) -> PreparedChat:
         """Resolve the brand, retrieve and build the prompt within the budget.
@@ -165,7 +172,7 @@ class ChatService:
         _check_messages(request.messages)
         max_tokens = self._max_tokens(request.max_tokens)
         started = time.perf_counter()
-        hits = await self._retrieve(tenant_id, brand, request)
+        hits, index_state = await self._retrieve(tenant_id, brand, request)
         retrieval_seconds = time.perf_counter() - started
         adapter, target, role = self._route(tenant_id, brand, request)
         prompt = _Prompt(_join_system(brand.system_prompt, request.messages),
@@ -179,7 +186,22 @@ class ChatService:
             adapter=adapter, citations=citations, retrieved=len(hits or []),
             dropped_turns=first_turn, retrieval_seconds=retrieval_seconds,
             sources=tuple(hit.text for hit in kept), quality=brand.quality, target=target,
-            role=role)
+            role=role, index_state=index_state, template_sha256=self.template_sha256(brand))
+
+    def template_sha256(self, brand: Brand) -> str:
+        """SHA-256 of what turns a conversation into this brand's prompt: the engine's
+        chat template (rendered once over placeholder messages), the brand's system
+        prompt and the fixed source instructions. Equal hashes: the same conversation and
+        sources give the same prompt."""
+        if self._chat_template is None:
+            self._chat_template = self.engine.render_chat(
+                [{"role": "system", "content": "{system}"},
+                 {"role": "user", "content": "{user}"},
+                 {"role": "assistant", "content": "{assistant}"},
+                 {"role": "user", "content": "{user}"}])
+        parts = [self._chat_template, brand.system_prompt or "", SOURCES_INSTRUCTIONS,
+                 NOTHING_FOUND, NOTHING_FITS]
+        return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
     async def generate(self, prepared: PreparedChat) -> AsyncIterator[GenerationChunk]:
         """Stream the engine's chunks; a consumer that stops early (client gone,
@@ -270,19 +292,24 @@ class ChatService:
         return Sampling(max_tokens=max_tokens, temperature=temperature, top_p=request.top_p,
                         stop=tuple(request.stop), seed=request.seed)
 
-    async def _retrieve(self, tenant_id: str, brand: Brand,
-                        request: ChatRequest) -> list[SearchHit] | None:
-        """The ranked hits, or None when retrieval is off for this request."""
+    async def _retrieve(self, tenant_id: str, brand: Brand, request: ChatRequest
+                        ) -> tuple[list[SearchHit] | None, dict | None]:
+        """The ranked hits (None when retrieval is off for this request) and the index
+        state they were searched at."""
         options = request.retrieval
         mode = parse_mode(options.mode or brand.mode, param="retrieval.mode")
         if mode is RetrievalMode.OFF:
-            return None
+            return None, None
         filters = options.filters if options.filters is not None else brand.filters
         query = _last_user_text(request.messages)
+
+        def search() -> tuple[list[SearchHit], dict | None]:
+            hits = self.retrieval.search(tenant_id, query, k=options.top_k or brand.top_k,
+                                         mode=mode, filters=filters or None)
+            return hits, self.retrieval.index_state(tenant_id)
+
         try:
-            return await asyncio.to_thread(
-                self.retrieval.search, tenant_id, query, k=options.top_k or brand.top_k,
-                mode=mode, filters=filters or None)
+            return await asyncio.to_thread(search)
         except InvalidInput as exc:  # name the request's field, not the search argument's
             exc.param = _RETRIEVAL_FIELDS.get(exc.param, exc.param)
             raise

@@ -68,3 +68,8 @@ class Searcher(Protocol):
         ``filters`` or ``query``), NotFound (param ``tenant``), Conflict (param ``embedder``).
         """
         ...
+
+    def index_state(self, tenant: str) -> dict[str, int] | None:
+        """The tenant's chunk store state: ``{"covered": largest chunk id allocated,
+        "generation": deleting transactions so far}``; None before its first ingest."""
+        ...

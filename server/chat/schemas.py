@@ -173,7 +173,8 @@ class ChatCompletionChunk(BaseModel):
 class StoredCompletion(ChatCompletion):
     """A stored answer: the completion as it was returned, its ``metadata`` and lorag's
     ``provenance`` (target, adapter version and weights' sha256, chunks and scores,
-    prompt hash, sampling, latency)."""
+    prompt hash, prompt template hash, the tenant index's state ``{covered, generation}``,
+    sampling, latency)."""
 
     metadata: dict[str, str]
     provenance: dict

@@ -52,12 +52,16 @@ class FakeRetrieval:
     def __init__(self, hits: list[SearchHit]):
         self.hits = hits
         self.calls: list[dict] = []
+        self.state = {"covered": len(hits), "generation": 0}
 
     def search(self, tenant: str, query: str, *, k: int | None = None,
                mode: RetrievalMode | str | None = None, filters: dict | None = None,
                document_ids: list[str] | None = None) -> list[SearchHit]:
         self.calls.append(dict(tenant=tenant, query=query, k=k, mode=mode, filters=filters))
         return self.hits[: k or 5]
+
+    def index_state(self, tenant: str) -> dict[str, int] | None:
+        return dict(self.state)
 
     def close(self) -> None:
         pass

@@ -336,3 +336,29 @@ def test_grounded_messages_are_what_prepare_renders_when_everything_fits():
     messages = grounded_messages("You are Acme's assistant.", [hit(i) for i in (1, 2, 3)],
                                  request.messages)
     assert engine.render_chat(messages) == prepared.prompt
+
+
+def test_prepared_chat_names_the_index_state_and_prompt_template():
+    service, retrieval, engine = Setup().build()
+    first = run(service.prepare("acme", ask()))
+    assert first.index_state == {"covered": 5, "generation": 0}
+    assert len(first.template_sha256) == 64
+    again = run(service.prepare("acme", ask("another question entirely")))
+    assert again.template_sha256 == first.template_sha256  # the question is not template
+    retrieval.state = {"covered": 5, "generation": 1}  # a delete since
+    assert run(service.prepare("acme", ask())).index_state == {"covered": 5, "generation": 1}
+    off = run(service.prepare("acme", ask(retrieval=RetrievalOptions(mode="off"))))
+    assert off.index_state is None  # nothing was searched
+    other_brand = run(service.prepare("acme", ask(brand="plain")))
+    assert other_brand.template_sha256 != first.template_sha256  # another system prompt
+    service.brands.brands["acme", "support"] = replace(
+        service.brands.brands["acme", "support"], system_prompt="You are Acme's new voice.")
+    assert run(service.prepare("acme", ask())).template_sha256 != first.template_sha256
+
+
+def test_the_template_hash_follows_the_engines_chat_template():
+    service, _, engine = Setup().build()
+    before = run(service.prepare("acme", ask())).template_sha256
+    changed, _, changed_engine = Setup().build()
+    changed_engine.render_chat = lambda messages: "|".join(m["content"] for m in messages)
+    assert run(changed.prepare("acme", ask())).template_sha256 != before

@@ -278,3 +278,17 @@ def test_search_threads_setting_does_not_leak_into_the_embedder(app):
     before = faiss.omp_get_max_threads()  # the same OpenMP runtime as torch's
     app.retrieval.search("acme", "barn", mode="dense")
     assert faiss.omp_get_max_threads() == before
+
+
+def test_index_state_moves_with_every_ingest_and_delete(app):
+    app.tenants.create("empty")
+    assert app.retrieval.index_state("empty") is None  # nothing ingested yet
+    before = app.retrieval.index_state("acme")
+    assert before["covered"] >= len(ANIMALS)
+    app.documents.ingest("acme", [DocumentInput("owl", "Owls hoot at night.")])
+    added = app.retrieval.index_state("acme")
+    assert added["covered"] > before["covered"] and added["generation"] == before["generation"]
+    app.documents.delete("acme", "owl")
+    removed = app.retrieval.index_state("acme")
+    assert removed["generation"] > added["generation"] and removed["covered"] == added["covered"]
+    assert app.retrieval.index_state("acme") == removed  # a read changes nothing

@@ -78,6 +78,8 @@ def test_stored_answers_keep_provenance_and_are_the_tenants_own(http, keys):
     prov = stored["provenance"]
     assert prov["target"] == "voice@stable" and prov["adapter"]["version"] == 1
     assert len(prov["adapter"]["weights_sha256"]) == 64 and prov["sampling"]["max_tokens"] > 0
+    assert prov["index"] is None  # retrieval off: no index was read
+    assert len(prov["prompt_template_sha256"]) == 64
     assert http.get(f"/v1/chat/completions/{not_stored['id']}",
                     headers=bearer(keys["acme"])).status_code == 404
     for path in (f"/v1/chat/completions/{answer['id']}",

@@ -165,6 +165,8 @@ class RolloutService:
                         "chunk_id": c.chunk_id, "score": c.score} for c in prepared.citations],
             "retrieved": prepared.retrieved,
             "prompt_sha256": hashlib.sha256(prepared.prompt.encode()).hexdigest(),
+            "prompt_template_sha256": prepared.template_sha256,
+            "index": prepared.index_state,
             "sampling": {"max_tokens": prepared.sampling.max_tokens,
                          "temperature": prepared.sampling.temperature,
                          "top_p": prepared.sampling.top_p, "seed": prepared.sampling.seed,
