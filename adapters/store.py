@@ -17,7 +17,8 @@ brands serve a target (``name@alias``, ``name@vN`` or ``name@latest``) that
 every brand serving it atomically. Registering moves no alias, except that an adapter's
 first version becomes its ``stable`` (there is nothing else to serve). Each version
 records its lineage: base model, weights' sha256, the training report when the folder
-carries one, the version it was trained from, and the promotion gate decisions.
+carries one, the training data's sha256 (from the report), the version it was trained
+from (given, or the report's ``parent_version``), and the promotion gate decisions.
 """
 
 from __future__ import annotations
@@ -376,9 +377,15 @@ class LocalAdapterStore:
         except ValueError:
             report = None
         config = json.dumps(self.base().config, sort_keys=True).encode()
+
+        def report_get(key: str):
+            return report.get(key) if isinstance(report, dict) else None
+
         return {"base_model": info.base_model,
                 "base_config_sha256": hashlib.sha256(config).hexdigest(),
-                "weights_sha256": weights_sha256(staged), "parent_version": parent,
+                "weights_sha256": weights_sha256(staged),
+                "parent_version": parent if parent is not None else report_get("parent_version"),
+                "data_sha256": (report_get("data") or {}).get("sha256"),
                 "training_report": report, "gates": []}
 
     def _commit(self, tenant_id: str, name: str, staged: Path, info: AdapterInfo,

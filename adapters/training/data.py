@@ -7,6 +7,7 @@ taken; the model shifts labels itself (``labels[i]`` is the target of position `
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 from dataclasses import dataclass
@@ -131,6 +132,13 @@ def text_blocks(tokenizer, texts: Iterable[str], block_size: int) -> list[Exampl
             stream.extend(tokenizer(text, add_special_tokens=False)["input_ids"] + separator)
     blocks = [stream[i:i + block_size] for i in range(0, len(stream), block_size)]
     return [Example(block, list(block)) for block in blocks if len(block) >= 2]
+
+
+def digest(items: Sequence) -> str:
+    """SHA-256 of a training set (conversations or texts, in order): equal digests, the
+    same data. Canonical JSON, so it does not depend on the file's formatting."""
+    canonical = json.dumps(list(items), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def split_holdout(items: Sequence, fraction: float, seed: int) -> tuple[list, list]:

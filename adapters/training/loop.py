@@ -50,7 +50,8 @@ def build_examples(spec: TrainSpec, tokenizer, texts: Sequence[str] | None) -> E
         train = _sft(tokenizer, train_conv, spec.max_length)
         heldout = _sft(tokenizer, held_conv, spec.max_length)
         stats = {"conversations": len(conversations), "heldout_conversations": len(held_conv),
-                 "skipped": len(conversations) - len(train) - len(heldout)}
+                 "skipped": len(conversations) - len(train) - len(heldout),
+                 "sha256": data.digest(conversations)}
     else:
         texts = [t for t in (texts or []) if t.strip()]
         if not texts:
@@ -60,7 +61,8 @@ def build_examples(spec: TrainSpec, tokenizer, texts: Sequence[str] | None) -> E
         train = data.text_blocks(tokenizer, train_texts, spec.block_size)
         heldout = data.text_blocks(tokenizer, held_texts, spec.block_size)
         held_conv = []
-        stats = {"texts": len(texts), "heldout_texts": len(held_texts)}
+        stats = {"texts": len(texts), "heldout_texts": len(held_texts),
+                 "sha256": data.digest(texts)}
     if not train:
         raise InvalidInput("no training example left after tokenization", param=spec.kind.value)
     stats.update(train_examples=len(train), heldout_examples=len(heldout),

@@ -36,13 +36,18 @@ class Trainer:
     ``base_model()`` names the base folder (called per run, so a model prepared later is
     picked up); ``register(tenant, name, folder)`` stores the result as a new adapter
     version and returns it; ``tenant_texts(tenant)`` gives the texts domain training
-    reads when the spec brings none; ``general_texts()`` the forgetting-check text.
+    reads when the spec brings none; ``general_texts()`` the forgetting-check text;
+    ``current_version(tenant, name)`` the version the name's ``stable`` alias points at
+    (None: none yet), recorded as the run's ``parent_version``: LoRA weights start from
+    the base model, so the parent is the version the run was made to succeed, the one
+    its gates compare it with.
     """
 
     def __init__(self, settings: TrainingSettings, layout: Layout, jobs: JobStore,
                  tenants: TenantStore, *, base_model: Callable[[], str],
                  register: RegisterFn | None, tenant_texts: Callable[[str], Sequence[str]],
-                 general_texts: Callable[[Path | None], Sequence[str]]):
+                 general_texts: Callable[[Path | None], Sequence[str]],
+                 current_version: Callable[[str, str], int | None] | None = None):
         self.settings = settings
         self.layout = layout
         self.jobs = jobs
@@ -51,6 +56,7 @@ class Trainer:
         self._register = register
         self._tenant_texts = tenant_texts
         self._general_texts = general_texts
+        self._current_version = current_version
         self._executor: ThreadPoolExecutor | None = None
         self._futures: dict[str, Future] = {}
 
@@ -125,13 +131,14 @@ class Trainer:
             bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
             bar.update(done - bar.n)
 
+        parent = self._current_version(tenant, spec.name) if self._current_version else None
         base = spec.base or self._base_model()
         workdir = self.workdir(tenant, spec.name)
         if not spec.resume:
             shutil.rmtree(workdir, ignore_errors=True)
         folder, metrics = run_training(spec, base, workdir, texts=texts, on_step=on_step,
                                        general_texts=self._general_texts(spec.general_text))
-        metrics.update(tenant=tenant, job_id=job_id)
+        metrics.update(tenant=tenant, job_id=job_id, parent_version=parent)
         write_metrics(folder, metrics)
         if spec.out is not None:
             shutil.rmtree(spec.out, ignore_errors=True)

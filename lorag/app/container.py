@@ -96,7 +96,13 @@ class Lorag:
             base_model=lambda: resolve_base_model(self.settings.engine.model, self.layout),
             register=lambda tenant, name, folder: self.adapters.register(tenant, name, folder),
             tenant_texts=self.retrieval.document_texts,
-            general_texts=general_texts)
+            general_texts=general_texts, current_version=self._stable_version)
+
+    def _stable_version(self, tenant: str, name: str) -> int | None:
+        """The version ``name``'s stable alias points at (None: no such adapter yet)."""
+        from lorag.core.targets import STABLE
+
+        return self.adapters.aliases(tenant, name).get(STABLE)
 
     @cached_property
     def base_model_path(self) -> str:

@@ -167,3 +167,32 @@ def test_out_copies_the_adapter_folder(trainer, tmp_path):
     trainer.train("acme", sft(steps=2, out=out, register_result=False))
     assert {"adapter_config.json", "adapter_model.safetensors", "metrics.json"} <= {
         p.name for p in out.iterdir()}
+
+
+def test_lineage_records_the_data_digest_and_the_version_trained_to_succeed(tmp_path, tiny_model):
+    from lorag.app.container import Lorag
+    from tests.adapter_fixtures import adapter_settings
+
+    lorag = Lorag(adapter_settings(tmp_path / "lineage", tiny_model))
+    try:
+        lorag.tenants.create("acme")
+        trainer = lorag.trainer
+        quick = dict(steps=2, holdout_fraction=0.34)
+        first = trainer.train("acme", sft(**quick)).version
+        other_data = conversations()[::-1]  # same conversations, other order: other data
+        second = trainer.train("acme", sft(conversations=other_data, **quick)).version
+        lineage = [lorag.adapters.get("acme", "voice", v.version).lineage for v in (first, second)]
+        assert [entry["parent_version"] for entry in lineage] == [None, 1]  # stable was v1
+        assert len(lineage[0]["data_sha256"]) == 64
+        assert lineage[1]["data_sha256"] != lineage[0]["data_sha256"]
+        assert lineage[0]["data_sha256"] == lineage[0]["training_report"]["data"]["sha256"]
+        lorag.adapters.set_alias("acme", "voice", "stable", 2)
+        # the same data from a file: the same digest; the parent follows the stable alias
+        jsonl = tmp_path / "chat.jsonl"
+        jsonl.write_text("".join(json.dumps({"messages": c}) + "\n" for c in conversations()))
+        from_file = trainer.train("acme", sft(conversations=None, sft_file=jsonl,
+                                              register_result=False, **quick))
+        assert from_file.metrics["data"]["sha256"] == lineage[0]["data_sha256"]
+        assert from_file.metrics["parent_version"] == 2
+    finally:
+        lorag.close()
