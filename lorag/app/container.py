@@ -177,7 +177,18 @@ class Lorag:
 
         return RolloutService(self.catalog, brands=self.brands, adapters=self.adapters,
                               answers=self.answers, audit=self.audit,
-                              settings=self.settings.rollouts)
+                              settings=self.settings.rollouts, scorer=self._answer_scorer())
+
+    def _answer_scorer(self):
+        """The answer gate's scores: the brand's evaluation set answered by each target."""
+        from lorag.app.rollouts.scoring import EvaluationScorer
+
+        gates = self.settings.rollouts.gates
+        return EvaluationScorer(
+            layout=self.layout, chat=lambda: self.chat,
+            metrics=lambda: self.answer_checks.metrics,
+            resolve=lambda tenant, brand, target: self.rollouts.resolve(tenant, brand, target),
+            max_questions=gates.answer_questions, max_tokens=gates.answer_max_tokens)
 
     @cached_property
     def _engine_unloads(self):

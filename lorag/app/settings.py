@@ -47,6 +47,12 @@ class GateSettings(BaseModel):
         "above minus this.")
     bootstrap_samples: int = Field(2000, ge=100, le=100_000, description="Bootstrap resamples.")
     confidence: float = Field(0.95, gt=0.5, lt=1, description="Bootstrap interval coverage.")
+    answer_questions: int = Field(
+        50, ge=1, le=10_000, description="Questions of the brand's evaluation set "
+        "(`<data_dir>/tenants/<tenant>/evaluation/<brand>.jsonl`) the answer gate asks each "
+        "of the candidate and the stable.")
+    answer_max_tokens: int | None = Field(
+        None, ge=1, description="Tokens per evaluation answer; None = the chat default.")
 
 
 class RolloutSettings(BaseModel):
