@@ -66,6 +66,12 @@ class RolloutSettings(BaseModel):
     shadow_max_inflight: int = Field(
         1, ge=0, description="Shadow requests generating at once; more are dropped (counted), "
         "so shadow work never queues behind or ahead of served answers beyond this.")
+    shadow_timeout_seconds: float | None = Field(
+        30.0, gt=0, description="A shadow request still generating after this is cancelled "
+        "(its engine request aborted, its slot freed), counted as an error of its target in "
+        "the readout and not stored; None: no limit. Shadow copies start only after the "
+        "served answer is complete, so with `shadow_max_inflight` this bounds the engine "
+        "time shadow work can take from served answers.")
     auto_rollback: bool = Field(True, description="Roll a split target back when the "
                                 "sequential test finds it worse than the brand's own target.")
     alpha: float = Field(

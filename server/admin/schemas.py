@@ -267,3 +267,4 @@ class RolloutReadout(BaseModel):
     tests: list[dict[str, Any]]
     rollbacks: list[dict[str, Any]]
     shadow_dropped: int
+    shadow_timed_out: int = 0

@@ -5,6 +5,7 @@ Prometheus) and the audit log (who, before, after; verify)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import sqlite3
@@ -129,6 +130,36 @@ def test_shadow_answers_are_stored_and_never_reach_a_client(http, keys, app):
     assert [a.role for a in kept] == ["shadow"] and kept[0].target == "voice@v1"
     roles = {t["role"] for t in app.rollouts.readout("acme", "support")["targets"]}
     assert roles == {"primary", "shadow"}
+
+
+def test_a_shadow_over_its_time_limit_is_cancelled_aborted_and_not_stored(http, keys, app):
+    assert http.put("/admin/tenants/acme/brands/support/shadow", headers=ADMIN, json={
+        "shadow": {"target": "voice@v1", "rate": 1.0}}).status_code == 200
+    app.settings.rollouts.shadow_timeout_seconds = 0.2
+    engine, original = app.engine, app.engine.generate
+
+    async def shadow_never_ends(request):
+        if request.request_id.endswith("-shadow"):
+            engine.by_id[request.request_id] = request
+            await asyncio.sleep(3600)
+        async for chunk in original(request):
+            yield chunk
+
+    engine.generate = shadow_never_ends
+    served = ask(http, keys["acme"], store=True)
+    assert served.status_code == 200 and served.json()["choices"][0]["message"]["content"]
+    shadow_id = served.json()["id"] + "-shadow"
+    wait_for(lambda: app.rollouts.shadow_timed_out == 1)
+    wait_for(lambda: shadow_id in engine.aborted)  # its engine slot is freed
+    assert app.answers.shadows("acme", served.json()["id"]) == []
+    readout = http.get("/admin/tenants/acme/brands/support/rollout", headers=ADMIN).json()
+    assert readout["shadow_timed_out"] == 1
+    [shadow_row] = [t for t in readout["targets"] if t["role"] == "shadow"]
+    assert shadow_row["errors"] == 1 and shadow_row["requests"] == 1
+    app.settings.rollouts.shadow_timeout_seconds = None  # no limit: the shadow is kept
+    engine.generate = original
+    again = ask(http, keys["acme"], user="u2", store=True).json()
+    wait_for(lambda: app.answers.shadows("acme", again["id"]))
 
 
 def test_a_failing_canary_is_rolled_back_automatically_and_stable_serves_throughout(http, keys, app):

@@ -85,7 +85,8 @@ class RolloutService:
         self.audit, self.settings, self.scorer = audit, settings, scorer
         migrate(db, "rollouts", MIGRATIONS)
         self._shadows: set[asyncio.Task] = set()
-        self.shadow_dropped = 0
+        self.shadow_dropped = 0  # sampled shadow copies not started: no free slot
+        self.shadow_timed_out = 0  # shadow copies cancelled at shadow_timeout_seconds
         self._last_purge = 0.0
         self._sha: dict[int, str] = {}
 
@@ -345,10 +346,22 @@ class RolloutService:
                           messages: list[dict], served_id: str) -> None:
         started = time.perf_counter()
         parts, last, error = [], None, False
-        try:
+
+        async def generate() -> None:
+            nonlocal last
             async for chunk in chat.generate(prepared):
                 parts.append(chunk.text)
                 last = chunk
+
+        try:
+            # cancelling it closes chat.generate, which aborts the engine request
+            await asyncio.wait_for(generate(), self.settings.shadow_timeout_seconds)
+        except asyncio.TimeoutError:
+            self.shadow_timed_out += 1
+            log.warning("shadow request over %ss cancelled tenant=%s brand=%s target=%s",
+                        self.settings.shadow_timeout_seconds, prepared.tenant_id,
+                        prepared.brand, prepared.target)
+            error = True
         except Exception:
             log.exception("shadow request failed tenant=%s brand=%s target=%s",
                           prepared.tenant_id, prepared.brand, prepared.target)
@@ -398,7 +411,7 @@ class RolloutService:
                 "split": [a.to_dict() for a in current.split],
                 "shadow": current.shadow.to_dict() if current.shadow else None,
                 "targets": targets, "tests": tests, "rollbacks": rollbacks,
-                "shadow_dropped": self.shadow_dropped}
+                "shadow_dropped": self.shadow_dropped, "shadow_timed_out": self.shadow_timed_out}
 
 
 def completion_dict(prepared: PreparedChat, text: str, finish_reason: str | None,
