@@ -156,12 +156,16 @@ def test_new_version_is_served_on_both_servers(stack, oracle, tiny_lora_factory)
         return kit.run(together())
 
     assert {tuple(r.tokens) for r in burst(v1)} == {tuple(greedy_of(kit, oracle, v1))}
-    v2 = app.adapters.register("acme", "voice", second).ref()  # unloads v1 everywhere
+    v2 = app.adapters.register("acme", "voice", second).ref()  # a new name on every server
     expected = greedy_of(kit, oracle, v2)
     assert expected != greedy_of(kit, oracle, v1)
     before = counts(kit)
     assert {tuple(r.tokens) for r in burst(v2)} == {tuple(expected)}
     assert all(n > 0 for n in delta(before, counts(kit)).values())
+    # v1 is still `stable` (registering moves no alias); once stable moves on and v1 is
+    # deleted, no server keeps it and its published files go.
+    app.adapters.set_alias("acme", "voice", "stable", v2.version)
+    app.adapters.delete("acme", "voice", v1.version)
     wait_for(kit, lambda: all(server_name(v1) not in served_names(s.name)
                               for s in pool(kit).servers), 30, "v1 unloaded everywhere")
     for server in pool(kit).servers:
