@@ -187,18 +187,6 @@ class AdapterStore(Protocol):
         from the engines; returns what was deleted. Raises NotFound(adapter)."""
         ...
 
-    def _record_dropped_aliases(self, conn: sqlite3.Connection,
-                                removed: list[AdapterVersion]) -> None:
-        if self.audit is None:
-            return
-        for gone in removed:
-            for row in conn.execute("SELECT alias FROM adapter_aliases WHERE adapter_id=?",
-                                    (gone.id,)).fetchall():
-                self.audit.record(conn, tenant_id=gone.tenant_id, action="alias.remove",
-                                  subject=f"{gone.name}@{row['alias']}",
-                                  before={"version": gone.version},
-                                  after={"reason": "version deleted"})
-
     def delete_tenant(self, tenant_id: str) -> None:
         """Delete every adapter of a tenant being deleted, unloading each; raises nothing
         for a tenant without adapters."""

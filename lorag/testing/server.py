@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import httpx
 
@@ -45,6 +46,23 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
+
+
+def answers_ok(process: subprocess.Popen, url: str, timeout: float, what: str,
+               log: Callable[[], str], *, interval: float) -> bool:
+    """Poll ``url`` until it answers 200 (True) or ``timeout`` passes (False); raises
+    RuntimeError with the log's tail when ``process`` exits first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode}:\n{log()}")
+        try:
+            if httpx.get(url, timeout=5).status_code == 200:
+                return True
+        except httpx.TransportError:
+            pass
+        time.sleep(interval)
+    return False
 
 class LoragProcess:
     """A ``lorag serve`` child process; ``start()`` returns once /ready answers 200."""
@@ -81,18 +99,10 @@ class LoragProcess:
         return self
 
     def wait_ready(self) -> None:
-        deadline = time.monotonic() + self.ready_timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"lorag serve exited with {self.process.returncode}:\n{self.log()}")
-            try:
-                if httpx.get(self.url + "/ready", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise TimeoutError(f"lorag serve was not ready in {self.ready_timeout} s:\n{self.log()}")
+        if not answers_ok(self.process, self.url + "/ready", self.ready_timeout, "lorag serve",
+                          self.log, interval=0.2):
+            self.stop()
+            raise TimeoutError(f"lorag serve was not ready in {self.ready_timeout} s:\n{self.log()}")
 
     def log(self, tail: int = 6000) -> str:
         return self.log_path.read_text(errors="replace")[-tail:] if self.log_path.exists() else ""

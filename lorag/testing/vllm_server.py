@@ -17,12 +17,9 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
-
-from lorag.testing.server import die_with_parent, free_port
+from lorag.testing.server import answers_ok, die_with_parent, free_port
 
 
 class VLLMServer:
@@ -61,19 +58,10 @@ class VLLMServer:
         return self
 
     def wait_ready(self) -> None:
-        deadline = time.monotonic() + self.ready_timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"vLLM server exited with {self.process.returncode}:\n"
-                                   f"{self.tail()}")
-            try:
-                if httpx.get(self.url + "/health", timeout=5).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.3)
-        self.kill()
-        raise TimeoutError(f"vLLM server not ready in {self.ready_timeout} s:\n{self.tail()}")
+        if not answers_ok(self.process, self.url + "/health", self.ready_timeout, "vLLM server",
+                          self.tail, interval=0.3):
+            self.kill()
+            raise TimeoutError(f"vLLM server not ready in {self.ready_timeout} s:\n{self.tail()}")
 
     def tail(self, chars: int = 4000) -> str:
         return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
