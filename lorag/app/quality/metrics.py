@@ -22,7 +22,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Callable, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
@@ -280,29 +280,26 @@ def context_recall(retrieved: Sequence[str] | None, gold: Sequence[str] | None) 
 
 def token_f1(answer: str, reference: str | None) -> float | None:
     """SQuAD token F1 (bag of normalised tokens); None without a reference."""
-    if reference is None:
-        return None
-    predicted, gold = answer_tokens(answer), answer_tokens(reference)
-    if not predicted or not gold:
-        return float(predicted == gold)
-    common = _multiset_overlap(predicted, gold)
-    if common == 0:
-        return 0.0
-    precision, recall = common / len(predicted), common / len(gold)
-    return 2 * precision * recall / (precision + recall)
+    return _f_measure(answer, reference, _multiset_overlap)
 
 
 def rouge_l(answer: str, reference: str | None) -> float | None:
     """ROUGE-L F-measure (beta = 1) over normalised tokens; None without a reference."""
+    return _f_measure(answer, reference, _lcs)
+
+
+def _f_measure(answer: str, reference: str | None,
+               overlap: Callable[[list[str], list[str]], int]) -> float | None:
+    """F1 of ``overlap`` (tokens the answer shares with the reference, counted its way)."""
     if reference is None:
         return None
     predicted, gold = answer_tokens(answer), answer_tokens(reference)
     if not predicted or not gold:
         return float(predicted == gold)
-    lcs = _lcs(predicted, gold)
-    if lcs == 0:
+    common = overlap(predicted, gold)
+    if common == 0:
         return 0.0
-    precision, recall = lcs / len(predicted), lcs / len(gold)
+    precision, recall = common / len(predicted), common / len(gold)
     return 2 * precision * recall / (precision + recall)
 
 
