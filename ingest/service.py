@@ -100,7 +100,7 @@ class DocumentService:
     """Ingests, lists and deletes a tenant's documents."""
 
     def __init__(self, settings: IngestSettings, retrieval: Retrieval, tenants: TenantStore,
-                 jobs: JobStore):
+                 jobs: JobStore, pii: PiiRedactor | None = None):
         self.settings = settings
         self.retrieval = retrieval
         self.tenants = tenants
@@ -108,7 +108,7 @@ class DocumentService:
         self._tenant_locks: dict[str, threading.Lock] = {}
         self._locks_lock = threading.Lock()
         self._threads: dict[str, threading.Thread] = {}
-        self.pii = PiiRedactor(settings.pii)
+        self.pii = pii or PiiRedactor(settings.pii)
 
     @property
     def chunker(self) -> Chunker:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # the parts are imported where they are built, so building is
     from adapters.engines.protocol import AdapterRef, InferenceEngine
     from adapters.store import AdapterStore
     from adapters.training import Trainer
+    from ingest.pii import PiiRedactor
     from ingest.service import DocumentService
     from lorag.app.chat import ChatService
     from lorag.app.quality.guard import AnswerChecks
@@ -82,7 +83,15 @@ class Lorag:
         """Ingestion (batches and background jobs) and document management."""
         from ingest.service import DocumentService
 
-        return DocumentService(self.settings.ingest, self.retrieval, self.tenants, self.jobs)
+        return DocumentService(self.settings.ingest, self.retrieval, self.tenants, self.jobs,
+                               pii=self.pii_redactor)
+
+    @cached_property
+    def pii_redactor(self) -> PiiRedactor:
+        """PII detection for ingestion and answers: one analyzer, built on first use."""
+        from ingest.pii import PiiRedactor
+
+        return PiiRedactor(self.settings.ingest.pii)
 
     @cached_property
     def trainer(self) -> Trainer:
@@ -160,7 +169,7 @@ class Lorag:
         on the first answer a brand checks)."""
         from lorag.app.quality.guard import AnswerChecks
 
-        return AnswerChecks(lambda: self.embedder, self.settings.ingest.pii)
+        return AnswerChecks(lambda: self.embedder, self.pii_redactor)
 
     @cached_property
     def answers(self) -> AnswerStore:

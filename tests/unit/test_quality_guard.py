@@ -10,7 +10,7 @@ from dataclasses import replace
 
 import pytest
 
-from ingest.pii import PiiSettings
+from ingest.pii import PiiRedactor, PiiSettings
 from lorag.app.chat import ChatRequest, ChatService
 from lorag.app.quality.guard import AnswerChecks, StreamRedactor
 from lorag.app.quality.metrics import AnswerMetrics
@@ -27,7 +27,7 @@ REPLY = ("W1 w1 [1]. ", "Mail jane.roe@example.com", " or call (212) 555-0142. "
 
 
 def service(quality: BrandQuality, *, pii: PiiSettings | None = None) -> ChatService:
-    checks = AnswerChecks(lambda: FakeEmbedder(), pii or PiiSettings())
+    checks = AnswerChecks(lambda: FakeEmbedder(), PiiRedactor(pii or PiiSettings()))
     checks.metrics = AnswerMetrics(FakeEmbedder(), judge=WordJudge(), threshold=0.5)
     brand = replace(make_brand("support"), quality=quality)
     return ChatService(brands=FakeBrands({("acme", "support"): brand}), adapters=FakeAdapters(),
@@ -76,7 +76,7 @@ def test_off_checks_nothing_and_redaction_is_per_brand():
 
 
 def test_stream_redaction_catches_a_number_split_across_deltas():
-    checks = AnswerChecks(lambda: FakeEmbedder(), PiiSettings())
+    checks = AnswerChecks(lambda: FakeEmbedder(), PiiRedactor(PiiSettings()))
     stream = checks.stream_redactor("acme", BrandQuality(redact_output=True))
     pieces = [stream.feed(d) for d in ("Call (212) 55", "5-0142 now. Then", " write to a@b.io")]
     pieces.append(stream.flush())

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from functools import cached_property
 from typing import Callable, Sequence
 
-from ingest.pii import PiiRedactor, PiiSettings
+from ingest.pii import PiiRedactor
 from lorag.app.quality.metrics import DEFAULT_THRESHOLD, AnswerMetrics
 from lorag.core.brands import BrandQuality, GroundingMode
 from retrieval.embedders import Embedder
@@ -46,19 +46,16 @@ class AnswerChecks:
     """Applies a brand's ``BrandQuality`` to an answer. Cheap to build: the metrics and
     the PII analyzer load on first use. Safe for concurrent use."""
 
-    def __init__(self, embedder: Callable[[], Embedder], pii: PiiSettings, *,
+    def __init__(self, embedder: Callable[[], Embedder], redactor: PiiRedactor, *,
                  support_threshold: float = DEFAULT_THRESHOLD):
         self._embedder = embedder
-        self.pii_settings = pii
+        self.redactor = redactor  # shared with ingestion: one analyzer per process
+        self.pii_settings = redactor.settings
         self.support_threshold = support_threshold
 
     @cached_property
     def metrics(self) -> AnswerMetrics:
         return AnswerMetrics(self._embedder(), threshold=self.support_threshold)
-
-    @cached_property
-    def redactor(self) -> PiiRedactor:
-        return PiiRedactor(self.pii_settings)
 
     def grounding(self, quality: BrandQuality, answer: str,
                   sources: Sequence[str], *, streamed: bool) -> GroundingVerdict | None:
