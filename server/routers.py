@@ -3,6 +3,7 @@
 from server.admin import adapters, brands, rollouts as admin_rollouts, tenants, training
 from server.chat import router as chat
 from server.chat import stored
+from server.console import router as console
 from server.feedback import router as feedback
 from server.documents import router as documents
 from server.health import router as health
@@ -13,4 +14,5 @@ from server.search import router as search
 
 ROUTERS = [chat.router, models.router, search.router, documents.router, jobs.router,
            tenants.router, brands.router, adapters.router, training.router, health.router,
-           stored.router, feedback.router, rollouts.router, admin_rollouts.router]
+           stored.router, feedback.router, rollouts.router, admin_rollouts.router,
+           console.router]

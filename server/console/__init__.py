@@ -1,0 +1,1 @@
+"""The web console: static pages at /console that use the public HTTP API."""
