@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install run test test-fast bench clean
+.PHONY: install run test test-fast bench clean browser
 
 install: $(STAMP)
 
@@ -26,8 +26,18 @@ $(STAMP): pyproject.toml constraints.txt
 run: $(STAMP)
 	$(VENV)/bin/lorag serve --demo
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m pytest tests
+
+# The web console's browser tests (tests/integration/test_console.py) drive Debian's
+# chromium: installed here when missing. If apt-get cannot, say how and go on: those
+# tests then fail with the same message (they never skip).
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@test -x $(CHROMIUM) || { echo "Installing Debian's chromium for the console's browser tests"; \
+	  $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium; } || \
+	  echo "Could not install chromium: run 'sudo apt-get update && sudo apt-get install -y chromium'; the console's browser tests fail without it." >&2
 
 test-fast: $(STAMP)
 	$(PY) -m pytest tests -m "not slow"

@@ -25,6 +25,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
 ASSETS = REPO / "lorag" / "demo_assets"
+CONSOLE = REPO / "server" / "console" / "static"
 # Repository tools and build leftovers, not package data.
 NOT_SHIPPED = ("make_sets.py", "__pycache__", ".pyc")
 BUILD_LEFTOVERS = shutil.ignore_patterns(".git", ".venv", ".bench-venv", "data", ".cache", "build",
@@ -77,6 +78,8 @@ def test_the_wheel_holds_every_demo_asset(wheel):
             "lorag/demo_assets/adapters/pirate/adapter_model.safetensors"} <= expected
     assert expected <= names, sorted(expected - names)
     assert not any("make_sets" in n or "__pycache__" in n for n in names)
+    console = {p.relative_to(REPO).as_posix() for p in CONSOLE.rglob("*") if p.is_file()}
+    assert "server/console/static/index.html" in console and console <= names, sorted(console - names)
 
 
 def test_installed_wheel_serves_the_demo_from_its_working_directory(venv, tmp_path,
@@ -110,6 +113,8 @@ def test_installed_wheel_serves_the_demo_from_its_working_directory(venv, tmp_pa
         assert answer.choices[0].message.content
         citations = answer.model_extra["citations"]
         assert citations and all(c["document_id"].startswith("acme/") for c in citations)
+        for page in ("/console", "/console/pages/chat.js"):  # the web console, from the wheel
+            assert httpx.get(url + page, timeout=30).status_code == 200, page
     finally:
         server.terminate()
         assert server.wait(timeout=120) == 0, (tmp_path / "serve.log").read_text()[-4000:]

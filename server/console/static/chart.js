@@ -3,7 +3,7 @@
 const NS = "http://www.w3.org/2000/svg";
 const W = 480;
 const H = 180;
-const PAD = { left: 44, right: 8, top: 10, bottom: 22 };
+const PAD = { left: 56, right: 8, top: 10, bottom: 22 };
 
 function svg(tag, attrs, ...children) {
   const el = document.createElementNS(NS, tag);
@@ -12,15 +12,18 @@ function svg(tag, attrs, ...children) {
   return el;
 }
 
-/** `series`: [{name, points: [[t, y], ...]}], colours by index (classes s0..s7). */
-export function lineChart(title, series, unit = "") {
+/** `series`: [{name, points: [[t, y], ...]}], colours by index (classes s0..s7); the
+ * y axis reaches at least `floor`. Its label names each series' peak. */
+export function lineChart(title, series, unit = "", floor = 1) {
   const all = series.flatMap((s) => s.points);
   const t0 = Math.min(...all.map((p) => p[0]));
   const t1 = Math.max(...all.map((p) => p[0]), t0 + 1);
-  const top = Math.max(...all.map((p) => p[1]), 1e-9) * 1.1;
+  const top = Math.max(...all.map((p) => p[1]), floor);
   const x = (t) => PAD.left + ((t - t0) / (t1 - t0)) * (W - PAD.left - PAD.right);
   const y = (v) => H - PAD.bottom - (v / top) * (H - PAD.top - PAD.bottom);
-  const chart = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": title, class: "chart" });
+  const peaks = series.map((s) => `${s.name} ${round(Math.max(0, ...s.points.map((p) => p[1])))}${unit}`);
+  const chart = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", class: "chart",
+    "aria-label": `${title}, peak per brand: ${peaks.join(", ")}` });
   for (const fraction of [0, 0.5, 1]) {
     const v = top * fraction;
     chart.append(svg("line", { x1: PAD.left, x2: W - PAD.right, y1: y(v), y2: y(v), class: "grid" }),

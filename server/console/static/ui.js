@@ -36,10 +36,6 @@ export function field(label, control, hint) {
     hint ? h("small", {}, hint) : null);
 }
 
-export function select(options, attrs = {}) {
-  return h("select", attrs, options.map(([value, label]) => h("option", { value }, label ?? value)));
-}
-
 /** Say something to screen readers (and tests) through the page's live region. */
 export function announce(text) {
   document.getElementById("status").textContent = text;

@@ -57,7 +57,7 @@ function brandCard(brand, readout, base, refresh) {
       brand.split.length ? [" · split: ", brand.split.map((a) => `${a.target} ${a.percent}%`).join(", ")] : "",
       brand.shadow ? ` · shadow ${brand.shadow.target} (${fmt.pct(brand.shadow.rate)})` : "",
       ` · retrieval ${brand.retrieval.mode ?? "default"}`),
-    readout.targets.length ? table(["target", "role", "requests", "errors", "mean latency", "tokens in/out", "👍/👎"],
+    readout.targets.length ? table(["target", "role", "requests", "errors", "mean latency", "tokens in/out", "rated good / bad"],
       readout.targets.map((t) => [t.target, t.role, t.requests, fmt.pct(t.error_rate), fmt.ms(t.mean_latency_seconds),
         `${t.prompt_tokens} / ${t.completion_tokens}`, `${t.feedback_up} / ${t.feedback_down}`]), "Rollout readout") : null,
     h("form", { class: "row", onsubmit: (event) => {

@@ -1,7 +1,7 @@
 // One streamed answer: its text with [n] citations as buttons, the sources, timing and
 // tokens, the grounding verdict and feedback. Used by the chat and compare pages.
 import { ApiError, enc, get, post, streamChat } from "../api.js";
-import { errorBox, fmt, h, replace } from "../ui.js";
+import { errorBox, field, fmt, h, replace } from "../ui.js";
 
 /** The brand options of a <select>, from GET /v1/models. */
 export async function brandOptions() {
@@ -18,8 +18,8 @@ export function retrievalControls() {
   const temperature = h("input", { type: "number", min: "0", max: "2", step: "0.1", value: "0.7", inputmode: "decimal" });
   const store = h("input", { type: "checkbox", checked: true });
   const controls = h("fieldset", { class: "options" }, h("legend", {}, "Retrieval and sampling"),
-    labelled("Search mode", mode), labelled("Sources (top k)", topK),
-    labelled("Max tokens", maxTokens), labelled("Temperature", temperature),
+    field("Search mode", mode), field("Sources (top k)", topK),
+    field("Max tokens", maxTokens), field("Temperature", temperature),
     h("label", { class: "check" }, store, " Keep the answer (for feedback)"));
   controls.read = () => {
     const retrieval = {};
@@ -31,10 +31,6 @@ export function retrievalControls() {
       store: store.checked };
   };
   return controls;
-}
-
-function labelled(text, control) {
-  return h("label", { class: "inline" }, h("span", {}, text), control);
 }
 
 /** The answer view: `run(request, signal)` streams into it and resolves to its text. */
@@ -122,8 +118,8 @@ function feedbackView(id) {
     }
   };
   const box = h("div", { class: "feedback", role: "group", "aria-label": "Rate this answer" },
-    h("button", { type: "button", onclick: rate(1), "aria-label": "Good answer" }, "👍 Good"),
-    h("button", { type: "button", onclick: rate(-1), "aria-label": "Bad answer" }, "👎 Bad"), slot);
+    h("button", { type: "button", onclick: rate(1), "aria-label": "Good answer" }, "Good"),
+    h("button", { type: "button", onclick: rate(-1), "aria-label": "Bad answer" }, "Bad"), slot);
   return box;
 }
 

@@ -37,7 +37,8 @@ export default {
       stop.disabled = false;
       announce("Answering…");
       const result = await view.run({ model: brand.value, messages, ...options.read() }, controller.signal);
-      messages.push({ role: "assistant", content: result.text });
+      if (result.failed) messages.pop(); // the question stays on screen, not in the history
+      else messages.push({ role: "assistant", content: result.text });
       controller = null;
       send.disabled = false;
       stop.disabled = true;

@@ -78,11 +78,12 @@ async function upload(list, jobs, errors, ctx, reload) {
   const view = h("section", { class: "card job", "aria-label": `Ingestion job ${job.id}` });
   jobs.prepend(view);
   let last = job;
-  await pollUntil(async () => {
+  const followed = await guarded(errors, () => pollUntil(async () => {
     last = await get(`/v1/jobs/${enc(job.id)}`);
     replace(view, jobView(last));
     return last.status === "succeeded" || last.status === "failed";
-  }, ctx.alive, 400);
+  }, ctx.alive, 400));
+  if (!followed) return;
   announce(`Job ${job.id} ${last.status}: ${last.completed} done, ${last.failed} failed`);
   reload();
 }

@@ -10,11 +10,11 @@ const KEEP = 120; // points per series (6 minutes)
 let history = []; // [{t, totals}] kept across visits of the page in this session
 let historyOf = null;
 
-const CHARTS = [
-  ["Requests per interval", (d) => d.requests, ""],
-  ["Errors per interval", (d) => d.errors, ""],
-  ["Mean latency", (d) => (d.timed ? d.seconds / d.timed : 0), " s"],
-  ["Tokens per interval", (d) => d.tokens, ""],
+const CHARTS = [ // title, value of one interval, unit, least top of the y axis
+  ["Requests per interval", (d) => d.requests, "", 1],
+  ["Errors per interval", (d) => d.errors, "", 1],
+  ["Mean latency", (d) => (d.timed ? d.seconds / d.timed : 0), " s", 0.01],
+  ["Tokens per interval", (d) => d.tokens, "", 10],
 ];
 
 export default {
@@ -62,8 +62,8 @@ function draw(charts, summary) {
     for (const k of ["requests", "errors", "seconds", "timed", "tokens"]) d[k] = Math.max((after[k] ?? 0) - (before[k] ?? 0), 0);
     return [now.t, d];
   }) }));
-  replace(charts, CHARTS.map(([title, pick, unit]) => h("figure", { class: "card" },
+  replace(charts, CHARTS.map(([title, pick, unit, floor]) => h("figure", { class: "card" },
     h("figcaption", {}, title),
-    lineChart(title, deltas.map((s) => ({ name: s.id, points: s.points.map(([t, d]) => [t, pick(d)]) })), unit),
+    lineChart(title, deltas.map((s) => ({ name: s.id, points: s.points.map(([t, d]) => [t, pick(d)]) })), unit, floor),
     h("ul", { class: "legend" }, deltas.map((s, i) => h("li", { class: `s${i % 8}` }, s.id))))));
 }
