@@ -143,6 +143,9 @@ class AdapterVersion(BaseModel):
     base_model: str
     status: str
     created_at: float
+    lineage: dict[str, Any] = Field(default_factory=dict, description="Where the version "
+                                    "comes from: base model, weights' sha256, its training "
+                                    "report, the promotion decisions taken on it.")
 
 
 class AdapterList(BaseModel):

@@ -284,6 +284,8 @@ def test_the_admin_key_sees_brands_adapters_and_can_set_a_canary(page, keys):
     expect(pirate).to_contain_text("Serves pirate@")
     adapter = page.get_by_role("article", name="Adapter pirate")
     expect(adapter).to_contain_text("v1")
+    adapter.get_by_role("button", name="Reports").click()
+    expect(page.get_by_role("region", name="Reports of pirate v1")).to_contain_text("sha256")
     adapter.get_by_role("button", name="Make canary").click()
     page.get_by_text("canary → v1").wait_for()
     pirate = page.get_by_role("article", name="Brand acme-pirate")
@@ -295,6 +297,22 @@ def test_the_admin_key_sees_brands_adapters_and_can_set_a_canary(page, keys):
     page.get_by_role("article", name="Brand acme-pirate").get_by_role("button", name="Roll back").and_(
         page.locator("[disabled]")).wait_for()
     shot(page, "adapters")
+
+
+def test_the_admin_starts_a_training_run_and_follows_it(page, keys):
+    conversation = '[{"role": "user", "content": "Hello"}, {"role": "assistant", "content": "Ahoy, matey!"}]'
+    page.get_by_label("Adapter name").fill("voice")
+    page.get_by_label("Steps").fill("2")
+    page.get_by_label("Conversations (JSON, for sft)").fill(f"[{', '.join([conversation] * 4)}]")
+    page.get_by_role("button", name="Start training").click()
+    status = page.get_by_role("form", name="Train an adapter").locator(".status")
+    expect(status).to_have_attribute("data-status", re.compile("succeeded|failed"))
+    form = page.get_by_role("form", name="Train an adapter")
+    assert status.get_attribute("data-status") == "succeeded", form.inner_text()
+    expect(page.get_by_role("article", name="Adapter voice")).to_contain_text("v1")  # listed at once
+
+
+def test_the_admin_overview_shows_every_tenant(page, keys):
     page.get_by_role("link", name="Overview").click()
     expect(page.get_by_role("table").filter(has_text="Totals")).to_contain_text("acme/acme-pirate")
 

@@ -30,7 +30,7 @@ async function tenantView(body, tenant, ctx) {
   const base = `/admin/tenants/${enc(tenant)}`;
   const brands = h("section", { class: "card", "aria-labelledby": "brands-title" });
   const adapters = h("section", { class: "card", "aria-labelledby": "adapters-title" });
-  const training = trainingForm(base, ctx);
+  const training = trainingForm(base, ctx, () => adaptersView(adapters, base, refresh));
   const refresh = () => Promise.all([brandsView(brands, base, refresh), adaptersView(adapters, base, refresh)]);
   replace(body, brands, adapters, training);
   await refresh();
@@ -101,6 +101,7 @@ function adapterCard(name, versions, aliases, base, refresh) {
     table(["version", "aliases", "rank / alpha", "status", "created", "actions"], versions.map((v) => [
       `v${v.version}`, (byVersion[v.version] ?? []).join(", "), `${v.rank} / ${v.alpha}`, v.status, fmt.time(v.created_at),
       h("div", { class: "actions" },
+        h("button", { type: "button", class: "secondary", onclick: () => replace(details, lineageView(name, v)) }, "Reports"),
         h("button", { type: "button", class: "secondary", onclick: () => gates(v) }, "Gates"),
         h("button", { type: "button", onclick: () => act(() => put(`${path}/aliases/stable`, { version: v.version, force: force.checked }), `${name} v${v.version} promoted`) }, "Promote to stable"),
         h("button", { type: "button", class: "secondary", onclick: () => act(() => put(`${path}/aliases/canary`, { version: v.version }), `${name} v${v.version} is canary`) }, "Make canary"))])),
@@ -110,7 +111,17 @@ function adapterCard(name, versions, aliases, base, refresh) {
     errors, details);
 }
 
-function trainingForm(base, ctx) {
+/** A version's lineage: base model, sha256, training report, promotion decisions. */
+function lineageView(name, version) {
+  const entries = Object.entries(version.lineage ?? {});
+  return h("section", { "aria-label": `Reports of ${name} v${version.version}` },
+    h("h4", {}, `Reports of ${name} v${version.version}`),
+    entries.length ? h("dl", { class: "lineage" }, entries.map(([key, value]) => [h("dt", {}, key),
+      h("dd", {}, typeof value === "object" && value !== null ? h("pre", {}, JSON.stringify(value, null, 2)) : String(value))]))
+      : h("p", { class: "muted" }, "No lineage recorded."));
+}
+
+function trainingForm(base, ctx, trained) {
   const name = h("input", { type: "text", required: true, placeholder: "adapter name" });
   const kind = h("select", {}, [["sft", "sft: chat conversations"], ["domain", "domain: the tenant's documents"]]
     .map(([value, label]) => h("option", { value }, label)));
@@ -128,6 +139,7 @@ function trainingForm(base, ctx) {
       await pollUntil(async () => {
         const now = await get(`${base}/jobs/${enc(job.id)}`);
         replace(progress, jobView(now), now.result ? h("pre", {}, JSON.stringify(now.result, null, 2)) : null);
+        if (now.status === "succeeded") await trained();
         return now.status === "succeeded" || now.status === "failed";
       }, ctx.alive, 1000);
     });
