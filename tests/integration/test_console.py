@@ -11,6 +11,7 @@ docs/console.png, the README's).
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import time
@@ -59,10 +60,13 @@ def keys(server) -> dict[str, str]:
                 for t in ("acme", "globex")}
         ok(admin.post("/admin/tenants/acme/adapters/register", json={
             "name": "pirate", "path": str(server.data_dir / "import" / "adapters" / "pirate")}), 201)
-        for tenant, brand, adapter in (("acme", "acme-support", None), ("acme", "acme-pirate", "pirate"),
-                                       ("globex", "globex-secret-brand", None)):
+        flag = {"grounding": "flag", "threshold": 0.5}  # acme-support's answers carry a verdict
+        for tenant, brand, adapter, quality in (
+                ("acme", "acme-support", None, flag), ("acme", "acme-pirate", "pirate", None),
+                ("globex", "globex-secret-brand", None, None)):
             ok(admin.post(f"/admin/tenants/{tenant}/brands", json={
-                "name": brand, "adapter": adapter, "retrieval": {"mode": "hybrid", "top_k": 2}}), 201)
+                "name": brand, "adapter": adapter, "quality": quality,
+                "retrieval": {"mode": "hybrid", "top_k": 2}}), 201)
     globex = httpx.Client(base_url=server.url, timeout=60,
                           headers={"Authorization": f"Bearer {keys['globex']}"})
     job = ok(globex.post("/v1/documents", json={"documents": [
@@ -138,7 +142,10 @@ def test_a_refused_key_is_said_and_nothing_opens(page, keys):
 
 
 def test_sign_in_with_a_tenant_key_shows_only_tenant_pages(page, keys):
-    sign_in(page, keys["acme"])
+    page.goto("/console")  # with the keyboard only: the key field has the focus
+    page.get_by_label("Key", exact=True).wait_for()
+    page.keyboard.type(keys["acme"])
+    page.keyboard.press("Enter")
     page.get_by_role("heading", name="Chat").wait_for()
     expect(page.get_by_role("navigation").get_by_role("link")).to_have_text(
         ["Chat", "Compare", "Documents", "Overview"])
@@ -190,6 +197,7 @@ def test_ask_and_see_the_streamed_answer_with_a_citation_that_opens_its_chunk(pa
     assert answer.locator(".answer-text").inner_text().strip()
     assert re.search(r"first token \d+ ms · total \d+ ms · \d+ prompt \+ \d+ completion tokens",
                      answer.locator(".meta").inner_text())
+    expect(answer.locator(".grounding")).to_contain_text(re.compile(r"Grounding (\d+%|–) \(threshold 50%, flag"))
     source = answer.get_by_role("list", name="Sources").get_by_role("button").first
     assert source.inner_text()
     source.click()
@@ -206,6 +214,37 @@ def test_ask_and_see_the_streamed_answer_with_a_citation_that_opens_its_chunk(pa
     answer.get_by_role("button", name="Good answer").click()
     page.get_by_text("Thanks: rated good").wait_for()
     shot(page, "chat")
+
+
+def test_an_inline_citation_in_the_answer_opens_its_chunk(page, keys, server):
+    """The tiny random model never writes "[1]": one answer stream is replaced by the
+    browser with a canned one that does (citing the real chunk), so the text's [n]
+    buttons are exercised; the chunk itself comes from the real server."""
+    hit = ok(httpx.post(server.url + "/v1/search", timeout=60, json={"query": "warranty", "top_k": 1},
+                        headers={"Authorization": f"Bearer {keys['acme']}"}))["data"][0]
+    citation = {"number": 1, "document_id": hit["document_id"], "chunk_id": hit["chunk_id"],
+                "title": hit["title"], "source": hit["source"], "score": 0.5, "location": None}
+    base = {"id": "chatcmpl-canned", "object": "chat.completion.chunk", "created": 1, "model": "acme-support"}
+    events = [{**base, "choices": [{"index": 0, "delta": {"role": "assistant"}}], "citations": [citation]},
+              {**base, "choices": [{"index": 0, "delta": {"content": "Two years [1]."}}]},
+              {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+               "usage": {"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13}}]
+    body = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
+    page.route("**/v1/chat/completions", lambda route: route.fulfill(
+        status=200, content_type="text/event-stream", body=body))
+    try:
+        page.get_by_role("button", name="New conversation").click()
+        page.get_by_label("Question").fill("How long is the warranty?")
+        page.get_by_role("button", name="Send").click()
+        answer = page.locator("article.answer[data-done=true]")
+        expect(answer.locator(".answer-text")).to_have_text("Two years [1].")
+        answer.locator(".answer-text").get_by_role("button", name=f"Source 1: {hit['title']}").click()
+        cited = page.get_by_role("dialog").locator("blockquote.chunk-text")
+        expect(cited).to_contain_text("covers defects for two years from purchase")
+        page.keyboard.press("Escape")
+        page.get_by_role("dialog").wait_for(state="detached")
+    finally:
+        page.unroute("**/v1/chat/completions")
 
 
 def test_compare_two_brands_side_by_side(page, keys):

@@ -27,8 +27,7 @@ export default {
           h("h2", {}, model), view.root) };
       });
       replace(panes, sides.map((s) => s.pane));
-      const signal = new AbortController().signal;
-      await Promise.all(sides.map((s) => s.view.run({ model: s.model, ...request }, signal)));
+      await Promise.all(sides.map((s) => s.view.run({ model: s.model, ...request })));
       run.disabled = false;
       announce("Both answers complete");
     } },
