@@ -54,8 +54,11 @@ class EngineReplica:
         self.adapters = AdapterCache(
             cache_dir, record=lambda model_id: registry.record.remote(model_id),
             fetch=lambda model_id: registry.fetch.remote(model_id))
+        async def load(model_id: str) -> LoadedAdapter:  # Serve keeps its state on a function
+            return await self._load(model_id)
+
         self._adapter = serve.multiplexed(
-            max_num_models_per_replica=settings.ray.max_adapters_per_replica)(self._load)
+            max_num_models_per_replica=settings.ray.max_adapters_per_replica)(load)
         await self.engine.warm_up()
         log.info("engine replica ready replica=%s model=%s", self.replica_id, model)
 

@@ -15,7 +15,7 @@ from collections import Counter, defaultdict
 from dataclasses import replace
 from typing import AsyncIterator
 
-from ray.exceptions import RayTaskError
+from ray.exceptions import RayActorError, RayTaskError
 from ray.serve.handle import DeploymentHandle, DeploymentResponseGenerator
 
 from adapters.engines.common import ChatPrompts
@@ -26,6 +26,7 @@ from lorag.core.errors import LoragError, ServerError, Unavailable
 log = logging.getLogger(__name__)
 
 BASE_MODEL = ""  # the multiplexed model id of base-model requests: no adapter
+RETRIES_BEFORE_FIRST_CHUNK = 1
 
 
 class RayServeEngine(ChatPrompts):
@@ -61,11 +62,30 @@ class RayServeEngine(ChatPrompts):
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
         """Stream from a replica. Raises what the replica's engine raises (InvalidInput,
-        NotFound, InvalidAdapter, AdapterUnverified, Unavailable), ServerError otherwise."""
+        NotFound, InvalidAdapter, AdapterUnverified, Unavailable), ServerError otherwise.
+        A replica that dies before the first chunk is replaced by another one, once (Serve
+        restarts the dead one); after the first chunk the request ends with Unavailable."""
         self._require_ready()
         model_id = adapter_model_id(request.adapter) if request.adapter else BASE_MODEL
+        bare = replace(request, adapter=None)  # the replica resolves the version itself
+        for attempt in range(1, RETRIES_BEFORE_FIRST_CHUNK + 2):
+            started = False
+            try:
+                async for chunk in self._stream(model_id, bare):
+                    started = True
+                    yield chunk
+                return
+            except RayActorError as exc:
+                if started or attempt > RETRIES_BEFORE_FIRST_CHUNK:
+                    raise Unavailable("the engine replica serving this request stopped",
+                                      param="model") from exc
+                log.warning("engine replica died before answering request=%s; retrying: %s",
+                            request.request_id, exc)
+
+    async def _stream(self, model_id: str, request: GenerationRequest
+                      ) -> AsyncIterator[GenerationChunk]:
         stream = self.handle.options(stream=True, multiplexed_model_id=model_id).generate.remote(
-            replace(request, adapter=None))  # the replica resolves the version itself
+            request)
         self._streams[request.request_id] = stream
         first = True
         try:

@@ -68,14 +68,18 @@ def stack(cluster, loop, tmp_path_factory, tiny_model, tiny_lora_factory):
     app.tenants.create("acme")
     refs = {name: app.adapters.register("acme", name, tiny_lora_factory(seed=seed)).ref()
             for name, seed in (("a", 1), ("b", 2))}
-    serve.start(http_options={"host": "127.0.0.1", "port": free_port()})
+    key = app.tenants.issue_key("acme").secret
+    app.brands.create("acme", "acme-a", adapter="a")
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
     serve.run(build_app(settings, str(tiny_model)), name="lorag", route_prefix="/")
     client = RayServeEngine(serve.get_deployment_handle("EngineReplica", app_name="lorag"),
                             model=str(tiny_model), max_model_len=512)
     loop.run_until_complete(client.warm_up())
     local = build_engine(settings.engine, model=str(tiny_model), work_dir=root / "local")
     loop.run_until_complete(local.warm_up())
-    yield {"app": app, "refs": refs, "client": client, "local": local, "settings": settings}
+    yield {"app": app, "refs": refs, "client": client, "local": local, "settings": settings,
+           "url": f"http://127.0.0.1:{port}", "key": key}
     loop.run_until_complete(local.shutdown())
     serve.delete("lorag")
     app.close()
@@ -145,3 +149,43 @@ def test_a_corrupted_local_copy_is_refused_and_fetched_again(stack, loop, tmp_pa
     assert cache.counts["cache_hits"] == 1
     shutil.rmtree(tmp_path / "cache")
     ray.kill(registry)
+
+
+def test_the_http_api_answers_through_the_ingress_deployment(stack):
+    import openai
+
+    oai = openai.OpenAI(base_url=stack["url"] + "/v1", api_key=stack["key"], max_retries=0,
+                        timeout=120)
+    assert [m.id for m in oai.models.list()] == ["acme-a"]
+    messages = [{"role": "user", "content": "What is the capital of France?"}]
+    answer = oai.chat.completions.create(model="acme-a", messages=messages, max_tokens=8,
+                                         temperature=0)
+    assert answer.choices[0].finish_reason in ("stop", "length")
+    streamed = oai.chat.completions.create(model="acme-a", messages=messages, max_tokens=8,
+                                           temperature=0, stream=True)
+    text = "".join(c.choices[0].delta.content or "" for c in streamed if c.choices)
+    assert text == answer.choices[0].message.content
+    with pytest.raises(openai.BadRequestError) as bad:
+        oai.chat.completions.create(model="acme-a", messages=messages, max_tokens=0)
+    assert bad.value.body["param"] == "max_tokens"
+
+
+def test_a_replica_killed_mid_run_is_replaced_and_no_request_fails(stack, loop):
+    """Between two rounds of requests one replica is killed; Serve's router still knows it,
+    so requests sent to it fail before their first token and are retried on the other."""
+    client, local, refs = stack["client"], stack["local"], stack["refs"]
+    expected = {name: tokens(loop, local, refs[name]) for name in ("a", "b")}
+    replicas = [a for a in ray.util.list_named_actors(all_namespaces=True)
+                if "EngineReplica" in a["name"]]
+    assert len(replicas) == 2
+
+    async def round_of(names: str) -> list[list[int]]:
+        async def one(name: str) -> list[int]:
+            return (await collect(client, request(refs[name], max_tokens=16))).tokens
+
+        return await asyncio.gather(*(one(name) for name in names))
+
+    assert loop.run_until_complete(round_of("ab" * 3)) == [expected[n] for n in "ab" * 3]
+    victim = replicas[0]
+    ray.kill(ray.get_actor(victim["name"], namespace=victim["namespace"]), no_restart=True)
+    assert loop.run_until_complete(round_of("ab" * 6)) == [expected[n] for n in "ab" * 6]
