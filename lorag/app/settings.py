@@ -135,6 +135,9 @@ class RaySettings(BaseModel):
     adapter_cache_dir: Path | None = Field(
         None, description="Where engine replicas keep the adapter files they fetched and "
         "verified (each node's local disk); None = <temp dir>/lorag-ray/adapters.")
+    ingest_jobs: bool = Field(
+        False, description="The ingress' ingestion jobs (POST /v1/documents) embed with Ray "
+        "Data as `lorag ingest --ray` does; False: in the ingress process.")
     ingest_embed_actors: int = Field(
         1, ge=1, description="`lorag ingest --ray`: embedding actors of the Ray Data actor "
         "pool (each loads the embedder once).")

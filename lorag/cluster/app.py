@@ -27,6 +27,7 @@ from lorag.app.settings import RaySettings, Settings
 from lorag.cluster.adapters import AdapterRegistry
 from lorag.cluster.engine import EngineReplica
 from lorag.cluster.engine_client import RayServeEngine
+from lorag.cluster.ingest import ray_ingestion
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,10 @@ class Ingress:
 
     def __init__(self, settings: Settings, engine: DeploymentHandle, model: str):
         client = RayServeEngine(engine, model=model, max_model_len=settings.engine.max_model_len)
-        self.lorag = Lorag(settings, engine=client)
+        if settings.ray.ingest_jobs:
+            self.lorag = ray_ingestion(settings, engine=client)
+        else:
+            self.lorag = Lorag(settings, engine=client)
         self.lorag.__dict__["base_model_path"] = model  # resolved by the builder
 
     def __serve_build_asgi_app__(self):

@@ -18,6 +18,7 @@ import time
 
 import numpy as np
 
+from adapters.engines.protocol import InferenceEngine
 from lorag.app.container import Lorag
 from lorag.app.settings import RaySettings, Settings
 from retrieval.settings import EmbedderSettings
@@ -69,10 +70,10 @@ class RayDataEmbedding:
         return vectors
 
 
-def ray_ingestion(settings: Settings) -> Lorag:
+def ray_ingestion(settings: Settings, *, engine: InferenceEngine | None = None) -> Lorag:
     """A container whose ingestion embeds on the cluster, committing groups of
-    ``ray.ingest_commit_chunks`` chunks (ray must be connected)."""
+    ``ray.ingest_commit_chunks`` chunks (ray must be connected); ``engine`` as ``Lorag``'s."""
     ingest = settings.ingest.model_copy(update={"commit_chunks": settings.ray.ingest_commit_chunks})
     settings = settings.model_copy(update={"ingest": ingest})
-    return Lorag(settings, embed_documents=RayDataEmbedding(settings.retrieval.embedder,
-                                                            settings.ray))
+    return Lorag(settings, engine=engine,
+                 embed_documents=RayDataEmbedding(settings.retrieval.embedder, settings.ray))
