@@ -178,7 +178,11 @@ class AdapterCache:
         delivered = await self._fetch(model_id)
         self.counts["fetches"] += 1
         tmp = self.root / f".{folder.name}.{os.getpid()}.{id(delivered)}.tmp"
-        await asyncio.to_thread(_write, tmp, delivered.files)
+        try:
+            await asyncio.to_thread(_write, tmp, delivered.files)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         why = await asyncio.to_thread(verify, tmp, delivered.record)
         if why is not None:
             self.counts["refused_copies"] += 1
