@@ -4,6 +4,10 @@ documents with the real embedder."""
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
+import time
 from importlib.resources import files
 from pathlib import Path
 
@@ -72,3 +76,80 @@ def test_ray_data_ingestion_stores_what_local_ingestion_stores(cluster, tmp_path
     finally:
         local.close()
         on_ray.close()
+
+
+def descendants_named(marker: str) -> list[int]:
+    """PIDs of this process's descendants (the local cluster's workers) whose command line
+    holds ``marker``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if marker in cmdline and _descends_from(int(entry), os.getpid()):
+            found.append(int(entry))
+    return found
+
+
+def _descends_from(pid: int, ancestor: int) -> bool:
+    while pid > 1:
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            return False
+        pid = int(next(line.split()[1] for line in status.splitlines()
+                       if line.startswith("PPid:")))
+        if pid == ancestor:
+            return True
+    return False
+
+
+def test_an_embedding_worker_killed_mid_ingest_loses_no_acknowledged_document(cluster,
+                                                                               tmp_path):
+    words = "warranty return robot mower kettle battery charge schedule firmware app".split()
+    docs = [{"id": f"doc-{i:02d}", "title": f"Document {i}",
+             "text": " ".join(words[(i + j) % len(words)] for j in range(120)) + f" {i}."}
+            for i in range(12)]
+    app = ray_ingestion(settings(tmp_path / "data", ingest_batch_size=2,
+                                 ingest_commit_chunks=6))
+    acknowledged: list[str] = []
+    killed: list[int] = []
+    first_commit = threading.Event()
+
+    def kill_a_worker() -> None:
+        first_commit.wait(300)
+        deadline = time.monotonic() + 120
+        while not killed and time.monotonic() < deadline:
+            for pid in descendants_named("MapBatches(EmbedBatch)"):
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+                break
+            time.sleep(0.05)
+
+    def on_commit(ids: list[str]) -> None:
+        acknowledged.extend(ids)
+        first_commit.set()
+
+    killer = threading.Thread(target=kill_a_worker, daemon=True)
+    killer.start()
+    try:
+        app.tenants.create("acme")
+        try:
+            first = app.documents.ingest("acme", docs, on_commit=on_commit)
+            print(f"the first run completed: {first.to_dict()}")
+        except Exception as exc:  # Ray gave up on the group: what was acknowledged stays
+            print(f"the first run failed: {type(exc).__name__}: {exc}")
+        killer.join(300)
+        assert killed, "no embedding worker was seen to kill"
+        stored = app.retrieval.tenant_index("acme").store.document_hashes()
+        assert set(acknowledged) <= set(stored)
+        again = app.documents.ingest("acme", docs)  # completes what the first run did not
+        assert again.failed == 0
+        assert again.unchanged >= len(acknowledged)
+        assert set(app.retrieval.tenant_index("acme").store.document_hashes()) == \
+            {d["id"] for d in docs}
+    finally:
+        app.close()
