@@ -170,7 +170,7 @@ def test_the_http_api_answers_through_the_ingress_deployment(stack):
     assert bad.value.body["param"] == "max_tokens"
 
 
-def test_a_replica_killed_mid_run_is_replaced_and_no_request_fails(stack, loop):
+def test_a_replica_killed_between_rounds_fails_no_request(stack, loop):
     """Between two rounds of requests one replica is killed; Serve's router still knows it,
     so requests sent to it fail before their first token and are retried on the other."""
     client, local, refs = stack["client"], stack["local"], stack["refs"]
