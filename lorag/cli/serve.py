@@ -66,7 +66,7 @@ def _serve(args: argparse.Namespace) -> int:
     host = args.host or settings.server.host
     port = settings.server.port if args.port is None else args.port
     if args.ray:
-        return _serve_on_ray(args, settings, host, port)
+        return _serve_on_ray(args, settings)
     container = Lorag(settings)
     try:
         announce = _prepare_demo(container) if args.demo else _plain_announcement
@@ -93,11 +93,15 @@ def _serve(args: argparse.Namespace) -> int:
         container.close()
 
 
-def _serve_on_ray(args: argparse.Namespace, settings: Settings, host: str, port: int) -> int:
-    """Deploy on Ray and keep it up until SIGTERM / Ctrl-C, then delete the application."""
+def _serve_on_ray(args: argparse.Namespace, settings: Settings) -> int:
+    """Deploy on Ray and keep it up until SIGTERM / Ctrl-C, then delete the application.
+    Serve's proxy listens on --host/--port, by default settings.ray.http_host/http_port."""
     import threading
 
     from lorag.cluster.app import serve_on_ray
+
+    host = args.host or settings.ray.http_host
+    port = settings.ray.http_port if args.port is None else args.port
 
     announce = _plain_announcement
     if args.demo:
