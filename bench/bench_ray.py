@@ -44,7 +44,7 @@ def _ingestion(opts: Options, tmp: Path, result: BenchResult) -> None:
     from lorag.app.settings import RaySettings, Settings
     from lorag.cluster.ingest import ray_ingestion
 
-    files, corpus = corpus_files(opts.pick(120, 40, 6))
+    files, corpus = corpus_files(opts.pick(120, 40, 8))
     folder = copy_corpus(files, tmp / "corpus")
     ray.init(num_cpus=2, object_store_memory=500_000_000, include_dashboard=False,
              log_to_driver=False)
@@ -91,7 +91,7 @@ def _chat(opts: Options, tmp: Path, result: BenchResult) -> None:
 
     model = build_tiny_model(tmp / "tiny")
     lora = make_lora(model, tmp / "lora", seed=1)
-    n = opts.pick(64, 24, 6)
+    n = opts.pick(64, 24, 12)
     env = {"LORAG_ENGINE__MODEL": str(model), "LORAG_ENGINE__MAX_MODEL_LEN": "512",
            "LORAG_ENGINE__KV_CACHE_BYTES": str(128 * 2**20), "LORAG_ENVIRONMENT": "test",
            "LORAG_RAY__ADAPTER_CACHE_DIR": str(tmp / "adapter-cache")}
