@@ -7,8 +7,9 @@ cluster: a Ray Data ``map_batches`` over an actor pool whose callable class load
 embedder once per actor. The group's vectors come back in row order and the tenant
 store's single writer commits them in one transaction, so the hash skip (unchanged
 documents embed nothing), crash safety (a group is committed whole or not at all) and
-per-document failures are those of local ingestion. Ray retries a task whose worker
-died, so a killed actor delays a group and loses nothing that was acknowledged.
+per-document failures are those of local ingestion. Ray Data restarts an embedding
+actor that died and retries its batches (its defaults for actor pools), so a killed
+worker delays a group and the run completes.
 """
 
 from __future__ import annotations
@@ -58,8 +59,9 @@ class RayDataEmbedding:
         rows = ray.data.from_items([{"row": i, "text": text} for i, text in enumerate(texts)])
         embedded = rows.map_batches(
             EmbedBatch, fn_constructor_args=(self.embedder, max(1, int(s.ingest_embed_num_cpus))),
-            batch_size=s.ingest_batch_size, concurrency=s.ingest_embed_actors,
-            num_cpus=s.ingest_embed_num_cpus, batch_format="numpy")
+            batch_size=s.ingest_batch_size, num_cpus=s.ingest_embed_num_cpus,
+            compute=ray.data.ActorPoolStrategy(size=s.ingest_embed_actors),
+            batch_format="numpy")
         vectors = np.empty((len(texts), 0), dtype=np.float32)
         for batch in embedded.iter_batches(batch_size=None, batch_format="numpy"):
             if vectors.shape[1] == 0:
