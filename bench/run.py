@@ -67,6 +67,8 @@ BENCHES = [
           {"full": 2400, "quick": 1200, "tiny": 300}),
     Bench("pool", "bench.bench_pool", "routing adapters over a fleet of vLLM servers (simulation)",
           {"full": 1800, "quick": 600, "tiny": 120}),
+    Bench("ray", "bench.bench_ray", "lorag on a local Ray cluster vs lorag alone: ingestion, chat",
+          {"full": 3600, "quick": 2400, "tiny": 900}),
 ]
 BY_NAME = {b.name: b for b in BENCHES}
 LOCK = REPO_DIR / ".cache" / "bench" / "results.lock"

@@ -38,6 +38,9 @@ from retrieval.types import ChunkWrite, DocumentWrite, StoredDocument
 log = logging.getLogger(__name__)
 
 OnCommit = Callable[[list[str]], None]
+EmbedDocuments = Callable[[list[str]], np.ndarray]
+"""Vectors of chunk texts, row for row (by default the tenant index's embedder; a Ray
+Data actor pool for ``lorag ingest --ray``, ``lorag/cluster/ingest.py``)."""
 
 
 def content_hash(doc: LoadedDocument, fingerprint: str) -> str:
@@ -100,8 +103,10 @@ class DocumentService:
     """Ingests, lists and deletes a tenant's documents."""
 
     def __init__(self, settings: IngestSettings, retrieval: Retrieval, tenants: TenantStore,
-                 jobs: JobStore, pii: PiiRedactor | None = None):
+                 jobs: JobStore, pii: PiiRedactor | None = None,
+                 embed_documents: EmbedDocuments | None = None):
         self.settings = settings
+        self.embed_documents = embed_documents
         self.retrieval = retrieval
         self.tenants = tenants
         self.jobs = jobs
@@ -277,7 +282,8 @@ class DocumentService:
         by_text = index.store.vectors_by_text(replaced, embedder.dimension) if replaced else {}
         missing = list(dict.fromkeys(t for t in texts if t not in by_text))
         if missing:
-            by_text.update(zip(missing, embedder.embed_documents(missing)))
+            embed = self.embed_documents or embedder.embed_documents
+            by_text.update(zip(missing, embed(missing)))
         return np.stack([by_text[t] for t in texts]), len(missing)
 
     def _prune(self, index: TenantIndex, run: _Run) -> None:

@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # the parts are imported where they are built, so building is
     from adapters.store import AdapterStore
     from adapters.training import Trainer
     from ingest.pii import PiiRedactor
-    from ingest.service import DocumentService
+    from ingest.service import DocumentService, EmbedDocuments
     from lorag.app.chat import ChatService
     from lorag.app.quality.guard import AnswerChecks
     from lorag.app.rollouts import RolloutService
@@ -36,9 +36,18 @@ log = logging.getLogger(__name__)
 
 
 class Lorag:
-    def __init__(self, settings: Settings | None = None):
+    def __init__(self, settings: Settings | None = None, *,
+                 engine: InferenceEngine | None = None,
+                 embed_documents: EmbedDocuments | None = None):
+        """``engine``: one built elsewhere instead of ``settings.engine.backend``'s (the
+        Ray ingress gives a client of its engine deployment); ``embed_documents``: how
+        ingestion embeds chunks instead of the embedder in this process (a Ray Data actor
+        pool); both from ``lorag/cluster/``."""
         use_local_models_only()
         self.settings = settings or Settings()
+        self._embed_documents = embed_documents
+        if engine is not None:
+            self.__dict__["engine"] = engine  # what the cached property would hold
         self.layout = Layout(self.settings.data_dir)
         self.layout.data_dir.mkdir(parents=True, exist_ok=True)
         self.layout.adapter_imports_dir.mkdir(parents=True, exist_ok=True)
@@ -84,7 +93,7 @@ class Lorag:
         from ingest.service import DocumentService
 
         return DocumentService(self.settings.ingest, self.retrieval, self.tenants, self.jobs,
-                               pii=self.pii_redactor)
+                               pii=self.pii_redactor, embed_documents=self._embed_documents)
 
     @cached_property
     def pii_redactor(self) -> PiiRedactor:

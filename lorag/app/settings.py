@@ -93,6 +93,69 @@ class ServerSettings(BaseModel):
     max_body_bytes: int = Field(32 * 2**20, ge=1024, description="Largest request body accepted.")
 
 
+class RaySettings(BaseModel):
+    """lorag as an application on a Ray cluster (``lorag/cluster/``; README, "Running on a
+    Ray cluster"): the HTTP API as the Serve ingress, the engine as a multiplexed Serve
+    deployment, Ray Data embedding for ``lorag ingest --ray``."""
+
+    address: str | None = Field(
+        None, description="The cluster to join (`ray://head:10001`, `auto`, or `head:6379`); "
+        "None starts a local one-node cluster in the process.")
+    app_name: str = Field("lorag", description="The Serve application's name.")
+    http_host: str = Field("127.0.0.1", description="Where Serve's HTTP proxy listens "
+                           "(0.0.0.0 on a cluster).")
+    http_port: int = Field(8000, ge=0, le=65535, description="Serve's HTTP proxy port.")
+    data_resource: str | None = Field(
+        "lorag_data", description="Custom resource of the node that holds the data directory "
+        "(start it with `ray start --resources '{\"lorag_data\": 1}'`): the ingress and the "
+        "adapter registry are placed there. None: anywhere (one node, or a shared data "
+        "directory).")
+    ingress_replicas: int = Field(1, ge=1, description="Replicas of the HTTP ingress. All run "
+                                  "on the data node: SQLite has one writer per machine.")
+    ingress_num_cpus: float = Field(1.0, ge=0, description="CPUs reserved per ingress replica.")
+    engine_replicas: int = Field(
+        1, ge=1, description="Engine replicas when autoscaling is off (engine_max_replicas None).")
+    engine_min_replicas: int = Field(1, ge=0, description="Autoscaling: fewest engine replicas.")
+    engine_max_replicas: int | None = Field(
+        None, ge=1, description="Autoscaling: most engine replicas; None = a fixed "
+        "engine_replicas.")
+    engine_target_ongoing_requests: float = Field(
+        16.0, gt=0, description="Autoscaling aims at this many requests in flight per engine "
+        "replica (Ray Serve's target_ongoing_requests).")
+    engine_max_ongoing_requests: int = Field(
+        64, ge=1, description="Requests one engine replica takes at once; more wait in Serve's "
+        "queue (or go to another replica).")
+    engine_num_cpus: float = Field(1.0, ge=0, description="CPUs reserved per engine replica.")
+    engine_num_gpus: float = Field(0.0, ge=0, description="GPUs per engine replica (1 on a "
+                                   "GPU node; 0 for the CPU build of vLLM).")
+    max_adapters_per_replica: int = Field(
+        8, ge=1, description="Adapter versions one engine replica keeps loaded "
+        "(@serve.multiplexed's max_num_models_per_replica; least recently used leaves first). "
+        "Serve sends a version's requests to replicas that hold it.")
+    adapter_cache_dir: Path | None = Field(
+        None, description="Where engine replicas keep the adapter files they fetched and "
+        "verified (each node's local disk); None = <temp dir>/lorag-ray/adapters.")
+    ingest_jobs: bool = Field(
+        False, description="The ingress' ingestion jobs (POST /v1/documents) embed with Ray "
+        "Data as `lorag ingest --ray` does; False: in the ingress process.")
+    ingest_embed_actors: int = Field(
+        1, ge=1, description="`lorag ingest --ray`: embedding actors of the Ray Data actor "
+        "pool (each loads the embedder once).")
+    ingest_embed_num_cpus: float = Field(1.0, gt=0, description="CPUs per embedding actor.")
+    ingest_batch_size: int = Field(256, ge=1, description="Chunks per map_batches call.")
+    ingest_commit_chunks: int = Field(
+        4096, ge=1, description="Chunks embedded by one Ray Data run and committed in one "
+        "transaction (ingest.commit_chunks for local ingestion): larger amortises the actor "
+        "pool's start; a crash loses at most this uncommitted group.")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "RaySettings":
+        high = self.engine_max_replicas
+        if high is not None and high < self.engine_min_replicas:
+            raise ValueError("ray.engine_max_replicas must be at least engine_min_replicas")
+        return self
+
+
 def use_local_models_only() -> None:
     """No model hub is reachable: every model comes from a local folder. Called where a
     process starts lorag (the container), never at import."""
@@ -114,6 +177,7 @@ class Settings(BaseSettings):
     server: ServerSettings = ServerSettings()
     chat: ChatSettings = ChatSettings()
     rollouts: RolloutSettings = RolloutSettings()
+    ray: RaySettings = RaySettings()
 
     @model_validator(mode="after")
     def _refuse_insecure_production(self) -> "Settings":

@@ -1,4 +1,4 @@
-"""``lorag ingest --tenant T PATH...`` and ``lorag documents list|delete``."""
+"""``lorag ingest --tenant T [--ray [--address ADDR]] PATH...`` and ``lorag documents list|delete``."""
 
 from __future__ import annotations
 
@@ -29,6 +29,12 @@ def register(subparsers) -> None:
                         help="also delete the tenant's documents that are not among the "
                              "inputs (files, folders, pages)")
     ingest.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ingest.add_argument("--ray", action="store_true",
+                        help="embed on a Ray cluster with Ray Data (an actor pool, settings."
+                             "ray.ingest_*); loading, chunking and writing stay here")
+    ingest.add_argument("--address", default=None,
+                        help="with --ray: the cluster to join (default: settings.ray.address; "
+                             "none starts a local one)")
     ingest.set_defaults(handler=_ingest)
 
     documents = subparsers.add_parser("documents", help="list or delete a tenant's documents")
@@ -49,7 +55,7 @@ def _ingest(args: argparse.Namespace) -> int:
               *(WebPages(sitemap=url) for url in args.sitemap)]
     if not inputs:
         raise InvalidInput("give a PATH, --url or --sitemap", param="paths")
-    app = Lorag()
+    app = _ray_ingestion(args.address) if args.ray else Lorag()
     try:
         show = app.settings.ingest.progress and not args.no_progress and sys.stderr.isatty()
         report = app.documents.ingest(args.tenant, inputs, progress=show, prune=args.prune)
@@ -57,6 +63,16 @@ def _ingest(args: argparse.Namespace) -> int:
         app.close()
     print_json(report.to_dict())
     return 1 if report.failed else 0
+
+
+def _ray_ingestion(address: str | None) -> Lorag:
+    from lorag.app.settings import Settings
+    from lorag.cluster.ingest import ray_ingestion
+    from lorag.cluster.runtime import connect
+
+    settings = Settings()
+    connect(settings.ray, address)
+    return ray_ingestion(settings)
 
 
 def _list(args: argparse.Namespace) -> None:

@@ -1,7 +1,8 @@
 """``lorag serve [--host --port --demo --engine NAME --server URL ...]``: the HTTP API on uvicorn.
 
 ``--engine remote --server http://gpu-1:8000 --server http://gpu-2:8000`` serves from a
-fleet of vLLM OpenAI servers (README, "lorag in front of a fleet of vLLM servers").
+fleet of vLLM OpenAI servers (README, "lorag in front of a fleet of vLLM servers");
+``--ray [--address ADDR]`` deploys lorag as a Ray Serve application (``lorag/cluster/``).
 
 SIGTERM / Ctrl-C: uvicorn stops accepting, lets requests in flight finish (up to
 ``--graceful-seconds``), then the app's shutdown stops the engine.
@@ -34,6 +35,12 @@ def register(subparsers) -> None:
     serve.add_argument("--server", action="append", default=None, metavar="URL",
                        help="a vLLM OpenAI server of the remote engine (repeat for each); "
                             "implies --engine remote; default: settings.engine.remote.servers")
+    serve.add_argument("--ray", action="store_true",
+                       help="run as a Ray Serve application (README, \"Running on a Ray "
+                            "cluster\"): settings.ray gives replicas and placement")
+    serve.add_argument("--address", default=None,
+                       help="with --ray: the Ray cluster to join (default: settings.ray."
+                            "address; none starts a local cluster)")
     serve.set_defaults(handler=_serve)
 
 
@@ -58,6 +65,8 @@ def _serve(args: argparse.Namespace) -> int:
     settings = _with_engine(Settings(), args)
     host = args.host or settings.server.host
     port = settings.server.port if args.port is None else args.port
+    if args.ray:
+        return _serve_on_ray(args, settings)
     container = Lorag(settings)
     try:
         announce = _prepare_demo(container) if args.demo else _plain_announcement
@@ -82,6 +91,31 @@ def _serve(args: argparse.Namespace) -> int:
         return 1 if failed else 0
     finally:
         container.close()
+
+
+def _serve_on_ray(args: argparse.Namespace, settings: Settings) -> int:
+    """Deploy on Ray and keep it up until SIGTERM / Ctrl-C, then delete the application.
+    Serve's proxy listens on --host/--port, by default settings.ray.http_host/http_port."""
+    import threading
+
+    from lorag.cluster.app import serve_on_ray
+
+    host = args.host or settings.ray.http_host
+    port = settings.ray.http_port if args.port is None else args.port
+
+    announce = _plain_announcement
+    if args.demo:
+        container = Lorag(settings)
+        try:
+            announce = _prepare_demo(container)
+        finally:
+            container.close()
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    serve_on_ray(settings, address=args.address, host=host, port=port, on_ready=announce,
+                 stop=stop)
+    return 0
 
 
 def _one_torch_thread() -> None:

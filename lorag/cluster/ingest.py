@@ -1,0 +1,81 @@
+"""Ray Data embedding for ingestion (``lorag ingest --ray``, and ingestion jobs of the
+Ray ingress).
+
+Loading, normalising, PII screening, hashing and chunking run as in local ingestion
+(``ingest/service.py``, unchanged); only the embedding of each commit group goes to the
+cluster: a Ray Data ``map_batches`` over an actor pool whose callable class loads the
+embedder once per actor. The group's vectors come back in row order and the tenant
+store's single writer commits them in one transaction, so the hash skip (unchanged
+documents embed nothing), crash safety (a group is committed whole or not at all) and
+per-document failures are those of local ingestion. Ray Data restarts an embedding
+actor that died and retries its batches (its defaults for actor pools), so a killed
+worker delays a group and the run completes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+
+from adapters.engines.protocol import InferenceEngine
+from lorag.app.container import Lorag
+from lorag.app.settings import RaySettings, Settings
+from retrieval.settings import EmbedderSettings
+
+log = logging.getLogger(__name__)
+
+
+class EmbedBatch:
+    """The map_batches callable: one embedder per actor, loaded when the actor starts."""
+
+    def __init__(self, settings: EmbedderSettings, threads: int):
+        import torch
+
+        from retrieval.embedders import get_embedder
+
+        torch.set_num_threads(threads)
+        self.embedder = get_embedder(settings)
+        self.embedder.warm_up()
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        vectors = self.embedder.embed_documents([str(text) for text in batch["text"]])
+        return {"row": batch["row"], "vector": np.asarray(vectors, dtype=np.float32)}
+
+
+class RayDataEmbedding:
+    """``EmbedDocuments`` on a Ray Data actor pool (``ray.ingest_*`` settings)."""
+
+    def __init__(self, embedder: EmbedderSettings, settings: RaySettings):
+        self.embedder = embedder
+        self.settings = settings
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        import ray.data
+
+        started = time.perf_counter()
+        s = self.settings
+        rows = ray.data.from_items([{"row": i, "text": text} for i, text in enumerate(texts)])
+        embedded = rows.map_batches(
+            EmbedBatch, fn_constructor_args=(self.embedder, max(1, int(s.ingest_embed_num_cpus))),
+            batch_size=s.ingest_batch_size, num_cpus=s.ingest_embed_num_cpus,
+            compute=ray.data.ActorPoolStrategy(size=s.ingest_embed_actors),
+            batch_format="numpy")
+        vectors = np.empty((len(texts), 0), dtype=np.float32)
+        for batch in embedded.iter_batches(batch_size=None, batch_format="numpy"):
+            if vectors.shape[1] == 0:
+                vectors = np.empty((len(texts), batch["vector"].shape[1]), dtype=np.float32)
+            vectors[batch["row"]] = batch["vector"]
+        log.info("Ray Data embedded %d chunks in %.1f s", len(texts),
+                 time.perf_counter() - started)
+        return vectors
+
+
+def ray_ingestion(settings: Settings, *, engine: InferenceEngine | None = None) -> Lorag:
+    """A container whose ingestion embeds on the cluster, committing groups of
+    ``ray.ingest_commit_chunks`` chunks (ray must be connected); ``engine`` as ``Lorag``'s."""
+    ingest = settings.ingest.model_copy(update={"commit_chunks": settings.ray.ingest_commit_chunks})
+    settings = settings.model_copy(update={"ingest": ingest})
+    return Lorag(settings, engine=engine,
+                 embed_documents=RayDataEmbedding(settings.retrieval.embedder, settings.ray))

@@ -1,0 +1,113 @@
+"""lorag/cluster without a cluster: adapter delivery (the registry and the replica's cache,
+called directly), version ids, and the deployment options the settings give."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from adapters.settings import AdapterSettings, EngineSettings
+from lorag.app.container import Lorag
+from lorag.app.settings import RaySettings, Settings
+from lorag.cluster.adapters import (AdapterCache, AdapterFiles, AdapterRegistry,
+                                    AdapterUnverified, VersionId, adapter_model_id)
+from lorag.core.errors import InvalidInput, NotFound
+
+
+@pytest.fixture
+def registry(tmp_path, tiny_model, tiny_lora_factory):
+    settings = Settings(data_dir=tmp_path / "data", environment="test",
+                        engine=EngineSettings(model=str(tiny_model)),
+                        adapters=AdapterSettings(max_unpacked_bytes=16 * 2**20))
+    app = Lorag(settings)
+    app.tenants.create("acme")
+    app.adapters.register("acme", "voice", tiny_lora_factory(seed=1))
+    registry = AdapterRegistry(settings)
+    yield app, registry
+    registry.close()
+    app.close()
+
+
+def cache_over(registry: AdapterRegistry, root, deliver=None) -> AdapterCache:
+    async def record(model_id):
+        return registry.record(model_id)
+
+    async def fetch(model_id):
+        delivered = registry.fetch(model_id)
+        return deliver(delivered) if deliver else delivered
+
+    return AdapterCache(root, record=record, fetch=fetch)
+
+
+def test_a_version_id_names_tenant_adapter_version_and_id():
+    parsed = VersionId.parse("acme/voice/v3#17")
+    assert parsed == VersionId("acme", "voice", 3, 17)
+    for bad in ("acme/voice/3#17", "acme/voice/v3", "voice#1", "a/b/vx#1"):
+        with pytest.raises(InvalidInput) as refused:
+            VersionId.parse(bad)
+        assert refused.value.param == "model"
+
+
+def test_a_fetched_copy_is_verified_then_reused(registry, tmp_path):
+    app, reg = registry
+    ref = app.adapters.resolve("acme", "voice")
+    cache = cache_over(reg, tmp_path / "cache")
+    got = asyncio.run(cache.get(adapter_model_id(ref)))
+    assert (got.int_id, got.version) == (ref.int_id, ref.version)
+    assert (got.path / "adapter_model.safetensors").read_bytes() == \
+        (ref.path / "adapter_model.safetensors").read_bytes()
+    asyncio.run(cache.get(adapter_model_id(ref)))
+    assert cache.counts == {"cache_hits": 1, "fetches": 1, "refused_copies": 0}
+
+
+def test_a_copy_altered_in_transit_is_refused_and_nothing_is_cached(registry, tmp_path):
+    app, reg = registry
+    ref = app.adapters.resolve("acme", "voice")
+
+    def tamper(delivered: AdapterFiles) -> AdapterFiles:
+        files = dict(delivered.files)
+        files["adapter_model.safetensors"] = files["adapter_model.safetensors"][:-1] + b"\0"
+        return AdapterFiles(delivered.record, files)
+
+    cache = cache_over(reg, tmp_path / "cache", tamper)
+    with pytest.raises(AdapterUnverified) as refused:
+        asyncio.run(cache.get(adapter_model_id(ref)))
+    assert refused.value.param == "adapter" and refused.value.code == "adapter_unverified"
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_a_file_name_leaving_its_folder_is_refused(registry, tmp_path):
+    app, reg = registry
+    ref = app.adapters.resolve("acme", "voice")
+
+    def escape(delivered: AdapterFiles) -> AdapterFiles:
+        return AdapterFiles(delivered.record, {**delivered.files, "../evil": b"x"})
+
+    with pytest.raises(AdapterUnverified):
+        asyncio.run(cache_over(reg, tmp_path / "cache", escape).get(adapter_model_id(ref)))
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_a_deleted_or_recreated_version_is_not_found(registry, tiny_lora_factory):
+    app, reg = registry
+    ref = app.adapters.resolve("acme", "voice")
+    app.adapters.delete("acme", "voice")
+    with pytest.raises(NotFound):
+        reg.fetch(adapter_model_id(ref))
+    app.adapters.register("acme", "voice", tiny_lora_factory(seed=1))  # v2, another id
+    stale = adapter_model_id(ref).replace("/v1#", "/v2#")
+    with pytest.raises(NotFound):
+        reg.fetch(stale)
+
+
+def test_engine_options_follow_the_settings():
+    from lorag.cluster.app import _engine_options
+
+    fixed = _engine_options(RaySettings(engine_replicas=3, engine_num_gpus=1))
+    assert fixed["num_replicas"] == 3 and "autoscaling_config" not in fixed
+    assert fixed["ray_actor_options"]["num_gpus"] == 1
+    scaled = _engine_options(RaySettings(engine_min_replicas=1, engine_max_replicas=8))
+    assert scaled["autoscaling_config"]["max_replicas"] == 8 and "num_replicas" not in scaled
+    with pytest.raises(ValueError):
+        RaySettings(engine_min_replicas=4, engine_max_replicas=2)
