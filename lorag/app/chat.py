@@ -206,6 +206,44 @@ class ChatService:
             role=role, index_state=index_state, template_sha256=self.template_sha256(brand),
             n=request.n, tools=plan)
 
+    async def prepare_completion(self, tenant_id: str, request: ChatRequest) -> PreparedChat:
+        """A raw completion (``/v1/completions``): the brand's adapter on the one user
+        message's text as it is, no chat template and no system prompt; with retrieval
+        on (the request's mode not ``off``), the numbered sources and their instructions
+        go before it, as many as fit. Raises as ``prepare`` (param ``prompt`` for a
+        prompt that does not fit)."""
+        brand = self._brand(tenant_id, request.brand)
+        raw = _last_user_text(request.messages)
+        max_tokens = self._max_tokens(request.max_tokens)
+        sampling = self._sampling(request, max_tokens, ToolPlan())
+        started = time.perf_counter()
+        hits, index_state = await self._retrieve(tenant_id, brand, request)
+        retrieval_seconds = time.perf_counter() - started
+        adapter, target, role = self._route(tenant_id, brand, request)
+        hits = self._relevant(hits)
+        budget = self.engine.max_model_len - max_tokens
+
+        def measure(n_hits: int) -> tuple[str, int]:
+            sources = _system_text("", hits, n_hits) if hits is not None else ""
+            text = f"{sources}\n\n{raw}" if sources else raw
+            return text, self.engine.count_tokens(text)
+
+        n_hits = _largest(lambda n: measure(n)[1] <= budget, 0, len(hits or []))
+        if n_hits is None:
+            raise InvalidInput(f"the prompt needs {measure(0)[1]} tokens; with max_tokens="
+                               f"{max_tokens} that exceeds the context of "
+                               f"{self.engine.max_model_len} tokens", param="prompt",
+                               code="context_length_exceeded")
+        text, tokens = measure(n_hits)
+        kept = (hits or [])[:n_hits]
+        return PreparedChat(
+            request_id=request.request_id, tenant_id=tenant_id, brand=brand.name, prompt=text,
+            prompt_tokens=tokens, sampling=sampling, adapter=adapter,
+            citations=tuple(_citation(i + 1, hit) for i, hit in enumerate(kept)),
+            retrieved=len(hits or []), dropped_turns=0, retrieval_seconds=retrieval_seconds,
+            sources=tuple(hit.text for hit in kept), quality=brand.quality, target=target,
+            role=role, index_state=index_state, n=request.n)
+
     def template_sha256(self, brand: Brand) -> str:
         """SHA-256 of what turns a conversation into this brand's prompt: the engine's
         chat template (rendered once over placeholder messages), the brand's system
