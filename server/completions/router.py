@@ -12,7 +12,6 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from lorag.app.chat import ChatRequest, RetrievalOptions
-from lorag.core.errors import InvalidInput
 from lorag.core.modes import RetrievalMode
 from server.chat.serving import STREAM_HEADERS, cancel_on_disconnect
 from server.completions import schemas
@@ -31,8 +30,6 @@ router = APIRouter(tags=["chat"])
 async def create_completion(body: schemas.CompletionRequest, request: Request,
                             tenant: TenantId, lorag: Lorag, metrics: AppMetrics) -> Any:
     started = time.perf_counter()
-    if body.suffix is not None:
-        raise InvalidInput("suffix is not supported", param="suffix")
     prepared = await lorag.chat.prepare_completion(tenant, to_chat_request(body))
     request.state.brand = prepared.brand
     metrics.retrieval.labels(tenant, "completion").observe(prepared.retrieval_seconds)

@@ -32,7 +32,6 @@ class CompletionRequest(Request):
     frequency_penalty: StrictFloat = Field(0.0, ge=-2.0, le=2.0)
     logit_bias: dict[str, StrictFloat | StrictInt] | None = None
     best_of: StrictInt | None = Field(None, ge=1, le=1, description="Only 1 (the default).")
-    suffix: None = Field(None, description="Not supported (insertion): refused when set.")
     user: str | None = Field(None, max_length=512, description="Your end user's id: also the "
                              "sticky key of a brand's traffic split.")
     retrieval: RetrievalParams | None = Field(
