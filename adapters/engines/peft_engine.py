@@ -161,8 +161,10 @@ class PeftEngine(ChatPrompts):
             out = model(input_ids=state.input_ids, past_key_values=state.cache, use_cache=True)
         state.cache = out.past_key_values
         logits = out.logits[0, -1].float()
-        for token_id, bias in state.sampling.logit_bias:
-            logits[token_id] += bias
+        if state.sampling.logit_bias:
+            logits = logits.clone()  # an inference tensor cannot be changed in place
+            for token_id, bias in state.sampling.logit_bias:
+                logits[token_id] += bias
         token = _sample(logits, state.sampling, state.generator)
         logprobs = torch.log_softmax(logits, dim=-1)
         state.tokens.append(token)
