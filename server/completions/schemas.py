@@ -87,4 +87,6 @@ class Completion(BaseModel):
     model: str
     choices: list[CompletionChoice]
     usage: Usage | None = None
-    citations: list[Citation] | None = None
+    citations: list[Citation] | None = Field(None, description="The sources put before the "
+                                             "prompt (empty without retrieval); in a stream, "
+                                             "on its first event.")

@@ -36,7 +36,7 @@ class CompletionServing(ChatServing):
             for i in range(self.prepared.n)]
         return schemas.Completion(id=self.prepared.request_id, created=self.created,
                                   model=self.prepared.brand, choices=choices,
-                                  usage=self._usage(), citations=self._citations())
+                                  usage=self._usage(), citations=self.citations)
 
     async def completion_events(self, include_usage: bool) -> AsyncIterator[str]:
         """Text deltas per choice (the prompt first with ``echo``), then each choice's
