@@ -130,6 +130,7 @@ class VLLMEngine(ChatPrompts):
         ids = self._tokenizer.encode(prompt_text(self, request), add_special_tokens=False)
         params = self._sampling(request.sampling, room_for(len(ids), request.sampling.max_tokens,
                                                            self.max_model_len))
+        _check_structured(params)
         lora = await self._lora(request.adapter) if request.adapter else None
         int_id = request.adapter.int_id if request.adapter else None
         self._inflight.add(int_id)
@@ -246,6 +247,20 @@ class VLLMEngine(ChatPrompts):
     async def abort(self, request_id: str) -> None:
         if self._llm is not None:
             await self._llm.abort(request_id)
+
+
+def _check_structured(params) -> None:
+    """Raises InvalidInput (param ``response_format``) for a JSON schema the guided
+    decoding backend cannot compile, before the request reaches the engine."""
+    if params.structured_outputs is None:
+        return
+    from vllm.v1.structured_output.backend_xgrammar import validate_xgrammar_grammar
+
+    try:
+        validate_xgrammar_grammar(params)
+    except Exception as exc:
+        raise InvalidInput(f"the JSON schema cannot be used for guided decoding: {exc}",
+                           param="response_format") from None
 
 
 def _token_logprobs(output, sampling: Sampling) -> list[TokenLogprob]:

@@ -361,7 +361,9 @@ class ChatService:
             top_logprobs=request.top_logprobs, presence_penalty=request.presence_penalty,
             frequency_penalty=request.frequency_penalty, logit_bias=request.logit_bias,
             structured=forced or request.response_format)
-        missing = sorted(sampling.features() - self.engine.features, key=lambda f: f.value)
+        # an engine that declares no features honours none of them (refused, not ignored)
+        honoured = getattr(self.engine, "features", frozenset())
+        missing = sorted(sampling.features() - honoured, key=lambda f: f.value)
         if missing:
             param = _feature_param(missing[0], request, forced is not None)
             raise InvalidInput(f"{param} is not supported by this server's inference engine "

@@ -603,6 +603,15 @@ def test_async_parse_and_json_object(server, keys):
     assert loose.choices[0].message.content.startswith("{")
 
 
+
+def test_a_schema_guided_decoding_cannot_use_is_400(acme):
+    bad = {"type": "object", "properties": {"code": {"type": "string", "pattern": "[a-"}}}
+    assert_error(acme.post("/v1/chat/completions", json={
+        "model": "acme-base", "messages": user("hi"), "response_format": {
+            "type": "json_schema", "json_schema": {"name": "bad", "schema": bad}}}),
+        400, param="response_format")
+
+
 def test_a_forced_tool_call_comes_back_as_tool_calls_and_its_result_is_answered(oai):
     question = user("What is the weather in Paris, and when does the store open?")
     first = oai.chat.completions.create(model="acme-support", messages=question,
