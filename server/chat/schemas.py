@@ -33,7 +33,8 @@ class ToolCall(Request):
 
 
 class ChatMessage(Request):
-    role: Literal["system", "user", "assistant", "tool"]
+    role: Literal["system", "developer", "user", "assistant", "tool"] = Field(
+        description="`developer` is taken as `system`.")
     name: str | None = None
     tool_calls: list[ToolCall] | None = Field(None, description="An assistant's calls.")
     tool_call_id: str | None = Field(None, max_length=200, validate_default=True,
@@ -72,7 +73,8 @@ class ChatMessage(Request):
         return "".join(part.text for part in self.content)
 
     def as_dict(self) -> dict:
-        message: dict[str, Any] = {"role": self.role, "content": self.text()}
+        role = "system" if self.role == "developer" else self.role
+        message: dict[str, Any] = {"role": role, "content": self.text()}
         if self.tool_calls:
             message["tool_calls"] = [{"id": c.id, "name": c.function.name,
                                       "arguments": c.function.arguments} for c in self.tool_calls]

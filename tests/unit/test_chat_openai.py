@@ -170,6 +170,15 @@ def test_http_n_choices_logprobs_and_streamed_choices(http):
     assert text == {0: "Hello there", 1: "Hello there"}
 
 
+def test_http_developer_messages_are_system_messages(http):
+    client, container = http
+    response = client.post("/v1/chat/completions", json={"model": "support", "messages": [
+        {"role": "developer", "content": "Be brief."}, {"role": "user", "content": "hi"}]})
+    assert response.status_code == 200, response.text
+    assert "<system>" in container.engine.requests[-1].prompt
+    assert "Be brief." in container.engine.requests[-1].prompt
+
+
 def test_http_engine_without_guided_decoding_refuses_response_format(http):
     client, container = http
     container.engine.features = frozenset({EngineFeature.TOP_LOGPROBS})
