@@ -120,12 +120,13 @@ def test_greedy_answers_equal_the_in_process_engine(kit, oracle):
 
 
 def test_sampling_features_reach_the_servers_as_the_in_process_engine_applies_them(kit, oracle):
-    sampling = dict(max_tokens=24, logprobs=True, top_logprobs=2, presence_penalty=0.5,
+    sampling = dict(max_tokens=48, logprobs=True, top_logprobs=2, presence_penalty=0.5,
                     frequency_penalty=0.5, logit_bias=((BIASED_TOKEN, 3.0),),
                     structured=StructuredOutput(SHORT_SCHEMA))
     ours = kit.run(collect(kit.engine, request(kit.refs["a"], **sampling)))
     reference = kit.run(collect(oracle, request(kit.refs["a"], **sampling)))
-    assert ours.tokens == reference.tokens and json.loads(ours.text)["answer"] in ("yes", "no")
+    assert ours.tokens == reference.tokens and ours.finish_reason == "stop"
+    assert json.loads(ours.text)["answer"] in ("yes", "no")
     assert [t.token for t in ours.scored] == [t.token for t in reference.scored]
     assert [[token for token, _ in t.top] for t in ours.scored] == \
         [[token for token, _ in t.top] for t in reference.scored]
