@@ -130,10 +130,10 @@ class ToolPlan:
             return (None, [new_call(self.function, text)]) if _is_json(text) else (text, [])
         if self.mode is ToolMode.REQUIRED:
             try:
-                calls = json.loads(text)
-            except ValueError:
+                calls = [new_call(c["name"], json.dumps(c["arguments"])) for c in json.loads(text)]
+            except (ValueError, TypeError, KeyError):  # not the array asked for (cut short)
                 return text, []
-            return None, [new_call(c["name"], json.dumps(c["arguments"])) for c in calls]
+            return (None, calls) if calls else (text, [])
         if self.mode is ToolMode.AUTO:
             return _read_tagged(text, {tool.name for tool in self.tools})
         return text, []

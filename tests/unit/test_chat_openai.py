@@ -55,6 +55,8 @@ def test_tool_plan_modes_constraints_and_reading():
     assert names == [["get_weather"], ["get_time"]]
     _, calls = required.read('[{"name":"get_time","arguments":{}},{"name":"get_weather","arguments":{"city":"London"}}]')
     assert [(c.name, json.loads(c.arguments)) for c in calls] == [("get_time", {}), ("get_weather", {"city": "London"})]
+    assert required.read('[{"name": "get_time"}]') == ('[{"name": "get_time"}]', [])
+    assert required.read("Hello") == ("Hello", [])
     auto = ToolPlan.of((WEATHER,), "auto")
     assert auto.constraint() is None
     content, calls = auto.read('Let me check.<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>')
