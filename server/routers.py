@@ -4,6 +4,8 @@ from server.admin import adapters, brands, rollouts as admin_rollouts, tenants, 
 from server.chat import router as chat
 from server.chat import stored
 from server.console import router as console
+from server.completions import router as completions
+from server.embeddings import router as embeddings
 from server.feedback import router as feedback
 from server.documents import router as documents
 from server.health import router as health
@@ -15,4 +17,4 @@ from server.search import router as search
 ROUTERS = [chat.router, models.router, search.router, documents.router, jobs.router,
            tenants.router, brands.router, adapters.router, training.router, health.router,
            stored.router, feedback.router, rollouts.router, admin_rollouts.router,
-           console.router]
+           completions.router, embeddings.router, console.router]

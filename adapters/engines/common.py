@@ -9,7 +9,7 @@ import shutil
 from collections import Counter
 from pathlib import Path
 
-from adapters.engines.protocol import AdapterRef, GenerationRequest, InferenceEngine
+from adapters.engines.protocol import AdapterRef, GenerationRequest, InferenceEngine, Sampling
 from lorag.core.errors import InvalidInput, NotFound, Unavailable
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,14 @@ def room_for(prompt_tokens: int, max_tokens: int, max_model_len: int) -> int:
     if max_tokens < 1:
         raise InvalidInput("max_tokens must be at least 1", param="max_tokens")
     return min(max_tokens, max_model_len - prompt_tokens)
+
+
+def check_logit_bias(sampling: Sampling, vocab_size: int) -> None:
+    """Raises InvalidInput (param ``logit_bias``) for a token id outside the vocabulary."""
+    for token_id, _ in sampling.logit_bias:
+        if not 0 <= token_id < vocab_size:
+            raise InvalidInput(f"logit_bias: token id {token_id} is not in the model's "
+                               f"vocabulary of {vocab_size} tokens", param="logit_bias")
 
 
 def adapter_label(ref: AdapterRef) -> str:

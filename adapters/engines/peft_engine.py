@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, AsyncIterator
 
-from adapters.engines.protocol import AdapterRef, GenerationChunk, GenerationRequest, Sampling
+from adapters.engines.protocol import (AdapterRef, EngineFeature, GenerationChunk,
+                                      GenerationRequest, Sampling, TokenLogprob)
 from adapters.engines.common import (AdapterSnapshots, ChatPrompts, InFlight, adapter_label,
-                                     prompt_text, room_for)
+                                     check_logit_bias, prompt_text, room_for)
 from adapters.settings import EngineSettings
 from adapters.validation import InvalidAdapter
 from lorag.core.errors import LoragError, NotFound, ServerError
@@ -43,7 +44,11 @@ class _Decode:
 
 
 class PeftEngine(ChatPrompts):
-    """InferenceEngine on transformers + PEFT. Construction is cheap; ``warm_up()`` loads."""
+    """InferenceEngine on transformers + PEFT. Construction is cheap; ``warm_up()`` loads.
+
+    No guided decoding and no penalties: requests that need them are refused (400)."""
+
+    features = frozenset({EngineFeature.TOP_LOGPROBS, EngineFeature.LOGIT_BIAS})
 
     def __init__(self, settings: EngineSettings, *, model: str, work_dir: Path):
         self.settings = settings
@@ -115,6 +120,7 @@ class PeftEngine(ChatPrompts):
         import torch
 
         self._require_ready()
+        check_logit_bias(request.sampling, len(self._tokenizer))
         ids = self._tokenizer.encode(prompt_text(self, request), add_special_tokens=False)
         room = room_for(len(ids), request.sampling.max_tokens, self.max_model_len)
         key = await self._adapter(request.adapter) if request.adapter else None
@@ -155,11 +161,22 @@ class PeftEngine(ChatPrompts):
             out = model(input_ids=state.input_ids, past_key_values=state.cache, use_cache=True)
         state.cache = out.past_key_values
         logits = out.logits[0, -1].float()
+        if state.sampling.logit_bias:
+            logits = logits.clone()  # an inference tensor cannot be changed in place
+            for token_id, bias in state.sampling.logit_bias:
+                logits[token_id] += bias
         token = _sample(logits, state.sampling, state.generator)
-        logprob = torch.log_softmax(logits, dim=-1)[token].item()
+        logprobs = torch.log_softmax(logits, dim=-1)
         state.tokens.append(token)
         state.input_ids = torch.tensor([[token]])
-        return self._chunk(state, token, logprob)
+        return self._chunk(state, token, self._scored(logprobs, token, state.sampling))
+
+    def _scored(self, logprobs, token: int, sampling: Sampling) -> TokenLogprob:
+        top = []
+        if sampling.logprobs and sampling.top_logprobs:
+            values, ids = logprobs.topk(sampling.top_logprobs)
+            top = [(self._tokenizer.decode([int(i)]), float(v)) for v, i in zip(values, ids)]
+        return TokenLogprob(self._tokenizer.decode([token]), float(logprobs[token]), tuple(top))
 
     def _select(self, key: str | None):
         if key is None:
@@ -167,7 +184,7 @@ class PeftEngine(ChatPrompts):
         self._peft.set_adapter(key)
         return self._peft
 
-    def _chunk(self, state: _Decode, token: int, logprob: float) -> GenerationChunk:
+    def _chunk(self, state: _Decode, token: int, scored: TokenLogprob) -> GenerationChunk:
         finish = "stop" if token in self._eos else None
         text = self._tokenizer.decode(state.tokens, skip_special_tokens=True)
         for stop in state.sampling.stop:
@@ -178,9 +195,10 @@ class PeftEngine(ChatPrompts):
         if finish is None and text.endswith("\ufffd"):
             text = state.text  # an incomplete UTF-8 sequence: wait for its next bytes
         delta, state.text = text[len(state.text):], text
+        wanted = state.sampling.logprobs
         return GenerationChunk(text=delta, token_ids=[token],
-                               logprobs=[logprob] if state.sampling.logprobs else [],
-                               finish_reason=finish)
+                               logprobs=[scored.logprob] if wanted else [],
+                               token_logprobs=[scored] if wanted else [], finish_reason=finish)
 
     async def abort(self, request_id: str) -> None:
         if request_id in self._running:

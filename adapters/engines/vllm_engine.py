@@ -17,9 +17,10 @@ import time
 from pathlib import Path
 from typing import AsyncIterator
 
-from adapters.engines.protocol import AdapterRef, GenerationChunk, GenerationRequest, Sampling
+from adapters.engines.protocol import (AdapterRef, EngineFeature, GenerationChunk,
+                                      GenerationRequest, Sampling, TokenLogprob)
 from adapters.engines.common import (AdapterSnapshots, ChatPrompts, InFlight, adapter_label,
-                                     prompt_text, room_for)
+                                     check_logit_bias, prompt_text, room_for)
 from adapters.settings import EngineSettings
 from adapters.validation import BaseModelSpec, InvalidAdapter, check_served_names
 from lorag.core.errors import InvalidInput, LoragError, NotFound, ServerError, Unavailable
@@ -40,6 +41,8 @@ def vllm_lora_rank(max_rank: int) -> int:
 
 class VLLMEngine(ChatPrompts):
     """InferenceEngine on vLLM. Construction is cheap; ``warm_up()`` starts vLLM."""
+
+    features = frozenset(EngineFeature)  # structured output by xgrammar, see _engine_args
 
     def __init__(self, settings: EngineSettings, *, model: str, work_dir: Path):
         self.settings = settings
@@ -99,6 +102,8 @@ class VLLMEngine(ChatPrompts):
             enable_lora=True, max_loras=s.max_loras, max_cpu_loras=max(s.max_cpu_loras, s.max_loras),
             max_lora_rank=vllm_lora_rank(s.max_lora_rank), lora_target_modules=s.lora_target_modules,
             kv_cache_memory_bytes=s.kv_cache_bytes, enforce_eager=s.enforce_eager,
+            # compact JSON: with any whitespace allowed, small models loop on it
+            structured_outputs_config={"backend": "xgrammar", "disable_any_whitespace": True},
             disable_log_stats=True)  # vLLM's CPU LoRA ops are replaced by a plugin: vllm_cpu_fix
 
     def ready(self) -> bool:
@@ -121,9 +126,11 @@ class VLLMEngine(ChatPrompts):
         """Stream deltas. Raises InvalidInput (messages too long), NotFound (a deleted
         adapter), InvalidAdapter (vLLM refused the adapter), Unavailable (not running)."""
         self._require_ready()
+        check_logit_bias(request.sampling, len(self._tokenizer))
         ids = self._tokenizer.encode(prompt_text(self, request), add_special_tokens=False)
         params = self._sampling(request.sampling, room_for(len(ids), request.sampling.max_tokens,
                                                            self.max_model_len))
+        _check_structured(params)
         lora = await self._lora(request.adapter) if request.adapter else None
         int_id = request.adapter.int_id if request.adapter else None
         self._inflight.add(int_id)
@@ -141,9 +148,10 @@ class VLLMEngine(ChatPrompts):
                                                 request.request_id, lora_request=lora):
                 output = out.outputs[0]
                 produced += len(output.token_ids)
+                scored = _token_logprobs(output, request.sampling) if request.sampling.logprobs else []
                 yield GenerationChunk(
                     text=output.text, token_ids=list(output.token_ids),
-                    logprobs=_sampled_logprobs(output) if request.sampling.logprobs else [],
+                    logprobs=[t.logprob for t in scored], token_logprobs=scored,
                     finish_reason=_finish_reason(output.finish_reason) if out.finished else None,
                     prompt_tokens=len(ids), completion_tokens=produced)
         except (asyncio.CancelledError, GeneratorExit):
@@ -163,12 +171,21 @@ class VLLMEngine(ChatPrompts):
         return ServerError(f"generation failed: {name}")
 
     def _sampling(self, sampling: Sampling, max_tokens: int):
-        from vllm.sampling_params import RequestOutputKind, SamplingParams
+        from vllm.sampling_params import RequestOutputKind, SamplingParams, StructuredOutputsParams
 
+        structured = None
+        if sampling.structured is not None:
+            schema = sampling.structured.schema
+            structured = (StructuredOutputsParams(json=schema) if schema is not None
+                          else StructuredOutputsParams(json_object=True))
         return SamplingParams(
             n=1, max_tokens=max_tokens, temperature=sampling.temperature, top_p=sampling.top_p,
             stop=list(sampling.stop) or None, seed=sampling.seed,
-            logprobs=0 if sampling.logprobs else None, output_kind=RequestOutputKind.DELTA)
+            presence_penalty=sampling.presence_penalty,
+            frequency_penalty=sampling.frequency_penalty,
+            logit_bias=dict(sampling.logit_bias) or None, structured_outputs=structured,
+            logprobs=sampling.top_logprobs if sampling.logprobs else None,
+            output_kind=RequestOutputKind.DELTA)
 
     # -- adapters ----------------------------------------------------------------------
 
@@ -232,11 +249,29 @@ class VLLMEngine(ChatPrompts):
             await self._llm.abort(request_id)
 
 
-def _sampled_logprobs(output) -> list[float]:
-    """The log-probability of each sampled token (vLLM returns it with ``logprobs=0``)."""
-    if not output.logprobs:
-        return []
-    return [step[token].logprob for token, step in zip(output.token_ids, output.logprobs)]
+def _check_structured(params) -> None:
+    """Raises InvalidInput (param ``response_format``) for a JSON schema the guided
+    decoding backend cannot compile, before the request reaches the engine."""
+    if params.structured_outputs is None:
+        return
+    from vllm.v1.structured_output.backend_xgrammar import validate_xgrammar_grammar
+
+    try:
+        validate_xgrammar_grammar(params)
+    except Exception as exc:
+        raise InvalidInput(f"the JSON schema cannot be used for guided decoding: {exc}",
+                           param="response_format") from None
+
+
+def _token_logprobs(output, sampling: Sampling) -> list[TokenLogprob]:
+    """Each sampled token with its log-probability and the ``top_logprobs`` most likely
+    tokens at its position (vLLM gives the sampled one plus the top ``logprobs``)."""
+    scored = []
+    for token, step in zip(output.token_ids, output.logprobs or ()):
+        ranked = sorted(step.values(), key=lambda lp: lp.rank or 0)[: sampling.top_logprobs]
+        scored.append(TokenLogprob(step[token].decoded_token or "", step[token].logprob,
+                                   tuple((lp.decoded_token or "", lp.logprob) for lp in ranked)))
+    return scored
 
 
 def _finish_reason(reason: str | None) -> str:

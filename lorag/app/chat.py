@@ -17,13 +17,16 @@ import json
 import logging
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import AsyncIterator, Callable, Sequence
 
-from adapters.engines.protocol import AdapterRef, GenerationChunk, GenerationRequest, InferenceEngine, Sampling
+from adapters.engines.protocol import (AdapterRef, EngineFeature, GenerationChunk,
+                                      GenerationRequest, InferenceEngine, Sampling,
+                                      StructuredOutput, TokenLogprob)  # noqa: F401 (for server/)
 from lorag.app.ports import AdapterResolver, BrandLookup, Searcher, TargetRouter
 from lorag.app.quality.guard import AnswerChecks, GroundingVerdict
 from lorag.app.settings import ChatSettings
+from lorag.app.tools import Tool, ToolPlan, render_message
 from lorag.core.brands import Brand, BrandQuality
 from lorag.core.errors import Conflict, InvalidInput, NotFound
 from lorag.core.modes import RetrievalMode, parse_mode
@@ -32,7 +35,7 @@ from retrieval.types import SearchHit
 
 log = logging.getLogger(__name__)
 
-ROLES = ("system", "user", "assistant")
+ROLES = ("system", "user", "assistant", "tool")
 # Search arguments -> the ChatRequest fields they come from.
 _RETRIEVAL_FIELDS = {"k": "retrieval.top_k", "mode": "retrieval.mode",
                      "filters": "retrieval.filters", "query": "messages"}
@@ -71,6 +74,15 @@ class ChatRequest:
     retrieval: RetrievalOptions = RetrievalOptions()
     request_id: str = field(default_factory=lambda: f"chatcmpl-{uuid.uuid4().hex}")
     routing_key: str | None = None  # sticky split key (user / session); None: first message
+    n: int = 1  # answers to generate (choices), each its own engine request
+    logprobs: bool = False
+    top_logprobs: int = 0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    logit_bias: tuple[tuple[int, float], ...] = ()
+    response_format: StructuredOutput | None = None  # JSON output (guided decoding)
+    tools: tuple[Tool, ...] = ()
+    tool_choice: str | None = None  # none / auto / required / a function's name; see ToolPlan
 
 
 @dataclass(frozen=True)
@@ -119,6 +131,8 @@ class PreparedChat:
     # retrieval, or nothing ingested yet); any add raises covered, any delete generation
     index_state: dict | None = None
     template_sha256: str | None = None  # see ChatService.template_sha256
+    n: int = 1
+    tools: ToolPlan = ToolPlan()  # the tools shown and how the answer is read
 
 
 @dataclass(frozen=True)
@@ -171,22 +185,64 @@ class ChatService:
         brand = self._brand(tenant_id, request.brand)
         _check_messages(request.messages)
         max_tokens = self._max_tokens(request.max_tokens)
+        plan = ToolPlan.of(request.tools, request.tool_choice)
+        sampling = self._sampling(request, max_tokens, plan)
         started = time.perf_counter()
         hits, index_state = await self._retrieve(tenant_id, brand, request)
         retrieval_seconds = time.perf_counter() - started
         adapter, target, role = self._route(tenant_id, brand, request)
-        prompt = _Prompt(_join_system(brand.system_prompt, request.messages),
-                         self._relevant(hits), _turns(request.messages))
+        system = "\n\n".join(p for p in (_join_system(brand.system_prompt, request.messages),
+                                         plan.instructions()) if p)
+        prompt = _Prompt(system, self._relevant(hits), _turns(request.messages))
         text, tokens, n_hits, first_turn = self._fit(prompt, max_tokens)
         kept = (prompt.hits or [])[:n_hits]
         citations = tuple(_citation(i + 1, hit) for i, hit in enumerate(kept))
         return PreparedChat(
             request_id=request.request_id, tenant_id=tenant_id, brand=brand.name,
-            prompt=text, prompt_tokens=tokens, sampling=self._sampling(request, max_tokens),
+            prompt=text, prompt_tokens=tokens, sampling=sampling,
             adapter=adapter, citations=citations, retrieved=len(hits or []),
             dropped_turns=first_turn, retrieval_seconds=retrieval_seconds,
             sources=tuple(hit.text for hit in kept), quality=brand.quality, target=target,
-            role=role, index_state=index_state, template_sha256=self.template_sha256(brand))
+            role=role, index_state=index_state, template_sha256=self.template_sha256(brand),
+            n=request.n, tools=plan)
+
+    async def prepare_completion(self, tenant_id: str, request: ChatRequest) -> PreparedChat:
+        """A raw completion (``/v1/completions``): the brand's adapter on the one user
+        message's text as it is, no chat template and no system prompt; with retrieval
+        on (the request's mode not ``off``), the numbered sources and their instructions
+        go before it, as many as fit. Raises as ``prepare`` (param ``prompt`` for a
+        prompt that does not fit)."""
+        brand = self._brand(tenant_id, request.brand)
+        raw = _last_user_text(request.messages)
+        max_tokens = self._max_tokens(request.max_tokens)
+        sampling = self._sampling(request, max_tokens, ToolPlan())
+        started = time.perf_counter()
+        hits, index_state = await self._retrieve(tenant_id, brand, request)
+        retrieval_seconds = time.perf_counter() - started
+        adapter, target, role = self._route(tenant_id, brand, request)
+        hits = self._relevant(hits)
+        budget = self.engine.max_model_len - max_tokens
+
+        def measure(n_hits: int) -> tuple[str, int]:
+            sources = _system_text("", hits, n_hits) if hits is not None else ""
+            text = f"{sources}\n\n{raw}" if sources else raw
+            return text, self.engine.count_tokens(text)
+
+        n_hits = _largest(lambda n: measure(n)[1] <= budget, 0, len(hits or []))
+        if n_hits is None:
+            raise InvalidInput(f"the prompt needs {measure(0)[1]} tokens; with max_tokens="
+                               f"{max_tokens} that exceeds the context of "
+                               f"{self.engine.max_model_len} tokens", param="prompt",
+                               code="context_length_exceeded")
+        text, tokens = measure(n_hits)
+        kept = (hits or [])[:n_hits]
+        return PreparedChat(
+            request_id=request.request_id, tenant_id=tenant_id, brand=brand.name, prompt=text,
+            prompt_tokens=tokens, sampling=sampling, adapter=adapter,
+            citations=tuple(_citation(i + 1, hit) for i, hit in enumerate(kept)),
+            retrieved=len(hits or []), dropped_turns=0, retrieval_seconds=retrieval_seconds,
+            sources=tuple(hit.text for hit in kept), quality=brand.quality, target=target,
+            role=role, index_state=index_state, n=request.n)
 
     def template_sha256(self, brand: Brand) -> str:
         """SHA-256 of what turns a conversation into this brand's prompt: the engine's
@@ -203,11 +259,16 @@ class ChatService:
                  NOTHING_FOUND, NOTHING_FITS]
         return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
-    async def generate(self, prepared: PreparedChat) -> AsyncIterator[GenerationChunk]:
-        """Stream the engine's chunks; a consumer that stops early (client gone,
-        cancellation) aborts the engine request so its slot is freed at once."""
-        request = GenerationRequest(request_id=prepared.request_id, prompt=prepared.prompt,
-                                    sampling=prepared.sampling, adapter=prepared.adapter)
+    async def generate(self, prepared: PreparedChat, choice: int = 0) -> AsyncIterator[GenerationChunk]:
+        """Stream the engine's chunks of answer ``choice`` (0 .. n-1: each its own engine
+        request, a given seed advanced by ``choice``); a consumer that stops early
+        (client gone, cancellation) aborts the engine request so its slot is freed."""
+        sampling = prepared.sampling
+        if choice and sampling.seed is not None:
+            sampling = replace(sampling, seed=sampling.seed + choice)
+        request_id = prepared.request_id if choice == 0 else f"{prepared.request_id}-{choice}"
+        request = GenerationRequest(request_id=request_id, prompt=prepared.prompt,
+                                    sampling=sampling, adapter=prepared.adapter)
         finished = False
         try:
             async for chunk in self.engine.generate(request):
@@ -215,7 +276,7 @@ class ChatService:
                 yield chunk
         finally:
             if not finished:
-                await self._abort(prepared)
+                await self._abort(prepared, request_id)
 
     async def complete(self, tenant_id: str, request: ChatRequest) -> ChatResult:
         """Prepare and generate the whole answer (the non-streaming path)."""
@@ -286,11 +347,29 @@ class ChatService:
             raise InvalidInput(f"max_tokens must be between 1 and {limit}", param="max_tokens")
         return min(max_tokens, limit)
 
-    def _sampling(self, request: ChatRequest, max_tokens: int) -> Sampling:
+    def _sampling(self, request: ChatRequest, max_tokens: int, plan: ToolPlan) -> Sampling:
+        """Raises InvalidInput naming the request field the engine cannot honour."""
         temperature = (self.settings.default_temperature if request.temperature is None
                        else request.temperature)
-        return Sampling(max_tokens=max_tokens, temperature=temperature, top_p=request.top_p,
-                        stop=tuple(request.stop), seed=request.seed)
+        forced = plan.constraint()
+        if forced is not None and request.response_format is not None:
+            raise InvalidInput("response_format cannot be combined with a forced tool call "
+                               "(tool_choice required or a function)", param="response_format")
+        sampling = Sampling(
+            max_tokens=max_tokens, temperature=temperature, top_p=request.top_p,
+            stop=tuple(request.stop), seed=request.seed, logprobs=request.logprobs,
+            top_logprobs=request.top_logprobs, presence_penalty=request.presence_penalty,
+            frequency_penalty=request.frequency_penalty, logit_bias=request.logit_bias,
+            structured=forced or request.response_format)
+        # an engine that declares no features honours none of them (refused, not ignored)
+        honoured = getattr(self.engine, "features", frozenset())
+        missing = sorted(sampling.features() - honoured, key=lambda f: f.value)
+        if missing:
+            param = _feature_param(missing[0], request, forced is not None)
+            raise InvalidInput(f"{param} is not supported by this server's inference engine "
+                               f"({type(self.engine).__name__})", param=param,
+                               code="unsupported_parameter")
+        return sampling
 
     async def _retrieve(self, tenant_id: str, brand: Brand, request: ChatRequest
                         ) -> tuple[list[SearchHit] | None, dict | None]:
@@ -359,18 +438,18 @@ class ChatService:
 
         return measure
 
-    async def _abort(self, prepared: PreparedChat) -> None:
+    async def _abort(self, prepared: PreparedChat, request_id: str) -> None:
         # Shielded: the caller is usually being cancelled, and the abort must still run.
-        task = asyncio.ensure_future(self.engine.abort(prepared.request_id))
+        task = asyncio.ensure_future(self.engine.abort(request_id))
         try:
             await asyncio.shield(task)
         except asyncio.CancelledError:
             pass
         except Exception:
-            log.exception("abort failed request=%s tenant=%s brand=%s", prepared.request_id,
+            log.exception("abort failed request=%s tenant=%s brand=%s", request_id,
                           prepared.tenant_id, prepared.brand)
         else:
-            log.info("aborted request=%s tenant=%s brand=%s", prepared.request_id,
+            log.info("aborted request=%s tenant=%s brand=%s", request_id,
                      prepared.tenant_id, prepared.brand)
 
 
@@ -389,6 +468,15 @@ def usage_of(prepared: PreparedChat, last: GenerationChunk | None) -> Usage:
     return Usage(last.prompt_tokens or prepared.prompt_tokens, last.completion_tokens)
 
 
+def _feature_param(feature: EngineFeature, request: ChatRequest, forced_tool: bool) -> str:
+    """The request field that asked for ``feature``."""
+    if feature is EngineFeature.STRUCTURED_OUTPUT:
+        return "tool_choice" if forced_tool else "response_format"
+    if feature is EngineFeature.PENALTIES:
+        return "presence_penalty" if request.presence_penalty else "frequency_penalty"
+    return feature.value  # logit_bias, top_logprobs: the field's own name
+
+
 # -- prompt parts ---------------------------------------------------------------------------
 
 def _check_messages(messages: Sequence[dict]) -> None:
@@ -399,8 +487,19 @@ def _check_messages(messages: Sequence[dict]) -> None:
             raise InvalidInput(f"role must be one of {', '.join(ROLES)}", param=f"messages[{i}].role")
         if not isinstance(message.get("content"), str):
             raise InvalidInput("content must be a string", param=f"messages[{i}].content")
+        if message["role"] == "tool" and (i == 0 or not _follows_tool_calls(messages, i)):
+            raise InvalidInput("a tool message must answer a tool call of the assistant "
+                               "message before it", param=f"messages[{i}].role")
     if not any(m["role"] == "user" for m in messages):
         raise InvalidInput("messages must contain a user message", param="messages")
+
+
+def _follows_tool_calls(messages: Sequence[dict], i: int) -> bool:
+    """Message ``i`` comes after an assistant message with tool calls (and tools only)."""
+    for message in reversed(messages[:i]):
+        if message["role"] != "tool":
+            return message["role"] == "assistant" and bool(message.get("tool_calls"))
+    return False
 
 
 def _last_user_text(messages: Sequence[dict]) -> str:
@@ -421,7 +520,7 @@ def _turns(messages: Sequence[dict]) -> list[list[dict]]:
             continue
         if message["role"] == "user" or not turns:
             turns.append([])
-        turns[-1].append({"role": message["role"], "content": message["content"]})
+        turns[-1].append(render_message(message))
     return turns
 
 

@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # the parts are imported where they are built, so building is
     from ingest.pii import PiiRedactor
     from ingest.service import DocumentService, EmbedDocuments
     from lorag.app.chat import ChatService
+    from lorag.app.embeddings import EmbeddingService
     from lorag.app.quality.guard import AnswerChecks
     from lorag.app.rollouts import RolloutService
     from lorag.core.answers import AnswerStore
@@ -171,6 +172,13 @@ class Lorag:
         return ChatService(brands=self.brands, adapters=self.adapters, retrieval=self.retrieval,
                            engine=self.engine, settings=self.settings.chat,
                            checks=self.answer_checks, router=self.rollouts)
+
+    @cached_property
+    def embeddings(self) -> EmbeddingService:
+        """Embeddings for callers with the tenants' embedding model (``/v1/embeddings``)."""
+        from lorag.app.embeddings import EmbeddingService
+
+        return EmbeddingService(lambda: self.embedder, self.brands)
 
     @cached_property
     def answer_checks(self) -> AnswerChecks:

@@ -11,16 +11,23 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import pytest
 
-from adapters.engines.protocol import AdapterRef, GenerationRequest, InferenceEngine, Sampling
+from adapters.engines.protocol import (AdapterRef, EngineFeature, GenerationRequest,
+                                      InferenceEngine, Sampling, StructuredOutput, TokenLogprob)
 from lorag.core.errors import InvalidInput, NotFound
 
 MESSAGES = ({"role": "user", "content": "What is the capital of France?"},)
+# A schema whose JSON is short whatever a random model prefers.
+SHORT_SCHEMA = {"type": "object", "properties": {"answer": {"enum": ["yes", "no"]},
+                                                 "sure": {"type": "boolean"}},
+                "required": ["answer", "sure"], "additionalProperties": False}
+BIASED_TOKEN = 100  # an ordinary token of the tiny model's vocabulary
 _ids = itertools.count()
 
 
@@ -36,6 +43,7 @@ class Result:
     text: str = ""
     tokens: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
+    scored: list[TokenLogprob] = field(default_factory=list)
     finish_reason: str | None = None
     chunks: int = 0
     prompt_tokens: int = 0
@@ -56,6 +64,7 @@ async def collect(engine: InferenceEngine, req: GenerationRequest) -> Result:
         result.text += chunk.text
         result.tokens += chunk.token_ids
         result.logprobs += chunk.logprobs
+        result.scored += chunk.token_logprobs
         result.chunks += 1
         result.finish_reason = chunk.finish_reason
         result.prompt_tokens, result.completion_tokens = chunk.prompt_tokens, chunk.completion_tokens
@@ -96,6 +105,28 @@ class EngineConformance:
         scored = greedy(kit, kit.refs["b"], logprobs=True)
         assert plain.logprobs == [] and scored.tokens == plain.tokens
         assert len(scored.logprobs) == len(scored.tokens) and all(lp <= 0 for lp in scored.logprobs)
+
+    def test_declared_sampling_features_are_honoured(self, kit):
+        features = kit.engine.features
+        if EngineFeature.LOGIT_BIAS in features:
+            biased = greedy(kit, max_tokens=4, logit_bias=((BIASED_TOKEN, 100.0),))
+            assert biased.tokens == [BIASED_TOKEN] * 4
+        if EngineFeature.TOP_LOGPROBS in features:
+            scored = greedy(kit, kit.refs["a"], max_tokens=6, logprobs=True, top_logprobs=3)
+            assert len(scored.scored) == len(scored.tokens) == 6
+            for token in scored.scored:
+                alternatives = [lp for _, lp in token.top]
+                assert len(alternatives) == 3 and alternatives == sorted(alternatives, reverse=True)
+                assert token.top[0][0] == token.token  # greedy: the most likely token
+                assert abs(token.logprob - alternatives[0]) < 1e-4
+        if EngineFeature.STRUCTURED_OUTPUT in features:
+            guided = greedy(kit, kit.refs["b"], max_tokens=40,
+                            structured=StructuredOutput(SHORT_SCHEMA))
+            value = json.loads(guided.text)
+            assert value["answer"] in ("yes", "no") and isinstance(value["sure"], bool)
+            assert greedy(kit, max_tokens=8, structured=StructuredOutput()).text.startswith("{")
+        if EngineFeature.PENALTIES in features:
+            assert greedy(kit, max_tokens=4, presence_penalty=1.0, frequency_penalty=1.0).tokens
 
     def test_max_tokens_finishes_with_length(self, kit):
         result = greedy(kit, max_tokens=3)

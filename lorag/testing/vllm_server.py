@@ -37,7 +37,9 @@ class VLLMServer:
             "--host", "127.0.0.1", "--port", str(self.port), "--dtype", "float32",
             "--max-model-len", str(max_model_len), "--kv-cache-memory-bytes", str(kv_cache_bytes),
             "--max-num-seqs", str(max_num_seqs), "--enforce-eager", "--seed", "0", "--disable-log-stats",
-            "--uvicorn-log-level", "warning"]
+            "--uvicorn-log-level", "warning",
+            # compact guided JSON, as lorag's in-process engine writes it
+            "--structured-outputs-config", '{"backend": "xgrammar", "disable_any_whitespace": true}']
         if lora:
             self.command += ["--enable-lora", "--max-lora-rank", "16", "--max-loras",
                              str(max_loras), "--max-cpu-loras", str(max_cpu_loras)]

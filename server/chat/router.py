@@ -13,7 +13,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from starlette.background import BackgroundTask
 
-from lorag.app.chat import ChatRequest, RetrievalOptions
+from lorag.app.chat import ChatRequest, RetrievalOptions, StructuredOutput
+from lorag.app.tools import Tool
 from server.chat import schemas
 from server.chat.serving import STREAM_HEADERS, ChatServing, RolloutReport, cancel_on_disconnect
 from server.deps import AppMetrics, Lorag, TenantId
@@ -54,9 +55,26 @@ def to_chat_request(body: schemas.ChatCompletionRequest) -> ChatRequest:
     retrieval = body.retrieval or schemas.RetrievalParams()
     return ChatRequest(
         brand=body.model,
-        messages=[{"role": m.role, "content": m.text()} for m in body.messages],
+        messages=[m.as_dict() for m in body.messages],
         max_tokens=body.max_tokens if body.max_tokens is not None else body.max_completion_tokens,
         temperature=body.temperature, top_p=body.top_p, stop=body.stops(), seed=body.seed,
         retrieval=RetrievalOptions(top_k=retrieval.top_k, mode=retrieval.mode,
                                    filters=retrieval.filters),
-        routing_key=body.user or (body.metadata or {}).get("session_id"))
+        routing_key=body.user or (body.metadata or {}).get("session_id"),
+        n=body.n, logprobs=body.logprobs, top_logprobs=body.top_logprobs or 0,
+        presence_penalty=body.presence_penalty, frequency_penalty=body.frequency_penalty,
+        logit_bias=tuple((int(k), float(v)) for k, v in (body.logit_bias or {}).items()),
+        response_format=structured_output(body.response_format),
+        tools=tuple(Tool(t.function.name, t.function.description or "", t.function.parameters)
+                    for t in body.tools or ()),
+        tool_choice=(body.tool_choice.function.name
+                     if isinstance(body.tool_choice, schemas.NamedToolChoice) else body.tool_choice))
+
+
+def structured_output(response_format: schemas.ResponseFormat | None) -> StructuredOutput | None:
+    """``json_object``: any JSON object; ``json_schema``: its schema (always strict)."""
+    if isinstance(response_format, schemas.JsonObjectFormat):
+        return StructuredOutput()
+    if isinstance(response_format, schemas.JsonSchemaFormat):
+        return StructuredOutput(response_format.json_schema.schema_)
+    return None

@@ -11,10 +11,11 @@ from typing import Any, AsyncIterator, Awaitable
 
 from fastapi import Request, Response
 
-from lorag.app.chat import ChatService, PreparedChat, usage_of
+from lorag.app.chat import ChatService, PreparedChat, TokenLogprob, usage_of
 from lorag.app.container import Lorag
 from lorag.app.rollouts import Finished, completion_dict
 from lorag.app.quality.guard import GroundingVerdict
+from lorag.app.tools import ToolCall, ToolMode, new_call
 from server.chat import schemas
 from server.errors import sse_error
 from server.metrics import Metrics
@@ -24,7 +25,10 @@ CLIENT_CLOSED = 499  # nginx's code for a client that went away before the answe
 
 
 class ChatServing:
-    """One prepared chat as an OpenAI completion or chunk stream, with its metrics."""
+    """One prepared chat as an OpenAI completion or chunk stream, with its metrics.
+
+    ``n`` answers are ``n`` engine requests run side by side; choice 0 is the one the
+    rollouts record (readout, stored answer)."""
 
     def __init__(self, chat: ChatService, metrics: Metrics, prepared: PreparedChat, started: float):
         self.chat, self.metrics, self.prepared, self.started = chat, metrics, prepared, started
@@ -35,70 +39,121 @@ class ChatServing:
         self.delivered: str | None = None  # what a stream sent (after output redaction)
         self.last: Any = None
         self.failed = False
+        self._first = True
+        self._completion_tokens: dict[int, int] = {}
 
     async def complete(self) -> schemas.ChatCompletion:
-        parts: list[str] = []
-        last = None
-        async for chunk in self._chunks():
-            parts.append(chunk.text)
-            last = chunk
-        text, verdict = await self.chat.check(self.prepared, "".join(parts), streamed=False)
-        message = schemas.AssistantMessage(content=text)
+        answers = [_Answer(i) for i in range(self.prepared.n)]
+        async for index, chunk in self._merged():
+            answers[index].add(chunk)
+        choices, verdict = [], None
+        for answer in answers:
+            choice, checked = await self._choice(answer)
+            choices.append(choice)
+            verdict = checked if answer.index == 0 else verdict
         return schemas.ChatCompletion(
             id=self.prepared.request_id, created=self.created, model=self.prepared.brand,
-            choices=[schemas.Choice(message=message,
-                                    finish_reason=last.finish_reason if last else None)],
-            usage=self._usage(last), citations=self.citations, grounding=self._grounding(verdict))
+            choices=choices, usage=self._usage(), citations=self.citations,
+            grounding=self._grounding(verdict))
+
+    async def _choice(self, answer: "_Answer") -> tuple[schemas.Choice, GroundingVerdict | None]:
+        content, calls = self.prepared.tools.read(answer.text())
+        verdict = None
+        if content is not None and not calls:
+            content, verdict = await self.chat.check(self.prepared, content, streamed=False)
+        message = schemas.AssistantMessage(content=content, tool_calls=_tool_calls(calls))
+        return schemas.Choice(index=answer.index, message=message,
+                              finish_reason=self._finish(answer.last, calls),
+                              logprobs=_logprobs(self.prepared, answer.scored)), verdict
 
     async def events(self, include_usage: bool) -> AsyncIterator[str]:
-        """SSE events: role + citations first, then text deltas, then finish (+ usage)."""
-        last = None
-        sent: list[str] = []
-        redactor = self.chat.checks.stream_redactor(self.prepared.tenant_id, self.prepared.quality) \
-            if self.chat.checks else None
+        """SSE events: role + citations first, then text (or tool call) deltas, then
+        each choice's finish (+ usage)."""
+        streams = [_ChoiceStream(i, self) for i in range(self.prepared.n)]
         try:
-            yield self._event([schemas.ChunkChoice(delta=schemas.Delta(role="assistant", content=""))],
-                              citations=self.citations)
-            async for chunk in self._chunks():
-                last = chunk
-                text = redactor.feed(chunk.text) if redactor else chunk.text
-                if text:
-                    sent.append(text)
-                    yield self._event([schemas.ChunkChoice(delta=schemas.Delta(content=text))])
-            if redactor and (rest := redactor.flush()):
-                sent.append(rest)
-                yield self._event([schemas.ChunkChoice(delta=schemas.Delta(content=rest))])
-            self.delivered = "".join(sent)
-            _, verdict = await self.chat.check(self.prepared, self.delivered, streamed=True)
+            yield self._event([schemas.ChunkChoice(index=s.index, delta=schemas.Delta(
+                role="assistant", content="")) for s in streams], citations=self.citations)
+            async for index, chunk in self._merged():
+                for choice in streams[index].feed(chunk):
+                    yield self._event([choice])
+            for stream in streams:
+                for choice in stream.close():
+                    yield self._event([choice])
+            first = streams[0]
+            self.delivered = first.delivered()
+            verdict = None
+            if not first.calls:
+                _, verdict = await self.chat.check(self.prepared, self.delivered, streamed=True)
             grounding = self._grounding(verdict)
-            finish = [schemas.ChunkChoice(delta=schemas.Delta(),
-                                          finish_reason=last.finish_reason if last else None)]
+            finish = [schemas.ChunkChoice(index=s.index, delta=schemas.Delta(),
+                                          finish_reason=self._finish(s.last, s.calls))
+                      for s in streams]
             if include_usage:
                 yield self._event(finish)
-                yield self._event([], usage=self._usage(last), grounding=grounding)
+                yield self._event([], usage=self._usage(), grounding=grounding)
             else:
-                yield self._event(finish, usage=self._usage(last), grounding=grounding)
+                yield self._event(finish, usage=self._usage(), grounding=grounding)
         except Exception as exc:  # headers are sent: the error becomes an event
             yield sse_error(exc)
         yield "data: [DONE]\n\n"
 
-    async def _chunks(self) -> AsyncIterator[Any]:
-        first = True
+    async def _merged(self) -> AsyncIterator[tuple[int, Any]]:
+        """(choice, chunk) of the ``n`` answers as they come; stopping early (or a
+        failing answer) cancels the others, which aborts their engine requests."""
+        if self.prepared.n == 1:
+            async for chunk in self._chunks(0):
+                yield 0, chunk
+            return
+        queue: asyncio.Queue = asyncio.Queue()
+
+        async def pump(index: int) -> None:
+            try:
+                async for chunk in self._chunks(index):
+                    await queue.put((index, chunk, None))
+                await queue.put((index, None, None))
+            except Exception as exc:
+                await queue.put((index, None, exc))
+
+        tasks = [asyncio.ensure_future(pump(i)) for i in range(self.prepared.n)]
+        try:
+            running = len(tasks)
+            while running:
+                index, chunk, error = await queue.get()
+                if error is not None:
+                    raise error
+                if chunk is None:
+                    running -= 1
+                    continue
+                yield index, chunk
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _chunks(self, index: int) -> AsyncIterator[Any]:
         tenant, brand = self.prepared.tenant_id, self.prepared.brand
         try:
-            async for chunk in self.chat.generate(self.prepared):
-                if first and (chunk.text or chunk.finish_reason):
+            async for chunk in self.chat.generate(self.prepared, index):
+                if self._first and (chunk.text or chunk.finish_reason):
                     self.metrics.ttft.labels(tenant, brand).observe(time.perf_counter() - self.started)
-                    first = False
-                self.text.append(chunk.text)
-                self.last = chunk
+                    self._first = False
+                self._completion_tokens[index] = chunk.completion_tokens
+                if index == 0:
+                    self.text.append(chunk.text)
+                    self.last = chunk
                 yield chunk
         except (asyncio.CancelledError, GeneratorExit):  # the client went away
-            self.metrics.aborted.labels(tenant, brand).inc()
+            if index == 0:
+                self.metrics.aborted.labels(tenant, brand).inc()
             raise
         except Exception:
             self.failed = True
             raise
+
+    def _finish(self, last: Any, calls: list[ToolCall]) -> str | None:
+        if calls and self.prepared.tools.mode is not ToolMode.NAMED:
+            return "tool_calls"  # as OpenAI: a forced function's call ends with "stop"
+        return last.finish_reason if last else None
 
     def _grounding(self, verdict: GroundingVerdict | None) -> schemas.Grounding | None:
         if verdict is None:
@@ -106,13 +161,14 @@ class ChatServing:
         self.metrics.observe_grounding(self.prepared.tenant_id, self.prepared.brand, verdict)
         return schemas.Grounding(**verdict.to_dict())
 
-    def _usage(self, last: Any) -> schemas.Usage:
-        usage = usage_of(self.prepared, last)
+    def _usage(self) -> schemas.Usage:
+        """Prompt tokens once, completion tokens of all the choices."""
+        one = usage_of(self.prepared, self.last)
+        completion = sum(self._completion_tokens.values())
         self.metrics.observe_chat(self.prepared.tenant_id, self.prepared.brand,
-                                  usage.prompt_tokens, usage.completion_tokens)
-        return schemas.Usage(prompt_tokens=usage.prompt_tokens,
-                             completion_tokens=usage.completion_tokens,
-                             total_tokens=usage.total_tokens)
+                                  one.prompt_tokens, completion)
+        return schemas.Usage(prompt_tokens=one.prompt_tokens, completion_tokens=completion,
+                             total_tokens=one.prompt_tokens + completion)
 
     def _event(self, choices: list[schemas.ChunkChoice], **extra: Any) -> str:
         chunk = schemas.ChatCompletionChunk(id=self.prepared.request_id, created=self.created,
@@ -123,7 +179,123 @@ class ChatServing:
                 del data[key]
         for choice in data["choices"]:
             choice["delta"] = {k: v for k, v in choice["delta"].items() if v is not None}
+            for call in choice["delta"].get("tool_calls", ()):
+                call["function"] = {k: v for k, v in call["function"].items() if v is not None}
+                for key in ("id", "type"):
+                    if call[key] is None:
+                        del call[key]
         return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+class _Answer:
+    """One choice's chunks, gathered for a whole (non-streamed) completion."""
+
+    def __init__(self, index: int):
+        self.index = index
+        self.parts: list[str] = []
+        self.scored: list[TokenLogprob] = []
+        self.last: Any = None
+
+    def add(self, chunk: Any) -> None:
+        self.parts.append(chunk.text)
+        self.scored += chunk.token_logprobs
+        self.last = chunk
+
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
+class _ChoiceStream:
+    """One choice of a stream: engine chunks in, OpenAI chunk choices out.
+
+    Plain answers stream as text (through the brand's output redaction); a named
+    function's call streams its arguments as they are generated; with ``required`` or
+    ``auto`` the answer is read whole (``<tool_call>`` blocks, or the JSON array of
+    calls) and its content and calls are sent when it ends."""
+
+    def __init__(self, index: int, serving: ChatServing):
+        self.index, self.prepared = index, serving.prepared
+        checks = serving.chat.checks
+        self.redactor = (checks.stream_redactor(self.prepared.tenant_id, self.prepared.quality)
+                         if checks and not self.prepared.tools.active else None)
+        self.mode = self.prepared.tools.mode
+        self.sent: list[str] = []
+        self.held: list[str] = []  # whole-answer modes: the text until the end
+        self.held_logprobs: list[TokenLogprob] = []
+        self.calls: list[ToolCall] = []
+        self.last: Any = None
+
+    def feed(self, chunk: Any) -> list[schemas.ChunkChoice]:
+        self.last = chunk
+        if self.mode in (ToolMode.REQUIRED, ToolMode.AUTO):
+            self.held.append(chunk.text)
+            self.held_logprobs += chunk.token_logprobs
+            return []
+        if self.mode is ToolMode.NAMED:
+            return self._arguments(chunk)
+        text = self.redactor.feed(chunk.text) if self.redactor else chunk.text
+        return self._text(text, chunk.token_logprobs)
+
+    def close(self) -> list[schemas.ChunkChoice]:
+        if self.mode in (ToolMode.REQUIRED, ToolMode.AUTO):
+            content, self.calls = self.prepared.tools.read("".join(self.held))
+            out = self._text(content or "", self.held_logprobs)
+            deltas = [schemas.ToolCallDelta(index=i, id=c.id, type="function",
+                                            function=schemas.FunctionCallDelta(
+                                                name=c.name, arguments=c.arguments))
+                      for i, c in enumerate(self.calls)]
+            return out + [self._choice(schemas.Delta(tool_calls=[d])) for d in deltas]
+        if self.redactor and (rest := self.redactor.flush()):
+            return self._text(rest, [])
+        return []
+
+    def delivered(self) -> str:
+        return "".join(self.sent)
+
+    def _arguments(self, chunk: Any) -> list[schemas.ChunkChoice]:
+        out = []
+        if not self.calls:
+            self.calls = [new_call(self.prepared.tools.function, "")]
+            call = self.calls[0]
+            out.append(self._choice(schemas.Delta(tool_calls=[schemas.ToolCallDelta(
+                index=0, id=call.id, type="function",
+                function=schemas.FunctionCallDelta(name=call.name, arguments=""))])))
+        if chunk.text:
+            self.sent.append(chunk.text)
+            out.append(self._choice(schemas.Delta(tool_calls=[schemas.ToolCallDelta(
+                index=0, function=schemas.FunctionCallDelta(arguments=chunk.text))]),
+                chunk.token_logprobs))
+        return out
+
+    def _text(self, text: str, scored: list[TokenLogprob]) -> list[schemas.ChunkChoice]:
+        if not text and not scored:
+            return []
+        self.sent.append(text)
+        return [self._choice(schemas.Delta(content=text), scored)]
+
+    def _choice(self, delta: schemas.Delta, scored: list[TokenLogprob] = ()) -> schemas.ChunkChoice:
+        return schemas.ChunkChoice(index=self.index, delta=delta,
+                                   logprobs=_logprobs(self.prepared, list(scored)))
+
+
+LOWEST_LOGPROB = -9999.0  # OpenAI's floor; JSON has no -Infinity
+
+
+def _logprobs(prepared: PreparedChat, scored: list[TokenLogprob]) -> schemas.ChoiceLogprobs | None:
+    if not prepared.sampling.logprobs:
+        return None
+    return schemas.ChoiceLogprobs(content=[schemas.TokenLogprob(
+        token=t.token, logprob=max(t.logprob, LOWEST_LOGPROB), bytes=list(t.token.encode()),
+        top_logprobs=[schemas.TopLogprob(token=token, logprob=max(lp, LOWEST_LOGPROB),
+                                         bytes=list(token.encode())) for token, lp in t.top])
+        for t in scored])
+
+
+def _tool_calls(calls: list[ToolCall]) -> list[schemas.ToolCallOut] | None:
+    if not calls:
+        return None
+    return [schemas.ToolCallOut(id=c.id, function=schemas.FunctionCallOut(
+        name=c.name, arguments=c.arguments)) for c in calls]
 
 
 class RolloutReport:

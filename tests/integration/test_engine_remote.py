@@ -18,13 +18,14 @@ import openai
 import pytest
 
 from adapters.engines import build_engine
-from adapters.engines.protocol import AdapterRef
+from adapters.engines.protocol import AdapterRef, StructuredOutput
 from adapters.engines.remote.engine import server_name
 from adapters.engines.remote.router import rendezvous_order
 from adapters.settings import EngineSettings, RemoteSettings
 from lorag.app.chat import grounded_messages
 from lorag.core.errors import ServerError, Unavailable
-from lorag.testing.engine_conformance import (EngineConformance, collect, greedy, request,
+from lorag.testing.engine_conformance import (BIASED_TOKEN, SHORT_SCHEMA, EngineConformance,
+                                              collect, greedy, request,
                                               start_stack)
 from lorag.testing.server import LoragProcess, free_port
 from lorag.testing.tiny_model import build_tiny_model
@@ -116,6 +117,19 @@ def test_greedy_answers_equal_the_in_process_engine(kit, oracle):
         assert ours.tokens == reference.tokens and ours.text == reference.text
         worst = max(abs(x - y) for x, y in zip(ours.logprobs, reference.logprobs))
         assert worst <= LOGPROB_TOLERANCE, f"{ref and ref.name}: logprobs differ by {worst}"
+
+
+def test_sampling_features_reach_the_servers_as_the_in_process_engine_applies_them(kit, oracle):
+    sampling = dict(max_tokens=48, logprobs=True, top_logprobs=2, presence_penalty=0.5,
+                    frequency_penalty=0.5, logit_bias=((BIASED_TOKEN, 3.0),),
+                    structured=StructuredOutput(SHORT_SCHEMA))
+    ours = kit.run(collect(kit.engine, request(kit.refs["a"], **sampling)))
+    reference = kit.run(collect(oracle, request(kit.refs["a"], **sampling)))
+    assert ours.tokens == reference.tokens and ours.finish_reason == "stop"
+    assert json.loads(ours.text)["answer"] in ("yes", "no")
+    assert [t.token for t in ours.scored] == [t.token for t in reference.scored]
+    assert [[token for token, _ in t.top] for t in ours.scored] == \
+        [[token for token, _ in t.top] for t in reference.scored]
 
 
 def test_one_adapter_stays_on_its_server_while_load_is_even(kit):

@@ -13,11 +13,13 @@ import json
 import re
 import shutil
 import time
-from typing import Callable
+from typing import Callable, Literal
 
 import httpx
+import numpy as np
 import openai
 import pytest
+from pydantic import BaseModel, Field
 from transformers import AutoTokenizer
 
 from lorag.app.settings import ChatSettings
@@ -69,7 +71,8 @@ def server(tiny_model, tiny_lora_factory, tmp_path_factory):
            "LORAG_SERVER__MAX_BODY_BYTES": str(2 * 2**20),
            # the test adapters' folder: the one registration over HTTP may read from
            "LORAG_ADAPTERS__IMPORT_ROOTS": json.dumps([str(tiny_lora_factory(seed=1).parent)])}
-    with LoragProcess(data, env=env) as process:
+    # a generous deadline: on a loaded 2-core machine vLLM's processes start in minutes
+    with LoragProcess(data, env=env, ready_timeout=900) as process:
         yield process
 
 
@@ -553,3 +556,169 @@ def test_admin_brands_adapters_and_keys(admin, server, keys, tiny_lora_factory):
     assert_error(admin.post("/admin/tenants/acme/training", json={"name": "t", "steps": 0,
                                                                   "conversations": [[]]}), 400, "steps")
     assert_error(admin.post("/admin/tenants/nobody/training", json={"name": "t"}), 404, "tenant")
+
+
+# -- the rest of OpenAI's API: structured outputs, tools, logprobs, n, completions, embeddings
+
+class Verdict(BaseModel):
+    """Fields whose JSON is short whatever the (random) tiny model prefers."""
+
+    answer: Literal["yes", "no"]
+    confident: bool
+    score: int = Field(ge=0, le=9)
+
+
+WEATHER = {"type": "function", "function": {
+    "name": "get_weather", "description": "The weather in a city.",
+    "parameters": {"type": "object", "properties": {
+        "city": {"type": "string", "enum": ["Paris", "London"]},
+        "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}},
+        "required": ["city", "unit"], "additionalProperties": False}}}
+
+
+def test_parse_returns_a_pydantic_object_from_guided_decoding(oai):
+    completion = oai.chat.completions.parse(
+        model="acme-support", messages=user("Is the store open on holidays?"),
+        response_format=Verdict, temperature=0, max_tokens=64)
+    parsed = completion.choices[0].message.parsed
+    assert isinstance(parsed, Verdict), completion.choices[0].message.content
+    assert completion.choices[0].finish_reason == "stop"
+    assert completion.model_extra["citations"]  # retrieval still applied
+
+
+def test_async_parse_and_json_object(server, keys):
+    async def main():
+        async with openai.AsyncOpenAI(base_url=server.url + "/v1", api_key=keys["acme"],
+                                      max_retries=0) as client:
+            parsed = await client.chat.completions.parse(
+                model="acme-base", messages=user("Do prices include tax?"),
+                response_format=Verdict, temperature=0.8, seed=3, max_tokens=64)
+            loose = await client.chat.completions.create(
+                model="acme-base", messages=user("Reply in JSON."), max_tokens=24,
+                response_format={"type": "json_object"})
+            return parsed, loose
+
+    parsed, loose = asyncio.run(main())
+    assert isinstance(parsed.choices[0].message.parsed, Verdict)
+    assert loose.choices[0].message.content.startswith("{")
+
+
+
+def test_a_schema_guided_decoding_cannot_use_is_400(acme):
+    bad = {"type": "object", "properties": {"code": {"type": "string", "pattern": "[a-"}}}
+    assert_error(acme.post("/v1/chat/completions", json={
+        "model": "acme-base", "messages": user("hi"), "response_format": {
+            "type": "json_schema", "json_schema": {"name": "bad", "schema": bad}}}),
+        400, param="response_format")
+
+
+def test_a_forced_tool_call_comes_back_as_tool_calls_and_its_result_is_answered(oai):
+    question = user("What is the weather in Paris, and when does the store open?")
+    first = oai.chat.completions.create(model="acme-support", messages=question,
+                                        tools=[WEATHER], tool_choice="required", max_tokens=64)
+    choice = first.choices[0]
+    assert choice.finish_reason == "tool_calls" and choice.message.content is None
+    call = choice.message.tool_calls[0]
+    arguments = json.loads(call.function.arguments)
+    assert call.function.name == "get_weather" and call.id.startswith("call_")
+    assert arguments["city"] in ("Paris", "London") and arguments["unit"] in ("celsius", "fahrenheit")
+    assert first.model_extra["citations"]  # retrieval still applied
+    follow_up = question + [choice.message.model_dump(exclude_none=True),
+                            {"role": "tool", "tool_call_id": call.id, "content": "21 degrees, sunny"}]
+    second = oai.chat.completions.create(model="acme-support", messages=follow_up, tools=[WEATHER],
+                                         max_tokens=12, temperature=0)
+    assert second.choices[0].message.content and not second.choices[0].message.tool_calls
+    assert second.usage.prompt_tokens > first.usage.prompt_tokens  # the call and result are in it
+
+
+def test_tool_calls_stream_as_deltas(oai):
+    named = {"type": "function", "function": {"name": "get_weather"}}
+    kwargs = dict(model="acme-support", messages=user("Weather in London?"), tools=[WEATHER],
+                  tool_choice=named, max_tokens=64, temperature=0)
+    whole = oai.chat.completions.create(**kwargs).choices[0].message.tool_calls[0]
+    chunks = list(oai.chat.completions.create(**kwargs, stream=True))
+    deltas = [d for c in chunks if c.choices for d in c.choices[0].delta.tool_calls or ()]
+    assert deltas[0].id and deltas[0].function.name == "get_weather" and len(deltas) > 2
+    assert "".join(d.function.arguments or "" for d in deltas) == whole.function.arguments
+    with oai.chat.completions.stream(**{**kwargs, "tool_choice": "required"}) as stream:
+        final = stream.get_final_completion()
+    assert final.choices[0].message.tool_calls[0].function.name == "get_weather"
+    assert final.choices[0].finish_reason == "tool_calls"
+
+
+def test_logprobs_are_the_sampled_tokens_with_their_alternatives(oai):
+    response = oai.chat.completions.create(
+        model="acme-support", messages=user("Hello"), max_tokens=8, temperature=0,
+        logprobs=True, top_logprobs=3)
+    content = response.choices[0].logprobs.content
+    assert len(content) == response.usage.completion_tokens
+    for token in content:
+        alternatives = [t.logprob for t in token.top_logprobs]
+        assert len(alternatives) == 3 and alternatives == sorted(alternatives, reverse=True)
+        assert token.logprob == pytest.approx(alternatives[0])  # greedy: the most likely one
+        assert token.top_logprobs[0].token == token.token
+    stream = list(oai.chat.completions.create(
+        model="acme-support", messages=user("Hello"), max_tokens=8, temperature=0,
+        logprobs=True, stream=True))
+    streamed = [t.token for c in stream if c.choices and c.choices[0].logprobs
+                for t in c.choices[0].logprobs.content]
+    assert streamed == [t.token for t in content]
+
+
+def test_n_answers_and_sampling_controls(oai, tokenizer):
+    kwargs = dict(model="acme-base", messages=user("Tell me a story."), max_tokens=12,
+                  temperature=1.0, seed=7, n=2)
+    both = oai.chat.completions.create(**kwargs)
+    assert [c.index for c in both.choices] == [0, 1]
+    assert both.choices[0].message.content != both.choices[1].message.content
+    stream = list(oai.chat.completions.create(**kwargs, stream=True))
+    for index in (0, 1):
+        text = "".join(c.choices[0].delta.content or "" for c in stream
+                       if c.choices and c.choices[0].index == index)
+        assert text == both.choices[index].message.content
+    token = tokenizer.encode(" the", add_special_tokens=False)[0]
+    biased = oai.chat.completions.create(
+        model="acme-base", messages=user("Hi"), max_tokens=4, temperature=0,
+        logit_bias={str(token): 100}, presence_penalty=0.5, frequency_penalty=0.5)
+    assert biased.choices[0].message.content == " the" * 4
+
+
+def test_completions_raw_prompt_with_the_brands_adapter(oai, tokenizer):
+    kwargs = dict(prompt="The store opens at", max_tokens=8, temperature=0)
+    base = oai.completions.create(model="acme-base", **kwargs)
+    tuned = oai.completions.create(model="acme-support", **kwargs)
+    assert base.object == "text_completion" and base.choices[0].text != tuned.choices[0].text
+    assert base.usage.prompt_tokens == len(tokenizer.encode(kwargs["prompt"], add_special_tokens=False))
+    assert base.model_extra["citations"] == []  # retrieval is off unless asked
+    streamed = "".join(c.choices[0].text for c in oai.completions.create(model="acme-base", stream=True,
+                                                                         **kwargs) if c.choices)
+    assert streamed == base.choices[0].text
+    grounded = oai.completions.create(model="acme-base", **kwargs, logprobs=2, echo=True,
+                                      extra_body={"retrieval": {"mode": "lexical"}})
+    assert grounded.model_extra["citations"][0]["document_id"] == "hours"
+    assert grounded.choices[0].text.startswith(kwargs["prompt"])
+    assert len(grounded.choices[0].logprobs.tokens) == grounded.usage.completion_tokens
+
+
+def test_embeddings_are_lorags_embedder_float_and_base64(server, keys):
+    from retrieval.embedders import get_embedder
+    from retrieval.settings import EmbedderSettings
+
+    texts = ["The store opens at nine.", "Rockets burn kerosene."]
+    expected = get_embedder(EmbedderSettings()).embed_documents(texts)
+
+    async def main():
+        async with openai.AsyncOpenAI(base_url=server.url + "/v1", api_key=keys["acme"],
+                                      max_retries=0) as client:
+            return await client.embeddings.create(model="acme-support", input=texts)  # base64
+
+    sync = openai.OpenAI(base_url=server.url + "/v1", api_key=keys["acme"], max_retries=0)
+    floats = sync.embeddings.create(model="all-MiniLM-L6-v2", input=texts, encoding_format="float")
+    encoded = asyncio.run(main())
+    assert floats.model == "all-MiniLM-L6-v2" and floats.usage.prompt_tokens > 0
+    for response in (floats, encoded):
+        got = np.array([d.embedding for d in sorted(response.data, key=lambda d: d.index)])
+        assert got.shape == expected.shape
+        np.testing.assert_allclose(got, expected, atol=2e-3)
+    with pytest.raises(openai.NotFoundError):
+        sync.embeddings.create(model="text-embedding-3-small", input="hi")

@@ -6,15 +6,22 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Literal
 
 import httpx
 import openai
 import pytest
+from pydantic import BaseModel
 
 from lorag.app.demo import ASSETS, QUESTIONS
 from lorag.testing.server import LoragProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+class Verdict(BaseModel):
+    answered: bool
+    confidence: Literal["low", "medium", "high"]
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +65,11 @@ def test_demo_brands_answer_grounded_and_cited_in_their_voice(tmp_path, smollm2_
                     assert voice.match(text), (brand, text)
                 else:
                     assert not any(v.match(text) for v in voices.values()), (brand, text)
+        # structured output on the small model, once (the last tenant's first brand)
+        parsed = client.chat.completions.parse(
+            model=next(iter(spec["brands"])), messages=[{"role": "user", "content": QUESTIONS[tenant]}],
+            response_format=Verdict, temperature=0, max_tokens=64)
+        assert isinstance(parsed.choices[0].message.parsed, Verdict), parsed
     finally:
         assert server.stop() == 0
 

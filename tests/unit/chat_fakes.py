@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from adapters.engines.protocol import AdapterRef, GenerationChunk
+from adapters.engines.protocol import AdapterRef, EngineFeature, GenerationChunk, TokenLogprob
 from lorag.app.chat import ChatService
 from lorag.core.brands import Brand
 from lorag.core.errors import Conflict, NotFound
@@ -71,6 +71,8 @@ class FakeEngine:
     """One token per whitespace-separated word; the template is ``<role>`` + content.
     ``fail_after`` makes generation raise after that many chunks."""
 
+    features = frozenset(EngineFeature)
+
     def __init__(self, max_model_len: int = 400, reply: tuple[str, ...] = ("Hello", " there")):
         self.max_model_len = max_model_len
         self.reply = reply
@@ -105,7 +107,9 @@ class FakeEngine:
                 raise self.failure
             await asyncio.sleep(self.delay)
             last = i == len(self.reply) - 1
+            scored = [TokenLogprob(text, -0.5, (("x", -0.1),))] if request.sampling.logprobs else []
             yield GenerationChunk(text=text, finish_reason="stop" if last else None,
+                                  logprobs=[t.logprob for t in scored], token_logprobs=scored,
                                   prompt_tokens=self.count_tokens(request.prompt),
                                   completion_tokens=i + 1)
 

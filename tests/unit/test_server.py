@@ -113,7 +113,8 @@ def test_chat_completion_shape_citations_and_usage(client, keys):
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["object"] == "chat.completion" and body["model"] == "support"
-    assert body["choices"][0]["message"] == {"role": "assistant", "content": "Hello there"}
+    assert body["choices"][0]["message"] == {"role": "assistant", "content": "Hello there",
+                                             "tool_calls": None, "refusal": None}
     assert body["choices"][0]["finish_reason"] == "stop"
     assert [c["number"] for c in body["citations"]] == [1, 2]
     assert body["citations"][0] == {"number": 1, "document_id": "doc-1", "chunk_id": 101,
@@ -204,7 +205,17 @@ def test_unexpected_failure_is_a_generic_500_and_the_next_request_works(client, 
     (chat_body(top_p=0), "top_p"),
     (chat_body(max_tokens=0), "max_tokens"),
     (chat_body(max_tokens=10**6), "max_tokens"),
-    (chat_body(n=2), "n"),
+    (chat_body(n=9), "n"),
+    (chat_body(top_logprobs=2), "top_logprobs"),
+    (chat_body(logit_bias={"a": 1}), "logit_bias"),
+    (chat_body(response_format={"type": "xml"}), "response_format"),
+    (chat_body(tools=[{"type": "function", "function": {"name": "bad name"}}]),
+     "tools[0].function.name"),
+    (chat_body(tool_choice="sometimes"), "tool_choice"),
+    (chat_body(messages=[{"role": "tool", "content": "42"}]), "messages[0].tool_call_id"),
+    (chat_body(messages=[{"role": "user", "content": "hi"}, {"role": "assistant"}]),
+     "messages[1].content"),
+    (chat_body(parallel_tool_calls=False), "parallel_tool_calls"),
     (chat_body(stop=["a", "b", "c", "d", "e"]), "stop"),
     (chat_body(retrieval={"top_k": 0}), "retrieval.top_k"),
     (chat_body(retrieval={"mode": "magic"}), "retrieval.mode"),

@@ -28,8 +28,9 @@ from pathlib import Path
 from typing import AsyncIterator
 
 from adapters.engines.common import (AdapterSnapshots, ChatPrompts, InFlight, adapter_label,
-                                     prompt_text, room_for)
-from adapters.engines.protocol import AdapterRef, GenerationChunk, GenerationRequest, Sampling
+                                     check_logit_bias, prompt_text, room_for)
+from adapters.engines.protocol import (AdapterRef, EngineFeature, GenerationChunk,
+                                      GenerationRequest, Sampling, TokenLogprob)
 from adapters.engines.remote.client import ServerRefused, ServerUnreachable, VLLMClient
 from adapters.engines.remote.pool import Server, ServerPool, wait_answering
 from adapters.engines.remote.router import Decision, RecentAdapters, choose
@@ -54,7 +55,14 @@ class _Restart(Exception):
 
 class RemoteEngine(ChatPrompts):
     """InferenceEngine over vLLM servers. Construction is cheap; ``warm_up()`` checks
-    every server and refuses to start when one is unusable (saying which and why)."""
+    every server and refuses to start when one is unusable (saying which and why).
+
+    Every sampling feature is passed on to the servers' ``/v1/completions``: guided
+    decoding as vLLM's ``structured_outputs`` (start the servers with
+    ``--structured-outputs-config '{"backend": "xgrammar", "disable_any_whitespace": true}'``
+    for the compact JSON the in-process engine writes)."""
+
+    features = frozenset(EngineFeature)
 
     def __init__(self, settings: EngineSettings, *, model: str, work_dir: Path):
         self.settings = settings
@@ -196,6 +204,7 @@ class RemoteEngine(ChatPrompts):
         NotFound (a deleted adapter), InvalidAdapter (the servers refuse it), Unavailable
         (no healthy server, or the server failed after the first token)."""
         self._require_ready()
+        check_logit_bias(request.sampling, len(self._tokenizer))
         ids = self._tokenizer.encode(prompt_text(self, request), add_special_tokens=False)
         max_tokens = room_for(len(ids), request.sampling.max_tokens, self.max_model_len)
         ref = request.adapter
@@ -286,10 +295,11 @@ class RemoteEngine(ChatPrompts):
                 for choice in event.get("choices") or ():
                     tokens = list(choice.get("token_ids") or ())
                     produced += len(tokens)
-                    logprobs = (choice.get("logprobs") or {}).get("token_logprobs") or []
+                    scored = (_token_logprobs(choice.get("logprobs") or {}, request.sampling)
+                              if request.sampling.logprobs else [])
                     yield GenerationChunk(
                         text=choice.get("text") or "", token_ids=tokens,
-                        logprobs=[float(x) for x in logprobs] if request.sampling.logprobs else [],
+                        logprobs=[t.logprob for t in scored], token_logprobs=scored,
                         finish_reason=_finish_reason(choice.get("finish_reason")),
                         prompt_tokens=prompt_tokens, completion_tokens=produced)
         finally:
@@ -304,7 +314,16 @@ class RemoteEngine(ChatPrompts):
         if sampling.seed is not None:
             body["seed"] = sampling.seed
         if sampling.logprobs:
-            body["logprobs"] = 0
+            body["logprobs"] = sampling.top_logprobs
+        if sampling.presence_penalty or sampling.frequency_penalty:
+            body.update(presence_penalty=sampling.presence_penalty,
+                        frequency_penalty=sampling.frequency_penalty)
+        if sampling.logit_bias:
+            body["logit_bias"] = {str(token): bias for token, bias in sampling.logit_bias}
+        if sampling.structured is not None:
+            schema = sampling.structured.schema
+            body["structured_outputs"] = ({"json": schema} if schema is not None
+                                          else {"json_object": True})
         return body
 
     def _refused(self, exc: ServerRefused, request: GenerationRequest) -> LoragError:
@@ -380,6 +399,19 @@ class RemoteEngine(ChatPrompts):
                             server.name, ref.tenant_id, ref.name, ref.version, exc)
                 return
             server.counts.adapter_unloads += 1
+
+
+def _token_logprobs(logprobs: dict, sampling: Sampling) -> list[TokenLogprob]:
+    """A completions ``logprobs`` object (``tokens``, ``token_logprobs``, ``top_logprobs``)
+    as TokenLogprob, the alternatives most likely first."""
+    tops = logprobs.get("top_logprobs") or []
+    scored = []
+    for i, (token, logprob) in enumerate(zip(logprobs.get("tokens") or [],
+                                             logprobs.get("token_logprobs") or [])):
+        alternatives = sorted((tops[i] or {}).items(), key=lambda kv: -kv[1]) if i < len(tops) else []
+        scored.append(TokenLogprob(token, float(logprob),
+                                   tuple(alternatives[: sampling.top_logprobs])))
+    return scored
 
 
 def _finish_reason(reason: str | None) -> str | None:

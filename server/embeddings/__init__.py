@@ -1,0 +1,1 @@
+"""POST /v1/embeddings: the tenant's embedding model (router, schemas)."""
