@@ -96,6 +96,10 @@ class EngineReplica:
         """The replica's id, once its engine is warm (for readiness checks)."""
         return self.replica_id
 
+    async def features(self) -> frozenset:
+        """The optional sampling features the replica's engine honours."""
+        return self.engine.features
+
     def check_health(self) -> None:
         """Serve's health check: a replica whose engine died is replaced."""
         if not self.engine.ready():

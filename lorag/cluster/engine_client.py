@@ -19,7 +19,8 @@ from ray.exceptions import RayActorError, RayTaskError
 from ray.serve.handle import DeploymentHandle, DeploymentResponseGenerator
 
 from adapters.engines.common import ChatPrompts
-from adapters.engines.protocol import AdapterRef, GenerationChunk, GenerationRequest
+from adapters.engines.protocol import (AdapterRef, EngineFeature, GenerationChunk,
+                                       GenerationRequest)
 from lorag.cluster.adapters import adapter_model_id
 from lorag.core.errors import LoragError, ServerError, Unavailable
 
@@ -42,6 +43,7 @@ class RayServeEngine(ChatPrompts):
         self._tokenizer = None
         self._streams: dict[str, DeploymentResponseGenerator] = {}
         self._routing: dict[str, Counter[str]] = defaultdict(Counter)
+        self.features: frozenset[EngineFeature] = frozenset()  # the replicas', at warm-up
 
     async def warm_up(self) -> None:
         """Raises Unavailable when no engine replica answers within ``ready_timeout_s``."""
@@ -54,6 +56,7 @@ class RayServeEngine(ChatPrompts):
             replica = await asyncio.wait_for(self.handle.ping.remote(), self.ready_timeout_s)
         except (asyncio.TimeoutError, RayTaskError) as exc:
             raise Unavailable(f"no engine replica answered: {exc}", param="model") from exc
+        self.features = await self.handle.features.remote()
         self._tokenizer = tokenizer
         log.info("Ray engine client ready model=%s first replica=%s", self.model, replica)
 
