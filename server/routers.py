@@ -4,13 +4,16 @@ from server.admin import adapters, brands, rollouts as admin_rollouts, tenants, 
 from server.chat import router as chat
 from server.chat import stored
 from server.feedback import router as feedback
+from server.files import router as files
 from server.documents import router as documents
 from server.health import router as health
 from server.jobs import router as jobs
 from server.models import router as models
 from server.rollouts import router as rollouts
 from server.search import router as search
+from server.vector_stores import router as vector_stores
 
 ROUTERS = [chat.router, models.router, search.router, documents.router, jobs.router,
            tenants.router, brands.router, adapters.router, training.router, health.router,
-           stored.router, feedback.router, rollouts.router, admin_rollouts.router]
+           stored.router, feedback.router, rollouts.router, admin_rollouts.router,
+           files.router, vector_stores.router]

@@ -25,9 +25,12 @@ if TYPE_CHECKING:  # the parts are imported where they are built, so building is
     from ingest.pii import PiiRedactor
     from ingest.service import DocumentService
     from lorag.app.chat import ChatService
+    from lorag.app.files import FileService
     from lorag.app.quality.guard import AnswerChecks
     from lorag.app.rollouts import RolloutService
+    from lorag.app.vector_stores import VectorStoreService
     from lorag.core.answers import AnswerStore
+    from lorag.core.files import FileStore
     from lorag.core.brands import BrandStore
     from retrieval.embedders import Embedder
     from retrieval.service import Retrieval
@@ -85,6 +88,31 @@ class Lorag:
 
         return DocumentService(self.settings.ingest, self.retrieval, self.tenants, self.jobs,
                                pii=self.pii_redactor)
+
+    @cached_property
+    def file_store(self) -> FileStore:
+        """Uploaded files (OpenAI's Files API), at most ``server.max_body_bytes`` each."""
+        from lorag.core.files import FileStore
+
+        self.tenants  # the files table references tenants
+        return FileStore(self.catalog, self.layout, max_bytes=self.settings.server.max_body_bytes)
+
+    @cached_property
+    def files(self) -> FileService:
+        """Uploaded files; deleting one first takes it out of every vector store."""
+        from lorag.app.files import FileService
+
+        return FileService(self.file_store, self.vector_stores)
+
+    @cached_property
+    def vector_stores(self) -> VectorStoreService:
+        """Vector stores: named, filterable collections of files inside a tenant's index."""
+        from lorag.app.vector_stores import VectorStoreService
+        from lorag.core.vector_stores import VectorStoreCatalog
+
+        self.file_store  # the vector store files table references files
+        return VectorStoreService(VectorStoreCatalog(self.catalog), self.file_store,
+                                  self.documents, self.retrieval, self.jobs)
 
     @cached_property
     def pii_redactor(self) -> PiiRedactor:
