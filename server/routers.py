@@ -9,6 +9,7 @@ from server.documents import router as documents
 from server.health import router as health
 from server.jobs import router as jobs
 from server.models import router as models
+from server.responses import router as responses
 from server.rollouts import router as rollouts
 from server.search import router as search
 from server.vector_stores import router as vector_stores
@@ -16,4 +17,4 @@ from server.vector_stores import router as vector_stores
 ROUTERS = [chat.router, models.router, search.router, documents.router, jobs.router,
            tenants.router, brands.router, adapters.router, training.router, health.router,
            stored.router, feedback.router, rollouts.router, admin_rollouts.router,
-           files.router, vector_stores.router]
+           files.router, vector_stores.router, responses.router]

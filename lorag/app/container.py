@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # the parts are imported where they are built, so building is
     from lorag.app.chat import ChatService
     from lorag.app.files import FileService
     from lorag.app.quality.guard import AnswerChecks
+    from lorag.app.responses import ResponseService
     from lorag.app.rollouts import RolloutService
     from lorag.app.vector_stores import VectorStoreService
     from lorag.core.answers import AnswerStore
@@ -190,6 +191,16 @@ class Lorag:
         return ChatService(brands=self.brands, adapters=self.adapters, retrieval=self.retrieval,
                            engine=self.engine, settings=self.settings.chat,
                            checks=self.answer_checks, router=self.rollouts)
+
+    @cached_property
+    def responses(self) -> ResponseService:
+        """OpenAI's Responses API: chat with file_search over vector stores, stored
+        responses continued by ``previous_response_id``."""
+        from lorag.app.responses import ResponseService
+        from lorag.core.responses import ResponseStore
+
+        self.tenants  # the responses table references tenants
+        return ResponseService(self.chat, self.vector_stores, ResponseStore(self.catalog))
 
     @cached_property
     def answer_checks(self) -> AnswerChecks:

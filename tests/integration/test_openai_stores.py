@@ -213,3 +213,109 @@ def test_tenants_never_see_each_others_files_and_stores(other, store):
     assert attach.value.body["param"] == "file_id"
     assert store["id"] not in [s.id for s in other.vector_stores.list()]
     assert store["warranty"] not in [f.id for f in other.files.list()]
+
+
+# -- responses with file_search -------------------------------------------------------------
+
+def file_search(store: dict, **extra) -> list[dict]:
+    return [{"type": "file_search", "vector_store_ids": [store["id"]], **extra}]
+
+
+def test_response_answers_with_file_citations(zephyr, store):
+    response = zephyr.responses.create(
+        model="desk", input="How long does the kettle warranty last?", tools=file_search(store),
+        max_output_tokens=8, include=["file_search_call.results"])
+    assert response.status in ("completed", "incomplete")
+    assert [item.type for item in response.output] == ["file_search_call", "message"]
+    search = response.output[0]
+    assert search.queries == ["How long does the kettle warranty last?"]
+    assert any("three years" in r.text for r in search.results)
+    part = response.output[1].content[0]
+    assert response.output_text == part.text
+    cited = {(a.type, a.file_id, a.filename) for a in part.annotations}
+    assert ("file_citation", store["warranty"], "warranty.md") in cited
+    assert response.usage.output_tokens >= 1
+    # a filter on the store's attributes leaves the other file only
+    shipping_only = zephyr.responses.create(
+        model="desk", input="How long does the kettle warranty last? How fast is express?",
+        tools=file_search(store, filters={"type": "eq", "key": "topic", "value": "shipping"}),
+        max_output_tokens=4)
+    assert {a.file_id for a in shipping_only.output[1].content[0].annotations} == {store["shipping"]}
+
+
+def test_response_without_tools_searches_nothing(zephyr):
+    response = zephyr.responses.create(model="desk", input="Hello", max_output_tokens=4,
+                                       instructions="Answer briefly.", store=False)
+    assert [item.type for item in response.output] == ["message"]
+    assert response.output[0].content[0].annotations == []
+    with pytest.raises(openai.NotFoundError):
+        zephyr.responses.retrieve(response.id)
+
+
+def test_response_streams_events_the_client_accumulates(zephyr, store):
+    deltas, kinds = [], []
+    with zephyr.responses.stream(model="desk", input="kettle warranty years?",
+                                 tools=file_search(store), max_output_tokens=8) as stream:
+        for event in stream:
+            kinds.append(event.type)
+            if event.type == "response.output_text.delta":
+                deltas.append(event.delta)
+        final = stream.get_final_response()
+    assert kinds[:2] == ["response.created", "response.in_progress"]
+    assert kinds[-1] == "response.completed"
+    assert "response.file_search_call.completed" in kinds
+    assert kinds.index("response.file_search_call.completed") < kinds.index("response.output_text.delta")
+    assert final.output_text == "".join(deltas) and deltas
+    assert store["warranty"] in {a.file_id for a in final.output[1].content[0].annotations}
+    created = zephyr.responses.create(model="desk", input="kettle warranty years?", stream=True,
+                                      tools=file_search(store), max_output_tokens=4)
+    events = list(created)
+    assert events[-1].type == "response.completed"
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    assert zephyr.responses.retrieve(events[-1].response.id).output_text == \
+        events[-1].response.output_text
+
+
+def test_previous_response_id_continues_the_conversation(server, keys, zephyr, other):
+    first = zephyr.responses.create(model="desk", input="My name is Ada Lovelace.",
+                                    max_output_tokens=4)
+    alone = zephyr.responses.create(model="desk", input="What is my name?", max_output_tokens=4,
+                                    store=False)
+    follow = zephyr.responses.create(model="desk", input="What is my name?", max_output_tokens=4,
+                                     previous_response_id=first.id)
+    # the earlier turn (question and answer) is part of the prompt
+    assert follow.usage.input_tokens > alone.usage.input_tokens
+    assert follow.previous_response_id == first.id
+
+    async def later() -> int:
+        async with openai.AsyncOpenAI(base_url=server.url + "/v1", api_key=keys["zephyr"],
+                                      max_retries=0) as client:
+            answer = await client.responses.create(model="desk", input="And again?",
+                                                   max_output_tokens=4,
+                                                   previous_response_id=follow.id)
+            return answer.usage.input_tokens
+
+    assert asyncio.run(later()) > follow.usage.input_tokens
+    with pytest.raises(openai.NotFoundError) as foreign:
+        other.responses.create(model="desk", input="hi", previous_response_id=first.id)
+    assert foreign.value.body["param"] == "previous_response_id"
+    assert zephyr.responses.delete(first.id) is None
+    with pytest.raises(openai.NotFoundError):
+        zephyr.responses.retrieve(first.id)
+
+
+def test_responses_refuse_what_they_do_not_support(zephyr, other, store):
+    cases = [({"tools": [{"type": "web_search"}]}, "tools[0].type"),
+             ({"tool_choice": "required"}, "tool_choice"),
+             ({"text": {"format": {"type": "json_object"}}}, "text.format.type"),
+             ({"truncation": "disabled"}, "truncation"),
+             ({"reasoning": {"effort": "low"}}, "reasoning"),
+             ({"tools": file_search(store, filters={"type": "gt", "key": "x", "value": "a"})},
+              "tools[0].filters.value")]
+    for extra, param in cases:
+        with pytest.raises(openai.BadRequestError) as bad:
+            zephyr.responses.create(model="desk", input="hi", **extra)
+        assert bad.value.body["param"] == param, (extra, bad.value.body)
+    with pytest.raises(openai.NotFoundError) as foreign:
+        other.responses.create(model="desk", input="hi", tools=file_search(store))
+    assert foreign.value.body["param"] == "tools[0].vector_store_ids[0]"
