@@ -5,6 +5,7 @@ from server.chat import router as chat
 from server.chat import stored
 from server.feedback import router as feedback
 from server.files import router as files
+from server.fine_tuning import router as fine_tuning
 from server.documents import router as documents
 from server.health import router as health
 from server.jobs import router as jobs
@@ -17,4 +18,5 @@ from server.vector_stores import router as vector_stores
 ROUTERS = [chat.router, models.router, search.router, documents.router, jobs.router,
            tenants.router, brands.router, adapters.router, training.router, health.router,
            stored.router, feedback.router, rollouts.router, admin_rollouts.router,
-           files.router, vector_stores.router, responses.router]
+           files.router, vector_stores.router, responses.router,
+           fine_tuning.router]

@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # the parts are imported where they are built, so building is
     from ingest.service import DocumentService
     from lorag.app.chat import ChatService
     from lorag.app.files import FileService
+    from lorag.app.fine_tuning import FineTunedBrands, FineTuningService
     from lorag.app.quality.guard import AnswerChecks
     from lorag.app.responses import ResponseService
     from lorag.app.rollouts import RolloutService
@@ -176,6 +177,26 @@ class Lorag:
         return BrandStore(self.catalog, self.adapters, self.audit)
 
     @cached_property
+    def models(self) -> FineTunedBrands:
+        """What chat takes as ``model``: the tenant's brands and its fine-tuned model ids
+        (``ft:<base>:<tenant>:<adapter>:<version>``)."""
+        from lorag.app.fine_tuning import FineTunedBrands
+
+        return FineTunedBrands(self.brands)
+
+    @cached_property
+    def fine_tuning(self) -> FineTuningService:
+        """OpenAI's fine-tuning jobs: adapter training on uploaded files."""
+        from pathlib import Path
+
+        from lorag.app.fine_tuning import FineTuningService
+        from lorag.core.fine_tuning import FineTuningCatalog
+
+        self.tenants  # the table references tenants
+        return FineTuningService(FineTuningCatalog(self.catalog), self.file_store, self.trainer,
+                                 self.jobs, lambda: Path(self.base_model_path).name)
+
+    @cached_property
     def engine(self) -> InferenceEngine:
         """The InferenceEngine ``settings.engine.backend`` names; ``await warm_up()`` loads it."""
         from adapters.engines import build_engine
@@ -188,7 +209,7 @@ class Lorag:
         """Chat as a brand: retrieval -> numbered sources within the token budget -> engine."""
         from lorag.app.chat import ChatService
 
-        return ChatService(brands=self.brands, adapters=self.adapters, retrieval=self.retrieval,
+        return ChatService(brands=self.models, adapters=self.adapters, retrieval=self.retrieval,
                            engine=self.engine, settings=self.settings.chat,
                            checks=self.answer_checks, router=self.rollouts)
 
@@ -223,7 +244,7 @@ class Lorag:
         """Targets, splits, shadow, stored answers, feedback, promotion gates, rollback."""
         from lorag.app.rollouts import RolloutService
 
-        return RolloutService(self.catalog, brands=self.brands, adapters=self.adapters,
+        return RolloutService(self.catalog, brands=self.models, adapters=self.adapters,
                               answers=self.answers, audit=self.audit,
                               settings=self.settings.rollouts, scorer=self._answer_scorer())
 

@@ -8,6 +8,7 @@ import asyncio
 import io
 import json
 import time
+from pathlib import Path
 
 import httpx
 import openai
@@ -30,7 +31,8 @@ def server(tiny_model, tmp_path_factory):
     env = {"LORAG_ENGINE__MODEL": str(tiny_model), "LORAG_ENGINE__MAX_MODEL_LEN": "1024",
            "LORAG_ENGINE__KV_CACHE_BYTES": str(128 * 2**20), "LORAG_ENVIRONMENT": "test",
            "LORAG_SERVER__MAX_BODY_BYTES": str(2 * 2**20)}
-    with LoragProcess(data, env=env) as process:
+    # a generous deadline: on a loaded 2-core machine the engine has taken 5 minutes to start
+    with LoragProcess(data, env=env, ready_timeout=900) as process:
         yield process
 
 
@@ -319,3 +321,73 @@ def test_responses_refuse_what_they_do_not_support(zephyr, other, store):
     with pytest.raises(openai.NotFoundError) as foreign:
         other.responses.create(model="desk", input="hi", tools=file_search(store))
     assert foreign.value.body["param"] == "tools[0].vector_store_ids[0]"
+
+
+# -- fine-tuning ------------------------------------------------------------------------------
+
+TRAINING = [{"messages": [{"role": "user", "content": f"What does the kettle say ({i})?"},
+                          {"role": "assistant", "content": "Zephyr kettles whistle a tune."}]}
+            for i in range(8)]
+
+
+def base_model(server) -> str:
+    """The id fine-tuning takes: the served base model's folder name (the tiny model's)."""
+    return Path(server.env["LORAG_ENGINE__MODEL"]).name
+
+
+def wait_job(client: openai.OpenAI, job_id: str, timeout: float = 300):
+    deadline = time.monotonic() + timeout
+    while (job := client.fine_tuning.jobs.retrieve(job_id)).status in ("queued", "running"):
+        assert time.monotonic() < deadline, job
+        time.sleep(0.5)
+    return job
+
+
+def test_fine_tuning_trains_and_the_model_answers(server, keys, zephyr, other):
+    lines = "\n".join(json.dumps(t) for t in TRAINING).encode()
+    training = zephyr.files.create(file=("train.jsonl", io.BytesIO(lines)), purpose="fine-tune")
+    job = zephyr.fine_tuning.jobs.create(
+        model=base_model(server), training_file=training.id, suffix="whistle", seed=7,
+        method={"type": "supervised", "supervised": {"hyperparameters": {
+            "n_epochs": 1, "batch_size": 4}}})
+    assert job.status in ("queued", "running") and job.hyperparameters.n_epochs == 1
+    queued = zephyr.fine_tuning.jobs.create(model=base_model(server), training_file=training.id,
+                                            suffix="never")
+    assert zephyr.fine_tuning.jobs.cancel(queued.id).status == "cancelled"
+    done = wait_job(zephyr, job.id)
+    assert done.status == "succeeded", done.error
+    assert done.fine_tuned_model == f"ft:{base_model(server)}:zephyr:whistle:1"
+    assert queued.id in [j.id for j in zephyr.fine_tuning.jobs.list()]
+    messages = [e.message for e in zephyr.fine_tuning.jobs.list_events(job.id)]
+    assert messages[0] == f"New fine-tuned model created: {done.fine_tuned_model}"
+    assert messages[-1] == "Created fine-tuning job"
+    checkpoint = zephyr.fine_tuning.jobs.checkpoints.list(job.id).data[0]
+    assert checkpoint.fine_tuned_model_checkpoint == done.fine_tuned_model
+    assert checkpoint.step_number == 2 and checkpoint.metrics.train_loss > 0
+    answer = zephyr.chat.completions.create(
+        model=done.fine_tuned_model, max_tokens=4,
+        messages=[{"role": "user", "content": "What does the kettle say?"}])
+    assert answer.choices[0].message.content is not None and answer.usage.completion_tokens >= 1
+    with pytest.raises(openai.NotFoundError) as missing:  # no version 2 of that adapter
+        zephyr.chat.completions.create(model=done.fine_tuned_model[:-1] + "2", max_tokens=2,
+                                       messages=[{"role": "user", "content": "hi"}])
+    assert missing.value.body["param"] == "model"
+    with pytest.raises(openai.NotFoundError):  # another tenant's model
+        other.chat.completions.create(model=done.fine_tuned_model, max_tokens=2,
+                                      messages=[{"role": "user", "content": "hi"}])
+    with pytest.raises(openai.NotFoundError):
+        other.fine_tuning.jobs.retrieve(job.id)
+
+
+def test_fine_tuning_refuses_bad_requests(server, zephyr, store):
+    lines = json.dumps({"messages": [{"role": "user", "content": "no answer"}]}).encode()
+    bad_file = zephyr.files.create(file=("bad.jsonl", lines), purpose="fine-tune")
+    cases = [({"model": "gpt-4o-mini", "training_file": bad_file.id}, "model"),
+             ({"training_file": store["warranty"]}, "training_file"),
+             ({"training_file": bad_file.id}, "training_file"),
+             ({"training_file": bad_file.id, "validation_file": bad_file.id}, "validation_file"),
+             ({"training_file": bad_file.id, "method": {"type": "dpo"}}, "method.type")]
+    for fields, param in cases:
+        with pytest.raises(openai.BadRequestError) as bad:
+            zephyr.fine_tuning.jobs.create(**{"model": base_model(server), **fields})
+        assert bad.value.body["param"] == param, (fields, bad.value.body)
