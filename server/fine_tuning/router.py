@@ -13,12 +13,10 @@ from server.fine_tuning import schemas
 from server.fine_tuning.serving import checkpoints, events, page_after, to_job, to_request
 
 router = APIRouter(tags=["fine-tuning"])
-Limit = Query(20, ge=1, le=100)
-Cursor = Query(None, max_length=100)
 
 
 @router.post("/v1/fine_tuning/jobs", response_model=schemas.FineTuningJob,
-             responses=schemas.error_responses(400, 401, 404),
+             responses=schemas.error_responses(400, 401, 404, 413),
              summary="Train an adapter on an uploaded file (a job)")
 async def create_fine_tuning_job(body: schemas.FineTuningJobCreate, tenant: TenantId,
                                  lorag: Lorag) -> schemas.FineTuningJob:
@@ -29,8 +27,8 @@ async def create_fine_tuning_job(body: schemas.FineTuningJobCreate, tenant: Tena
 @router.get("/v1/fine_tuning/jobs", response_model=schemas.FineTuningJobList,
             responses=schemas.error_responses(400, 401, 404),
             summary="The caller's fine-tuning jobs, newest first")
-def list_fine_tuning_jobs(tenant: TenantId, lorag: Lorag, limit: int = Limit,
-                          after: str | None = Cursor) -> schemas.FineTuningJobList:
+def list_fine_tuning_jobs(tenant: TenantId, lorag: Lorag, limit: int = Query(20, ge=1, le=100),
+                          after: str | None = Query(None, max_length=100)) -> schemas.FineTuningJobList:
     views, more = lorag.fine_tuning.list(tenant, PageRequest(limit, Order.DESC, after))
     return schemas.FineTuningJobList(data=[to_job(v) for v in views], has_more=more)
 
@@ -54,8 +52,8 @@ def cancel_fine_tuning_job(fine_tuning_job_id: str, tenant: TenantId,
             response_model=schemas.FineTuningEventList,
             responses=schemas.error_responses(400, 401, 404), summary="A job's events, newest first")
 def list_fine_tuning_events(fine_tuning_job_id: str, tenant: TenantId, lorag: Lorag,
-                            limit: int = Limit,
-                            after: str | None = Cursor) -> schemas.FineTuningEventList:
+                            limit: int = Query(20, ge=1, le=100),
+                            after: str | None = Query(None, max_length=100)) -> schemas.FineTuningEventList:
     found = events(lorag.fine_tuning.view(tenant, fine_tuning_job_id))
     data, more = page_after(found, after, limit)
     return schemas.FineTuningEventList(data=data, has_more=more)
@@ -65,8 +63,8 @@ def list_fine_tuning_events(fine_tuning_job_id: str, tenant: TenantId, lorag: Lo
             response_model=schemas.CheckpointList, responses=schemas.error_responses(400, 401, 404),
             summary="The job's registered adapter version, as its checkpoint")
 def list_fine_tuning_checkpoints(fine_tuning_job_id: str, tenant: TenantId, lorag: Lorag,
-                                 limit: int = Limit,
-                                 after: str | None = Cursor) -> schemas.CheckpointList:
+                                 limit: int = Query(20, ge=1, le=100),
+                                 after: str | None = Query(None, max_length=100)) -> schemas.CheckpointList:
     found = checkpoints(lorag.fine_tuning.view(tenant, fine_tuning_job_id))
     data, more = page_after(found, after, limit)
     return schemas.CheckpointList(data=data, first_id=data[0].id if data else None,

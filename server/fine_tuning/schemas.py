@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, StrictFloat, StrictInt
 
@@ -14,11 +14,11 @@ Auto = Literal["auto"]
 
 
 class HyperparametersIn(Request):
-    n_epochs: Auto | StrictInt = Field("auto", description="auto: 3", ge=1, le=50)
-    batch_size: Auto | StrictInt = Field("auto", description="auto: 4 (at most the examples)",
-                                         ge=1, le=256)
-    learning_rate_multiplier: Auto | StrictFloat | StrictInt = Field(
-        "auto", description="Times lorag's base learning rate 1e-3; auto: 1.", gt=0, le=10)
+    n_epochs: Auto | Annotated[StrictInt, Field(ge=1, le=50)] = Field("auto", description="auto: 3")
+    batch_size: Auto | Annotated[StrictInt, Field(ge=1, le=256)] = Field(
+        "auto", description="auto: 4 (at most the examples)")
+    learning_rate_multiplier: Auto | Annotated[StrictFloat | StrictInt, Field(gt=0, le=10)] = Field(
+        "auto", description="Times lorag's base learning rate 1e-3; auto: 1.")
 
 
 class MethodOptions(Request):
@@ -34,10 +34,11 @@ class MethodIn(Request):
 
 
 class FineTuningJobCreate(Request):
+    """``validation_file`` is refused (unrecognized): lorag holds out 10% of the training
+    file for its evaluation."""
+
     model: str = Field(min_length=1, max_length=200, description="The served base model's id.")
     training_file: str = Field(min_length=1, max_length=100)
-    validation_file: str | None = Field(None, description="Refused: lorag holds out 10% of "
-                                        "the training file for its evaluation.")
     method: MethodIn | None = None
     hyperparameters: HyperparametersIn | None = Field(None, description="Deprecated by OpenAI "
                                                       "in favour of method; either is read.")

@@ -8,10 +8,6 @@ from server.fine_tuning import schemas
 
 
 def to_request(body: schemas.FineTuningJobCreate) -> FineTuningRequest:
-    """Raises InvalidInput for what lorag refuses (``validation_file``)."""
-    if body.validation_file is not None:
-        raise InvalidInput("validation_file is not supported: lorag holds out 10% of the "
-                           "training file for its evaluation", param="validation_file")
     method = Method(body.method.type) if body.method else Method.SUPERVISED
     options = getattr(body.method, method.value, None) if body.method else None
     hyper = (options.hyperparameters if options else None) or body.hyperparameters

@@ -15,8 +15,6 @@ from server.vector_stores.serving import (POLL_HEADERS, results_page, search_que
                                           store_list, to_store, to_store_file)
 
 router = APIRouter(tags=["vector stores"])
-Limit = Query(20, ge=1, le=100)
-Cursor = Query(None, max_length=100)
 
 
 def chunking(lorag) -> schemas.StaticChunking:
@@ -26,7 +24,7 @@ def chunking(lorag) -> schemas.StaticChunking:
 
 
 @router.post("/v1/vector_stores", response_model=schemas.VectorStore,
-             responses=schemas.error_responses(400, 401, 404), summary="Create a vector store")
+             responses=schemas.error_responses(400, 401, 404, 413), summary="Create a vector store")
 async def create_vector_store(body: schemas.VectorStoreCreate, tenant: TenantId,
                               lorag: Lorag) -> schemas.VectorStore:
     view = await asyncio.to_thread(lorag.vector_stores.create, tenant, body.name, body.metadata,
@@ -36,9 +34,9 @@ async def create_vector_store(body: schemas.VectorStoreCreate, tenant: TenantId,
 
 @router.get("/v1/vector_stores", response_model=schemas.VectorStoreList,
             responses=schemas.error_responses(400, 401, 404), summary="The caller's vector stores")
-def list_vector_stores(tenant: TenantId, lorag: Lorag, limit: int = Limit,
-                       order: Order = Order.DESC, after: str | None = Cursor,
-                       before: str | None = Cursor) -> schemas.VectorStoreList:
+def list_vector_stores(tenant: TenantId, lorag: Lorag, limit: int = Query(20, ge=1, le=100),
+                       order: Order = Order.DESC, after: str | None = Query(None, max_length=100),
+                       before: str | None = Query(None, max_length=100)) -> schemas.VectorStoreList:
     return store_list(*lorag.vector_stores.list(tenant, PageRequest(limit, order, after, before)))
 
 
@@ -50,7 +48,7 @@ def retrieve_vector_store(vector_store_id: str, tenant: TenantId,
 
 
 @router.post("/v1/vector_stores/{vector_store_id}", response_model=schemas.VectorStore,
-             responses=schemas.error_responses(400, 401, 404), summary="Rename, new metadata")
+             responses=schemas.error_responses(400, 401, 404, 413), summary="Rename, new metadata")
 def update_vector_store(vector_store_id: str, body: schemas.VectorStoreUpdate, tenant: TenantId,
                         lorag: Lorag) -> schemas.VectorStore:
     return to_store(lorag.vector_stores.update(tenant, vector_store_id, body.name, body.metadata))
@@ -66,7 +64,7 @@ async def delete_vector_store(vector_store_id: str, tenant: TenantId,
 
 
 @router.post("/v1/vector_stores/{vector_store_id}/files", response_model=schemas.VectorStoreFile,
-             responses=schemas.error_responses(400, 401, 404),
+             responses=schemas.error_responses(400, 401, 404, 413),
              summary="Attach a file: an ingestion job reads it into the tenant's index")
 async def create_vector_store_file(vector_store_id: str, body: schemas.VectorStoreFileCreate,
                                    tenant: TenantId, lorag: Lorag) -> schemas.VectorStoreFile:
@@ -79,8 +77,8 @@ async def create_vector_store_file(vector_store_id: str, body: schemas.VectorSto
             response_model=schemas.VectorStoreFileList,
             responses=schemas.error_responses(400, 401, 404), summary="A vector store's files")
 def list_vector_store_files(vector_store_id: str, tenant: TenantId, lorag: Lorag,
-                            limit: int = Limit, order: Order = Order.DESC,
-                            after: str | None = Cursor, before: str | None = Cursor,
+                            limit: int = Query(20, ge=1, le=100), order: Order = Order.DESC,
+                            after: str | None = Query(None, max_length=100), before: str | None = Query(None, max_length=100),
                             filter: FileStatus | None = None) -> schemas.VectorStoreFileList:
     views, more = lorag.vector_stores.store_files(
         tenant, vector_store_id, PageRequest(limit, order, after, before), filter)
@@ -99,7 +97,7 @@ def retrieve_vector_store_file(vector_store_id: str, file_id: str, tenant: Tenan
 
 @router.post("/v1/vector_stores/{vector_store_id}/files/{file_id}",
              response_model=schemas.VectorStoreFile,
-             responses=schemas.error_responses(400, 401, 404),
+             responses=schemas.error_responses(400, 401, 404, 413),
              summary="New attributes (the file is read again with them)")
 async def update_vector_store_file(vector_store_id: str, file_id: str,
                                    body: schemas.VectorStoreFileUpdate, tenant: TenantId,
@@ -130,7 +128,7 @@ def vector_store_file_content(vector_store_id: str, file_id: str, tenant: Tenant
 
 @router.post("/v1/vector_stores/{vector_store_id}/search",
              response_model=schemas.SearchResultsPage,
-             responses=schemas.error_responses(400, 401, 404),
+             responses=schemas.error_responses(400, 401, 404, 413),
              summary="lorag's hybrid search over the store's files, with attribute filters")
 async def search_vector_store(vector_store_id: str, body: schemas.SearchRequest,
                               tenant: TenantId, lorag: Lorag) -> schemas.SearchResultsPage:

@@ -26,7 +26,6 @@ class VectorStoreCreate(Request):
     file_ids: list[str] = Field(default_factory=list, max_length=500)
     metadata: dict[str, str] = Field(default_factory=dict, max_length=16)
     chunking_strategy: AutoChunking | None = None
-    description: str | None = Field(None, max_length=512)
 
 
 class VectorStoreUpdate(Request):
