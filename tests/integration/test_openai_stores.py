@@ -187,6 +187,25 @@ def test_detach_and_delete_remove_the_text_from_search(zephyr):
         zephyr.vector_stores.retrieve(vector_store.id)
 
 
+def test_new_attributes_are_read_again_and_filtered_on(zephyr):
+    vector_store = zephyr.vector_stores.create(name="relabelled")
+    uploaded = zephyr.vector_stores.files.upload_and_poll(
+        vector_store_id=vector_store.id, file=("pump.txt", b"The garden pump needs oil yearly."),
+        attributes={"season": "spring"})
+    zephyr.vector_stores.files.update(file_id=uploaded.id, vector_store_id=vector_store.id,
+                                      attributes={"season": "autumn"})
+    done = zephyr.vector_stores.files.poll(uploaded.id, vector_store_id=vector_store.id)
+    assert done.status == "completed" and done.attributes == {"season": "autumn"}
+
+    def search(season: str) -> list[str]:
+        return [r.file_id for r in zephyr.vector_stores.search(
+            vector_store.id, query="garden pump oil",
+            filters={"type": "eq", "key": "season", "value": season}).data]
+
+    assert search("autumn") == [uploaded.id] and search("spring") == []
+    zephyr.vector_stores.delete(vector_store.id)
+
+
 def test_async_client_searches(server, keys, store):
     async def search() -> list[str]:
         async with openai.AsyncOpenAI(base_url=server.url + "/v1", api_key=keys["zephyr"],
