@@ -19,8 +19,8 @@ from ingest.normalize import looks_garbled, normalize_text
 from ingest.readers import READERS, ReadContext, supported_types
 from ingest.settings import FormatSettings
 from ingest.structure import Parsed, assemble
-from ingest.types import (DocumentError, DocumentInput, FailureCode, LoadedDocument, Unchanged,
-                          WebPages)
+from ingest.types import (DocumentError, DocumentInput, FailureCode, LoadedDocument, NamedFile,
+                          Unchanged, WebPages)
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ JSONL = ".jsonl"  # many documents per file: read by JsonlSource, not by a reade
 SUPPORTED_TYPES = supported_types() | {JSONL}
 MAX_ID_CHARS = 512
 
-Input = Union[str, Path, DocumentInput, dict, WebPages]
+Input = Union[str, Path, DocumentInput, dict, WebPages, NamedFile]
 Loaded = Union[LoadedDocument, DocumentError, Unchanged]
 
 
@@ -68,9 +68,10 @@ class FileSource(Source):
     path: Path
     document_id: str
     limits: Limits
+    named: NamedFile | None = None  # the id, source and metadata it was given
 
     def load(self) -> Iterator[Loaded]:
-        yield guard(lambda: read_file(self.path, self.document_id, self.limits),
+        yield guard(lambda: read_file(self.path, self.document_id, self.limits, self.named),
                      self.document_id, str(self.path))
 
 
@@ -130,6 +131,8 @@ def expand_inputs(inputs: list[Input], limits: Limits,
             found, skip = _path_sources(Path(item), limits)
             sources += found
             skipped += skip
+        elif isinstance(item, NamedFile):
+            sources.append(_named_source(item, limits))
         elif isinstance(item, WebPages):
             sources.append(web_source(item) if web_source else ErrorSource(DocumentError(
                 FailureCode.INVALID_DOCUMENT, "web pages cannot be read here",
@@ -177,6 +180,20 @@ def _file_source(path: Path, document_id: str, limits: Limits) -> Source:
     return FileSource(path, document_id, limits)
 
 
+def _named_source(named: NamedFile, limits: Limits) -> Source:
+    """One document, whatever the type: a .jsonl file is read as text, not as many
+    documents (it must stay the one document its id names)."""
+    if not named.path.is_file():
+        return ErrorSource(DocumentError(FailureCode.FILE_NOT_FOUND, "no such file",
+                                         id=named.id, source=named.source))
+    if _file_type(named.path) not in SUPPORTED_TYPES - {JSONL}:
+        return ErrorSource(DocumentError(
+            FailureCode.UNSUPPORTED_TYPE, f"unsupported file type "
+            f"{_file_type(named.path) or '(none)'!r}; supported: "
+            f"{', '.join(sorted(SUPPORTED_TYPES - {JSONL}))}", id=named.id, source=named.source))
+    return FileSource(named.path, named.id, limits, named)
+
+
 def _file_type(path: Path) -> str:
     suffixes = [s.lower() for s in path.suffixes]
     if suffixes[-2:] == [".rst", ".txt"]:  # Sphinx's _sources/*.rst.txt
@@ -186,8 +203,10 @@ def _file_type(path: Path) -> str:
 
 # --- reading one file --------------------------------------------------------------------
 
-def read_file(path: Path, document_id: str, limits: Limits) -> LoadedDocument:
-    """Read one file with the reader of its type; raises DocumentError."""
+def read_file(path: Path, document_id: str, limits: Limits,
+              named: NamedFile | None = None) -> LoadedDocument:
+    """Read one file with the reader of its type; raises DocumentError. A NamedFile
+    gives the source and metadata."""
     size = path.stat().st_size
     if size > limits.max_bytes:
         raise DocumentError(FailureCode.TOO_LARGE,
@@ -196,6 +215,8 @@ def read_file(path: Path, document_id: str, limits: Limits) -> LoadedDocument:
     parsed = reader(path.read_bytes(), ReadContext(document_id, limits.formats))
     # The source is the document's own relative name: never a server path (uploads live
     # in a temporary folder, and sources are shown to users in citations).
+    if named is not None:
+        return parsed_document(document_id, parsed, path.name, named.source, named.metadata)
     return parsed_document(document_id, parsed, path.name, document_id)
 
 

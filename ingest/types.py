@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from enum import Enum
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -20,6 +21,17 @@ class DocumentInput:
     title: str | None = None
     metadata: dict = field(default_factory=dict)
     source: str | None = None
+
+
+@dataclass(frozen=True)
+class NamedFile:
+    """A file read with the reader of its type but stored under a given document ``id``,
+    with ``metadata`` and a ``source`` to cite (not the server path it lies at)."""
+
+    path: Path
+    id: str
+    source: str
+    metadata: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from lorag.core.errors import InvalidInput, NotFound
 from lorag.core.layout import Layout, check_name
 from lorag.core.modes import SEARCH_MODES, RetrievalMode
 from retrieval.embedders import Embedder
+from retrieval.filters import Comparison, Compound, Filter
 from retrieval.fusion import reciprocal_rank_fusion
 from retrieval.lexical import fts_query
 from retrieval.settings import RetrievalSettings
@@ -109,6 +110,11 @@ class Retrieval:
         check_name(tenant, "tenant")
         return ChunkStore(self.layout.tenant_store(tenant)).document_texts()
 
+    def document_text(self, tenant: str, document_id: str) -> str | None:
+        """One document's text rebuilt from its chunks (None: no such document)."""
+        check_name(tenant, "tenant")
+        return self.tenant_index(tenant).store.document_text(document_id)
+
     def index_state(self, tenant: str) -> dict[str, int] | None:
         """The tenant's chunk store state, which names what its index holds: ``covered``
         (the largest chunk id allocated; every ingest raises it) and ``generation``
@@ -124,13 +130,14 @@ class Retrieval:
 
     def search(self, tenant: str, query: str, *, k: int | None = None,
                mode: RetrievalMode | str | None = None,
-               filters: dict[str, str | int | float | bool] | None = None,
+               filters: dict[str, str | int | float | bool] | Filter | None = None,
                document_ids: list[str] | None = None) -> list[SearchHit]:
         """The tenant's best ``k`` chunks for ``query``, best first.
 
         ``mode`` is dense, lexical or hybrid (None = the settings' default); ``filters``
-        keeps chunks whose document metadata equals every given value; ``document_ids``
-        keeps chunks of those documents. Raises InvalidInput (param ``k``, ``mode``,
+        keeps chunks whose document metadata equals every given value (a dict) or
+        passes a Filter tree (see retrieval/filters.py); ``document_ids`` keeps chunks
+        of those documents. Raises InvalidInput (param ``k``, ``mode``,
         ``filters``, ``document_ids`` or ``query``), NotFound (param ``tenant``) for an
         unknown tenant, Conflict (param ``embedder``) if the tenant was indexed with
         another embedder. A tenant with no documents gets [].
@@ -201,10 +208,10 @@ class Retrieval:
 
 
 
-def check_filters(filters) -> dict | None:
-    """Validate metadata equality filters; raises InvalidInput (param ``filters``)."""
-    if filters is None:
-        return None
+def check_filters(filters) -> dict | Filter | None:
+    """Validate metadata equality filters (a Filter tree was validated when parsed); raises InvalidInput (param ``filters``)."""
+    if filters is None or isinstance(filters, (Comparison, Compound)):
+        return filters
     if not isinstance(filters, dict) or len(filters) > MAX_FILTERS:
         raise InvalidInput(f"filters must be an object of at most {MAX_FILTERS} key: value pairs",
                            param="filters")

@@ -28,6 +28,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from lorag.core.db import Database
+from retrieval.filters import Comparison, Compound, Filter
 from retrieval.types import DocumentWrite, SearchHit, StoredDocument
 
 SCHEMA = """
@@ -112,12 +113,19 @@ def _vectors(blobs: list[bytes], dimension: int) -> np.ndarray:
     return np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(blobs), -1).astype(np.float32)
 
 
-def filter_clause(filters: dict | None, document_ids: list[str] | None) -> tuple[str, list]:
-    """SQL conditions on ``d`` (documents) for metadata equality and document ids.
+def filter_clause(filters: dict | Filter | None,
+                  document_ids: list[str] | None) -> tuple[str, list]:
+    """SQL conditions on ``d`` (documents) for metadata equality (a dict) or a Filter
+    tree, and document ids.
 
     Keys and values are trusted here (validated by the search service).
     """
     clauses, params = [], []
+    if isinstance(filters, (Comparison, Compound)):
+        clause, values = filters.sql()
+        clauses.append(f"({clause})")
+        params += values
+        filters = None
     for key, value in (filters or {}).items():
         clauses.append("json_extract(d.metadata, ?) = ?")
         params += [f'$."{key}"', int(value) if isinstance(value, bool) else value]
@@ -223,6 +231,15 @@ class ChunkStore:
                 for _, group in groupby(rows, key=lambda row: row[0])]
 
     # --- state and vectors ---------------------------------------------------------------
+
+    def document_text(self, document_id: str) -> str | None:
+        """One document's text rebuilt from its chunks (None: no such document)."""
+        if not self.path.exists():
+            return None
+        rows = self.db.query("SELECT c.char_start, c.char_end, c.text FROM chunks c JOIN "
+                             "documents d ON d.pk = c.document_pk WHERE d.id=? "
+                             "ORDER BY c.position", (document_id,))
+        return join_chunks((r[0], r[1], r[2]) for r in rows) if rows else None
 
     def state(self, conn: sqlite3.Connection | None = None) -> StoreState:
         conn = conn or self.db.connection()
@@ -396,14 +413,14 @@ class ChunkStore:
 
     # --- search support ------------------------------------------------------------------
 
-    def allowed_chunk_ids(self, filters: dict | None, document_ids: list[str] | None) -> np.ndarray:
+    def allowed_chunk_ids(self, filters: dict | Filter | None, document_ids: list[str] | None) -> np.ndarray:
         """Ids of the chunks whose document passes the filters."""
         where, params = filter_clause(filters, document_ids)
         rows = self.db.query(f"SELECT c.id FROM chunks c JOIN documents d ON d.pk = c.document_pk "
                              f"WHERE {where}", params)
         return np.array([r[0] for r in rows], dtype=np.int64)
 
-    def lexical(self, match: str, k: int, filters: dict | None,
+    def lexical(self, match: str, k: int, filters: dict | Filter | None,
                 document_ids: list[str] | None) -> list[tuple[int, float]]:
         """(chunk id, BM25 score) of the best ``k`` chunks for an FTS5 MATCH expression."""
         where, params = filter_clause(filters, document_ids)

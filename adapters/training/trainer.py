@@ -19,7 +19,7 @@ from adapters.settings import TrainingSettings
 from adapters.training.loop import run_training, write_metrics
 from adapters.training.spec import TrainingKind, TrainResult, TrainSpec
 from lorag.core.errors import LoragError
-from lorag.core.jobs import JobStore, Progress
+from lorag.core.jobs import CANCELLED, JobStore, Progress
 from lorag.core.layout import Layout
 from lorag.core.tenants import TenantStore
 
@@ -28,6 +28,10 @@ log = logging.getLogger(__name__)
 JOB_KIND = "train"
 
 RegisterFn = Callable[[str, str, Path], Any]
+
+
+class TrainingCancelled(Exception):
+    """Raised inside a run at the first step after ``Trainer.cancel``."""
 
 
 class Trainer:
@@ -59,6 +63,7 @@ class Trainer:
         self._current_version = current_version
         self._executor: ThreadPoolExecutor | None = None
         self._futures: dict[str, Future] = {}
+        self._cancelled: set[str] = set()
 
     def workdir(self, tenant: str, name: str) -> Path:
         """Where a run keeps its checkpoints and final folder until it is registered."""
@@ -77,6 +82,19 @@ class Trainer:
     def wait(self, job_id: str, timeout: float | None = None) -> TrainResult | None:
         """Block until a started job ends; its result, or None when it failed."""
         return self._futures[job_id].result(timeout)
+
+    def cancel(self, job_id: str) -> bool:
+        """Stop a job started by this process: a queued one never starts, a running one
+        stops at its next step (nothing is registered). The job's status becomes
+        ``cancelled``. False when it has already ended (or is not this process's)."""
+        future = self._futures.get(job_id)
+        if future is None or future.done():
+            return False
+        self._cancelled.add(job_id)
+        if future.cancel():
+            self.jobs.update(job_id, status=CANCELLED, error="cancelled before it started")
+        log.info("training cancel requested job=%s", job_id)
+        return True
 
     def train(self, tenant: str, spec: TrainSpec) -> TrainResult:
         """Run now, in this thread. Raises NotFound (tenant), InvalidInput (data, spec),
@@ -107,6 +125,10 @@ class Trainer:
                  tenant, spec.name, spec.kind, spec.steps, job_id)
         try:
             result = self._train_and_register(tenant, spec, job_id, progress, bar)
+        except TrainingCancelled:
+            log.info("training cancelled tenant=%s adapter=%s job=%s", tenant, spec.name, job_id)
+            self.jobs.update(job_id, status=CANCELLED, error="cancelled while training")
+            raise
         except Exception as exc:
             message = exc.message if isinstance(exc, LoragError) else f"{type(exc).__name__}: {exc}"
             log.exception("training failed tenant=%s adapter=%s job=%s", tenant, spec.name, job_id)
@@ -127,6 +149,8 @@ class Trainer:
 
         def on_step(done: int, loss: float) -> None:
             """``done`` counts steps from 0, so a resumed run jumps to where it was."""
+            if job_id in self._cancelled:
+                raise TrainingCancelled(job_id)
             progress.advance(done - progress.completed)
             bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
             bar.update(done - bar.n)

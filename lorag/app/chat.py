@@ -31,6 +31,7 @@ from lorag.core.brands import Brand, BrandQuality
 from lorag.core.errors import Conflict, InvalidInput, NotFound
 from lorag.core.modes import RetrievalMode, parse_mode
 from ingest.types import describe_location
+from retrieval.filters import Filter
 from retrieval.types import SearchHit
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ class RetrievalOptions:
 
     top_k: int | None = None
     mode: RetrievalMode | str | None = None  # checked by ChatService.prepare
-    filters: dict | None = None
+    filters: dict | Filter | None = None  # metadata equality, or a Filter tree
 
 
 @dataclass(frozen=True)

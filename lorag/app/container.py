@@ -26,9 +26,14 @@ if TYPE_CHECKING:  # the parts are imported where they are built, so building is
     from ingest.service import DocumentService, EmbedDocuments
     from lorag.app.chat import ChatService
     from lorag.app.embeddings import EmbeddingService
+    from lorag.app.files import FileService
+    from lorag.app.fine_tuning import FineTunedBrands, FineTuningService
     from lorag.app.quality.guard import AnswerChecks
+    from lorag.app.responses import ResponseService
     from lorag.app.rollouts import RolloutService
+    from lorag.app.vector_stores import VectorStoreService
     from lorag.core.answers import AnswerStore
+    from lorag.core.files import FileStore
     from lorag.core.brands import BrandStore
     from retrieval.embedders import Embedder
     from retrieval.service import Retrieval
@@ -97,6 +102,31 @@ class Lorag:
                                pii=self.pii_redactor, embed_documents=self._embed_documents)
 
     @cached_property
+    def file_store(self) -> FileStore:
+        """Uploaded files (OpenAI's Files API), at most ``server.max_body_bytes`` each."""
+        from lorag.core.files import FileStore
+
+        self.tenants  # the files table references tenants
+        return FileStore(self.catalog, self.layout, max_bytes=self.settings.server.max_body_bytes)
+
+    @cached_property
+    def files(self) -> FileService:
+        """Uploaded files; deleting one first takes it out of every vector store."""
+        from lorag.app.files import FileService
+
+        return FileService(self.file_store, self.vector_stores)
+
+    @cached_property
+    def vector_stores(self) -> VectorStoreService:
+        """Vector stores: named, filterable collections of files inside a tenant's index."""
+        from lorag.app.vector_stores import VectorStoreService
+        from lorag.core.vector_stores import VectorStoreCatalog
+
+        self.file_store  # the vector store files table references files
+        return VectorStoreService(VectorStoreCatalog(self.catalog), self.file_store,
+                                  self.documents, self.retrieval, self.jobs)
+
+    @cached_property
     def pii_redactor(self) -> PiiRedactor:
         """PII detection for ingestion and answers: one analyzer, built on first use."""
         from ingest.pii import PiiRedactor
@@ -157,6 +187,26 @@ class Lorag:
         return BrandStore(self.catalog, self.adapters, self.audit)
 
     @cached_property
+    def models(self) -> FineTunedBrands:
+        """What chat takes as ``model``: the tenant's brands and its fine-tuned model ids
+        (``ft:<base>:<tenant>:<adapter>:<version>``)."""
+        from lorag.app.fine_tuning import FineTunedBrands
+
+        return FineTunedBrands(self.brands)
+
+    @cached_property
+    def fine_tuning(self) -> FineTuningService:
+        """OpenAI's fine-tuning jobs: adapter training on uploaded files."""
+        from pathlib import Path
+
+        from lorag.app.fine_tuning import FineTuningService
+        from lorag.core.fine_tuning import FineTuningCatalog
+
+        self.tenants  # the table references tenants
+        return FineTuningService(FineTuningCatalog(self.catalog), self.file_store, self.trainer,
+                                 self.jobs, lambda: Path(self.base_model_path).name)
+
+    @cached_property
     def engine(self) -> InferenceEngine:
         """The InferenceEngine ``settings.engine.backend`` names; ``await warm_up()`` loads it."""
         from adapters.engines import build_engine
@@ -169,7 +219,7 @@ class Lorag:
         """Chat as a brand: retrieval -> numbered sources within the token budget -> engine."""
         from lorag.app.chat import ChatService
 
-        return ChatService(brands=self.brands, adapters=self.adapters, retrieval=self.retrieval,
+        return ChatService(brands=self.models, adapters=self.adapters, retrieval=self.retrieval,
                            engine=self.engine, settings=self.settings.chat,
                            checks=self.answer_checks, router=self.rollouts)
 
@@ -179,6 +229,16 @@ class Lorag:
         from lorag.app.embeddings import EmbeddingService
 
         return EmbeddingService(lambda: self.embedder, self.brands)
+
+    @cached_property
+    def responses(self) -> ResponseService:
+        """OpenAI's Responses API: chat with file_search over vector stores, stored
+        responses continued by ``previous_response_id``."""
+        from lorag.app.responses import ResponseService
+        from lorag.core.responses import ResponseStore
+
+        self.tenants  # the responses table references tenants
+        return ResponseService(self.chat, self.vector_stores, ResponseStore(self.catalog))
 
     @cached_property
     def answer_checks(self) -> AnswerChecks:
@@ -201,7 +261,7 @@ class Lorag:
         """Targets, splits, shadow, stored answers, feedback, promotion gates, rollback."""
         from lorag.app.rollouts import RolloutService
 
-        return RolloutService(self.catalog, brands=self.brands, adapters=self.adapters,
+        return RolloutService(self.catalog, brands=self.models, adapters=self.adapters,
                               answers=self.answers, audit=self.audit,
                               settings=self.settings.rollouts, scorer=self._answer_scorer())
 

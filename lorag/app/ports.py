@@ -12,6 +12,7 @@ from typing import Protocol, Sequence
 from adapters.engines.protocol import AdapterRef
 from lorag.core.brands import Brand
 from lorag.core.modes import RetrievalMode
+from retrieval.filters import Filter
 from retrieval.types import SearchHit
 
 FilterValue = str | int | float | bool
@@ -61,7 +62,7 @@ class Searcher(Protocol):
 
     def search(self, tenant: str, query: str, *, k: int | None = None,
                mode: RetrievalMode | None = None,
-               filters: dict[str, FilterValue] | None = None) -> list[SearchHit]:
+               filters: dict[str, FilterValue] | Filter | None = None) -> list[SearchHit]:
         """The tenant's best ``k`` chunks for ``query``, best first (None = the defaults).
 
         ``mode`` is a search mode, never OFF. Raises InvalidInput (param ``k``, ``mode``,

@@ -41,6 +41,7 @@ CREATE TABLE IF NOT EXISTS job_failures (
 """
 
 QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
+CANCELLED = "cancelled"  # stopped on request (a training job)
 
 
 @dataclass

@@ -4,6 +4,7 @@
     <data_dir>/tenants/<tenant>/store.db          the tenant's documents, chunks, FTS5
     <data_dir>/tenants/<tenant>/index.faiss       rebuildable cache of the chunk vectors
     <data_dir>/tenants/<tenant>/web_pages.db      validators (ETag...) of fetched web pages
+    <data_dir>/tenants/<tenant>/files/<file id>/  uploaded files (/v1/files), under their name
     <data_dir>/adapters/<tenant>/<name>/<version>/  peft adapter folders
     <data_dir>/models/                            prepared base models
     <data_dir>/import/adapters/                   folders and archives the admin API may register
@@ -48,6 +49,9 @@ class Layout:
 
     def tenant_web_pages(self, tenant: str) -> Path:
         return self.tenant_dir(tenant) / "web_pages.db"
+
+    def tenant_files(self, tenant: str) -> Path:
+        return self.tenant_dir(tenant) / "files"
 
     @property
     def adapters_dir(self) -> Path:

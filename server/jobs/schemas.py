@@ -20,7 +20,7 @@ class Job(BaseModel):
     id: str
     object: Literal["job"] = "job"
     kind: str
-    status: Literal["queued", "running", "succeeded", "failed"]
+    status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
     submitted: int
     completed: int
     failed: int

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -153,6 +154,21 @@ def test_start_runs_in_the_background_as_a_job(trainer, app):
     assert trainer.wait(failing, timeout=120) is None
     job = app.jobs.get("acme", failing)
     assert job.status == "failed" and "nope_proj" in job.error
+
+
+def test_cancel_stops_a_running_job_and_a_queued_one(trainer, app, registry):
+    running = trainer.start("acme", sft(steps=100_000))
+    queued = trainer.start("acme", sft(steps=5, name="later"))
+    deadline = time.monotonic() + 120
+    while app.jobs.get("acme", running).completed < 1:  # it is training
+        assert time.monotonic() < deadline, app.jobs.get("acme", running)
+        time.sleep(0.05)
+    assert trainer.cancel(queued) and trainer.cancel(running)
+    assert trainer.wait(running, timeout=120) is None
+    assert [app.jobs.get("acme", j).status for j in (running, queued)] == ["cancelled"] * 2
+    assert app.jobs.get("acme", running).completed < 100_000
+    assert registry.calls == []  # nothing registered
+    assert not trainer.cancel(running)  # it has ended
 
 
 def test_unknown_tenant_is_refused_before_any_job(trainer, app):
