@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # the parts are imported where they are built, so building is
     from ingest.pii import PiiRedactor
     from ingest.service import DocumentService
     from lorag.app.chat import ChatService
+    from lorag.app.limits import TenantLimits
     from lorag.app.quality.guard import AnswerChecks
     from lorag.app.rollouts import RolloutService
     from lorag.core.answers import AnswerStore
@@ -84,7 +85,21 @@ class Lorag:
         from ingest.service import DocumentService
 
         return DocumentService(self.settings.ingest, self.retrieval, self.tenants, self.jobs,
-                               pii=self.pii_redactor)
+                               pii=self.pii_redactor, limits=self.limits)
+
+    @cached_property
+    def limits(self) -> TenantLimits:
+        """Per-tenant rate limits, quotas, fair admission of generations and ingestion
+        embedding, and the usage ledger."""
+        from lorag.app.limits import TenantLimits
+        from lorag.core.limits import LimitStore
+
+        self.tenants  # the tables reference tenants
+        limits = TenantLimits(self.settings.limits, LimitStore(self.catalog),
+                              generation_slots=self.settings.engine.max_num_seqs,
+                              tenant_dir=self.layout.tenant_dir)
+        self.tenants.on_delete.append(limits.forget)
+        return limits
 
     @cached_property
     def pii_redactor(self) -> PiiRedactor:

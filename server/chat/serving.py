@@ -10,9 +10,12 @@ import time
 from typing import Any, AsyncIterator, Awaitable
 
 from fastapi import Request, Response
+from fastapi.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from lorag.app.chat import ChatService, PreparedChat, usage_of
 from lorag.app.container import Lorag
+from lorag.app.limits import ChatTicket
 from lorag.app.rollouts import Finished, completion_dict
 from lorag.app.quality.guard import GroundingVerdict
 from server.chat import schemas
@@ -100,6 +103,11 @@ class ChatServing:
             self.failed = True
             raise
 
+    def token_counts(self) -> tuple[int, int]:
+        """(prompt, completion) tokens so far, for the tenant's limits and usage."""
+        usage = usage_of(self.prepared, self.last)
+        return usage.prompt_tokens, usage.completion_tokens
+
     def _grounding(self, verdict: GroundingVerdict | None) -> schemas.Grounding | None:
         if verdict is None:
             return None
@@ -167,6 +175,34 @@ class RolloutReport:
         store = rollouts.should_store(prepared.tenant_id, prepared.brand, self.store)
         rollouts.finish(prepared, finished, store=store, messages=self.messages,
                         metadata=self.metadata)
+
+
+async def in_generation_slot(ticket: ChatTicket, work: Awaitable[Any]) -> Any:
+    """``work`` once the tenant's turn for a generation slot has come (fair order)."""
+    async with ticket.generating():
+        return await work
+
+
+async def _events_in_slot(ticket: ChatTicket, events: AsyncIterator[str]) -> AsyncIterator[str]:
+    async with ticket.generating():
+        async for event in events:
+            yield event
+
+
+class LimitedStream(StreamingResponse):
+    """An SSE chat stream generated in a generation slot; its ticket ends whenever the
+    response ends: sent in full, failed, or the client gone (even before the first byte)."""
+
+    def __init__(self, ticket: ChatTicket, serving: ChatServing, events: AsyncIterator[str],
+                 **kwargs: Any):
+        super().__init__(_events_in_slot(ticket, events), media_type="text/event-stream", **kwargs)
+        self.ticket, self.serving = ticket, serving
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.ticket.finish(*self.serving.token_counts())
 
 
 async def cancel_on_disconnect(request: Request, work: Awaitable[Any]) -> Any:
