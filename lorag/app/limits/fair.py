@@ -27,6 +27,9 @@ class WaitQueue(Protocol):
     def pop(self) -> Any | None:
         """The next item to admit; None when nothing waits."""
 
+    def discard(self, item: Any) -> None:
+        """Remove a waiting item (its waiter went away) without it taking a turn."""
+
     def __len__(self) -> int: ...
 
 
@@ -41,6 +44,10 @@ class Fifo:
 
     def pop(self) -> Any | None:
         return self._items.popleft() if self._items else None
+
+    def discard(self, item: Any) -> None:
+        if item in self._items:
+            self._items.remove(item)
 
     def __len__(self) -> int:
         return len(self._items)
@@ -78,14 +85,29 @@ class DeficitRoundRobin:
                 self._deficit[tenant] -= cost
                 queue.popleft()
                 self._size -= 1
-                if not queue:  # an idle tenant keeps no credit
-                    self._turn.popleft()
-                    del self._queues[tenant], self._deficit[tenant]
-                    self._credited = False
+                if not queue:
+                    self._forget(tenant)
                 return item
             self._turn.rotate(-1)
             self._credited = False
         return None
+
+    def discard(self, item: Any) -> None:
+        for tenant, queue in self._queues.items():
+            for entry in queue:
+                if entry[0] is item:
+                    queue.remove(entry)
+                    self._size -= 1
+                    if not queue:
+                        self._forget(tenant)
+                    return
+
+    def _forget(self, tenant: str) -> None:
+        """An idle tenant leaves the turn and keeps no credit."""
+        if self._turn and self._turn[0] == tenant:
+            self._credited = False
+        self._turn.remove(tenant)
+        del self._queues[tenant], self._deficit[tenant]
 
     def __len__(self) -> int:
         return self._size
@@ -126,6 +148,8 @@ class AsyncGate:
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():  # granted as it was cancelled
                 self.release()
+            else:
+                self.queue.discard(waiter)
             raise
 
     def release(self) -> None:
