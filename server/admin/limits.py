@@ -29,7 +29,7 @@ def get_limits(tenant: str, lorag: Lorag) -> schemas.Limits:
 
 
 @router.patch("/tenants/{tenant}/limits", response_model=schemas.Limits,
-              responses=schemas.error_responses(400, 404),
+              responses=schemas.error_responses(400, 404, 413),
               summary="Set or remove a tenant's limit overrides (applies at once)")
 def update_limits(tenant: str, body: schemas.LimitsUpdate, lorag: Lorag) -> schemas.Limits:
     return to_limits(lorag.limits.set_overrides(tenant, body.model_dump(exclude_unset=True)), lorag)
