@@ -1,7 +1,8 @@
 """No noisy neighbours (long part only, ``make reliability``): a quiet tenant's chat
 latency alone, then beside a noisy tenant sending 10x as many concurrent chats while
 it ingests a large batch of documents; once with fairness on (per-tenant limits, fair
-admission, ingestion embedding in small slices) and once off (first come, first served,
+admission, ingestion embedding in small slices and paused while chats are in flight)
+and once off (first come, first served,
 no limits: lorag before issue 13), each on its own fresh ``lorag serve``.
 
 Checked: the noisy tenant gets 429s with ``Retry-After`` when fairness is on, and no
@@ -38,7 +39,8 @@ QUESTIONS = ["When does the store open?", "What does the blue model cost?",
              "How do I reset the device?", "How long is the warranty?"]
 FAIR = {"LORAG_LIMITS__SCHEDULING": "fair", "LORAG_LIMITS__GENERATION_SLOTS": "6",
         "LORAG_LIMITS__EMBEDDING_SLICE": "16"}
-UNFAIR = {"LORAG_LIMITS__SCHEDULING": "fifo", "LORAG_LIMITS__EMBEDDING_SLICE": "512"}
+UNFAIR = {"LORAG_LIMITS__SCHEDULING": "fifo", "LORAG_LIMITS__EMBEDDING_SLICE": "512",
+          "LORAG_LIMITS__EMBEDDING_SHARE_WHILE_CHATTING": "1"}
 NOISY_LIMITS = {"max_concurrent_generations": 4, "requests_per_minute": 1200}
 
 

@@ -93,6 +93,7 @@ class ChatTicket:
             return
         self.finished = True
         self.state.active -= 1
+        self.limits.chats_in_flight -= 1
         if self.state.tokens is not None and self.reserved:
             self.state.tokens.give_back(self.reserved - prompt_tokens - completion_tokens)
         if served:
@@ -149,6 +150,8 @@ class TenantLimits:
         self._states: dict[str, _TenantState] = {}
         self._overrides: dict[str, dict] = {}
         self._read_at = -math.inf
+        self.chats_in_flight = 0  # read by ingestion threads: one int, no lock needed
+        self.sleep = time.sleep
         slots = settings.generation_slots or generation_slots
         self.generations = AsyncGate(slots, wait_queue(settings.scheduling, settings.quantum_tokens,
                                                        self.weight))
@@ -218,6 +221,7 @@ class TenantLimits:
             raise RateLimited(f"requests per minute limit reached ({state.requests.capacity}); "
                               f"retry in {wait:.1f} s", retry_after=wait, windows=_windows(state))
         state.active += 1
+        self.chats_in_flight += 1
         return ChatTicket(self, tenant, state)
 
     def _state(self, tenant: str, values: LimitValues) -> _TenantState:
@@ -293,8 +297,18 @@ class TenantLimits:
         for start in range(0, len(texts), step):
             piece = texts[start:start + step]
             with self.embedding.slot(tenant, len(piece)):
+                started = self.clock()
                 parts.append(embed(piece))
+                self._yield_to_chats(self.clock() - started)
         return np.concatenate(parts) if parts else embed([])
+
+    def _yield_to_chats(self, seconds: float) -> None:
+        """While chats are in flight, pause (holding the embedding slot, so all ingestion
+        pauses) long enough that ingestion embeds at most ``embedding_share_while_chatting``
+        of the time."""
+        share = self.settings.embedding_share_while_chatting
+        if share < 1 and self.chats_in_flight > 0:
+            self.sleep(seconds * (1 - share) / share)
 
 
 def _windows(state: _TenantState) -> dict[str, Window]:

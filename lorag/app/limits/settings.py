@@ -60,6 +60,11 @@ class LimitSettings(BaseModel):
     embedding_slice: int = Field(
         64, ge=1, description="Chunks embedded per call by ingestion; smaller slices let "
         "other tenants' jobs (and questions) in sooner.")
+    embedding_share_while_chatting: float = Field(
+        0.25, gt=0, le=1, description="While chat requests are in flight, ingestion embeds "
+        "at most this share of the time (it pauses between slices), so a large ingestion "
+        "job does not take the CPU and the embedder from the questions being answered; "
+        "1: no pause.")
     refresh_seconds: float = Field(
         1.0, ge=0, description="Overrides set by another process (the CLI) are read again "
         "after this; changes through the admin API apply at once.")
