@@ -223,6 +223,7 @@ def test_tokens_are_reserved_then_given_back_and_concurrency_is_capped(lorag):
         second.reserve_tokens(600)  # 400 left
     assert refused.value.windows["tokens"].remaining == 400
     first.finish(100, 50)  # 450 of 600 unused come back
+    assert limits.usage("acme").requests == 1  # the refused one is not counted as served
     assert limits.admit_chat("acme").windows()["tokens"].remaining == 850
     with pytest.raises(InvalidInput) as too_big:
         limits.admit_chat("other").reserve_tokens(1001)

@@ -68,13 +68,13 @@ class ChatTicket:
         bucket = self.state.tokens
         if bucket is not None:
             if tokens > bucket.capacity:
-                self.finish(0, 0)
+                self.finish(0, 0, served=False)
                 raise InvalidInput(f"the request needs {tokens} tokens (prompt + max_tokens), "
                                    f"over the tenant's tokens_per_minute of {bucket.capacity}",
                                    param="max_tokens")
             wait = bucket.take(tokens)
             if wait:
-                self.finish(0, 0)
+                self.finish(0, 0, served=False)
                 raise RateLimited(f"tokens per minute limit reached ({bucket.capacity}); retry "
                                   f"in {wait:.1f} s", retry_after=wait, windows=self.windows())
         self.reserved = tokens
