@@ -1,7 +1,8 @@
-"""Per-tenant limits on a real ``lorag serve`` (tiny model on vLLM, real embedder): a
-429 with OpenAI's error shape, ``Retry-After`` and ``x-ratelimit-*`` headers; the
-official ``openai`` client retrying that 429 by itself and succeeding; limits changed
-through the admin API and through the CLI (another process) while the server runs."""
+"""Per-tenant limits on a real ``lorag serve`` (tiny model on vLLM; the brands search
+nothing, so the fake embedder spares loading the real one): a 429 with OpenAI's error
+shape, ``Retry-After`` and ``x-ratelimit-*`` headers; the official ``openai`` client
+retrying that 429 by itself and succeeding; limits changed through the admin API and
+through the CLI (another process) while the server runs."""
 
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ def server(tiny_model, tmp_path_factory):
         "LORAG_ENGINE__MODEL": str(tiny_model), "LORAG_ENGINE__KV_CACHE_BYTES": str(64 * 2**20),
         "LORAG_ENGINE__MAX_MODEL_LEN": "512", "LORAG_ENVIRONMENT": "test",
         "LORAG_LIMITS__REFRESH_SECONDS": "0.5", "PYTHONPATH": REPO,
-        "LORAG_ENGINE__ENGINE_PROCESS": "false"})  # starts faster; limits are the point here
+        # starts faster; limits are the point here, and the brands search nothing
+        "LORAG_ENGINE__ENGINE_PROCESS": "false", "LORAG_RETRIEVAL__EMBEDDER__BACKEND": "fake"})
     with process:
         yield process
 
