@@ -21,6 +21,7 @@ from typing import Callable
 import numpy as np
 
 from ingest.chunking import Chunker
+from ingest.limits import IngestLimits, IngestQuota, Unlimited
 from ingest.loaders import Input, Limits, Source, expand_inputs
 from ingest.pii import PiiMode, PiiRedactor
 from ingest.settings import IngestSettings
@@ -69,9 +70,11 @@ class _Run:
     """One ingestion batch for one tenant: counts, failures, the progress record."""
 
     def __init__(self, report: IngestReport, progress: Progress, on_commit: OnCommit | None,
-                 pii: "_PiiPolicy"):
+                 pii: "_PiiPolicy", tenant: str = "", quota: IngestQuota | None = None):
         self.report, self.progress, self.on_commit = report, progress, on_commit
         self.pii = pii
+        self.tenant, self.quota = tenant, quota
+        self.over_quota: str | None = None  # once set, every remaining document fails
         self.seen: set[str] = set()
         self.unchanged: list[str] = []
 
@@ -104,9 +107,11 @@ class DocumentService:
 
     def __init__(self, settings: IngestSettings, retrieval: Retrieval, tenants: TenantStore,
                  jobs: JobStore, pii: PiiRedactor | None = None,
-                 embed_documents: EmbedDocuments | None = None):
+                 embed_documents: EmbedDocuments | None = None,
+                 limits: IngestLimits | None = None):
         self.settings = settings
         self.embed_documents = embed_documents
+        self.limits = limits or Unlimited()
         self.retrieval = retrieval
         self.tenants = tenants
         self.jobs = jobs
@@ -153,7 +158,7 @@ class DocumentService:
         pii = _PiiPolicy(self.settings.pii.mode_for(tenant), tuple(self.settings.pii.deny_list(tenant)))
         run = _Run(IngestReport(skipped=skipped, job_id=job_id),
                    Progress(self.jobs, job_id, total, description=f"ingest {tenant}", bar=progress),
-                   on_commit, pii)
+                   on_commit, pii, tenant, self.limits.quota(tenant))
         log.info("ingest start tenant=%s job=%s documents=%d", tenant, job_id, total)
         try:
             index.check_embedder()
@@ -219,7 +224,21 @@ class DocumentService:
             run.fail(DocumentError(FailureCode.EMPTY, "the document has no tokens", id=item.id,
                                    source=item.source))
             return
+        if self._over_quota(item, run):
+            return
         pending.add(item, digest, chunks)
+
+    def _over_quota(self, doc: LoadedDocument, run: _Run) -> bool:
+        """Fail ``doc`` when it is over one of the tenant's quotas; after the first such
+        document, every remaining one fails too (the quota is checked before anything of
+        a document is stored, so none is half stored)."""
+        if run.over_quota is None and run.quota is not None:
+            run.over_quota = run.quota.take(len(doc.text.encode()))
+        if run.over_quota is None:
+            return False
+        run.fail(DocumentError(FailureCode.QUOTA_EXCEEDED, run.over_quota, id=doc.id,
+                               source=doc.source))
+        return True
 
     def _screen(self, doc: LoadedDocument, run: _Run) -> LoadedDocument:
         """The document with its PII counted (flag) or replaced (redact) in its text, its
@@ -252,7 +271,7 @@ class DocumentService:
         if not pending.documents:
             return
         texts = [c.text for _, _, chunks in pending.documents for c in chunks]
-        vectors, embedded = self._vectors(index, pending, texts, known)
+        vectors, embedded = self._vectors(index, pending, texts, known, run.tenant)
         writes, offset = [], 0
         for doc, digest, chunks in pending.documents:
             writes.append(_document_write(doc, digest, chunks, vectors[offset:offset + len(chunks)]))
@@ -266,6 +285,8 @@ class DocumentService:
         run.report.updated += sum(replaced)
         run.report.added += len(replaced) - sum(replaced)
         run.report.chunks_embedded += embedded
+        self.limits.ingested(run.tenant, len(writes),
+                             sum(len(doc.text.encode()) for doc, _, _ in pending.documents))
         run.progress.advance(len(writes))
         for source in sources:
             source.settled([w.id for w in writes])
@@ -273,7 +294,7 @@ class DocumentService:
             run.on_commit([w.id for w in writes])
 
     def _vectors(self, index: TenantIndex, pending: _Pending, texts: list[str],
-                 known: dict) -> tuple[np.ndarray, int]:
+                 known: dict, tenant: str) -> tuple[np.ndarray, int]:
         """Vectors for ``texts`` and how many were embedded: a replaced document's chunks
         whose text did not change keep their stored vector, and a text met twice is
         embedded once; the rest go to the model in one call."""
@@ -283,7 +304,7 @@ class DocumentService:
         missing = list(dict.fromkeys(t for t in texts if t not in by_text))
         if missing:
             embed = self.embed_documents or embedder.embed_documents
-            by_text.update(zip(missing, embed(missing)))
+            by_text.update(zip(missing, self.limits.embed(tenant, missing, embed)))
         return np.stack([by_text[t] for t in texts]), len(missing)
 
     def _prune(self, index: TenantIndex, run: _Run) -> None:

@@ -104,6 +104,7 @@ class FailureCode:
     REDIRECT_LOOP = "redirect_loop"
     INVALID_DOCUMENT = "invalid_document"
     DUPLICATE_ID = "duplicate_id"
+    QUOTA_EXCEEDED = "quota_exceeded"
 
 
 class DocumentError(Exception):

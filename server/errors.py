@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 from contextlib import contextmanager
 from typing import Iterator
@@ -15,7 +16,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from lorag.core.errors import (AuthenticationFailed, ClientError, Conflict, LoragError, NotFound,
-                               PayloadTooLarge, PermissionDenied, ServerError, Unavailable)
+                               PayloadTooLarge, PermissionDenied, RateLimited, ServerError,
+                               Unavailable)
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +30,7 @@ _STATUSES: tuple[tuple[type[LoragError], int, str], ...] = (
     (AuthenticationFailed, 401, "authentication_error"),
     (PermissionDenied, 403, "permission_error"),
     (PayloadTooLarge, 413, "invalid_request_error"),
+    (RateLimited, 429, "rate_limit_error"),
     (ClientError, 400, "invalid_request_error"),
     (Unavailable, 503, "server_error"),
     (LoragError, 500, "server_error"),
@@ -65,7 +68,32 @@ def error_response(exc: BaseException, status: int | None = None) -> JSONRespons
     if status >= 500 and not isinstance(error, Unavailable):  # 503s are expected
         log.warning("%s: %s", type(error).__name__, error.message)
     headers = {"WWW-Authenticate": "Bearer"} if isinstance(error, AuthenticationFailed) else None
+    if isinstance(error, RateLimited):
+        headers = rate_limit_headers(error.windows, error.retry_after)
     return JSONResponse(error_body(error, error_type), status_code=status, headers=headers)
+
+
+def rate_limit_headers(windows: dict, retry_after: float | None = None) -> dict[str, str]:
+    """OpenAI's rate limit headers (``x-ratelimit-{limit,remaining,reset}-{requests,
+    tokens}``) from a tenant's windows, with ``Retry-After`` (whole seconds, as HTTP
+    says) and ``retry-after-ms`` (what OpenAI's clients read first) when given."""
+    headers = {}
+    for name, window in windows.items():
+        headers[f"x-ratelimit-limit-{name}"] = str(window.limit)
+        headers[f"x-ratelimit-remaining-{name}"] = str(window.remaining)
+        headers[f"x-ratelimit-reset-{name}"] = _duration(window.reset_seconds)
+    if retry_after is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
+        headers["retry-after-ms"] = str(max(1, math.ceil(retry_after * 1000)))
+    return headers
+
+
+def _duration(seconds: float) -> str:
+    """OpenAI's spelling of a reset time: ``20ms``, ``1.5s``, ``6m0s``."""
+    if seconds < 1:
+        return f"{math.ceil(seconds * 1000)}ms"
+    minutes, rest = divmod(seconds, 60)
+    return f"{int(minutes)}m{rest:.0f}s" if minutes else f"{rest:.3g}s"
 
 
 def sse_error(exc: BaseException) -> str:

@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lorag.app.container import Lorag
 from lorag.app.quality.guard import GroundingVerdict
+from lorag.core.limits import USAGE_FIELDS
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,7 @@ class StateCollector:
             yield from self._engine()
             yield from self._jobs()
             yield from self._targets()
+            yield from self._usage()
         except Exception:  # a scrape must never fail the endpoint
             log.exception("metrics collection failed")
 
@@ -166,6 +168,27 @@ class StateCollector:
             for column, family in families.items():
                 family.add_metric(values, row[column])
         yield from families.values()
+
+
+    def _usage(self) -> Iterable[Metric]:
+        """Per tenant: usage over all days (the catalog's ledger, the base of quotas and
+        billing), chat requests in flight and generations waiting for a slot."""
+        limits = self.lorag.limits
+        families = {name: CounterMetricFamily(f"lorag_tenant_usage_{name}",
+                                              f"Per tenant, all days: {name}.", labels=["tenant"])
+                    for name in USAGE_FIELDS}
+        for usage in limits.store.usage_totals():
+            for name, family in families.items():
+                family.add_metric([usage.tenant_id], getattr(usage, name))
+        yield from families.values()
+        active = GaugeMetricFamily("lorag_tenant_active_generations", "Chat requests of the "
+                                   "tenant admitted and not finished.", labels=["tenant"])
+        for tenant, count in limits.active().items():
+            active.add_metric([tenant], count)
+        yield active
+        yield GaugeMetricFamily("lorag_generations_waiting", "Chat requests waiting for a "
+                                "generation slot (admitted in the scheduling order).",
+                                value=limits.generations.waiting)
 
 
 class MetricsMiddleware:

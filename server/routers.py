@@ -1,6 +1,7 @@
 """Every feature's router, in the order the app includes them (and OpenAPI lists them)."""
 
 from server.admin import adapters, brands, rollouts as admin_rollouts, tenants, training
+from server.admin import limits as admin_limits
 from server.chat import router as chat
 from server.chat import stored
 from server.console import router as console
@@ -22,4 +23,4 @@ ROUTERS = [chat.router, models.router, search.router, documents.router, jobs.rou
            tenants.router, brands.router, adapters.router, training.router, health.router,
            stored.router, feedback.router, rollouts.router, admin_rollouts.router,
            completions.router, embeddings.router, files.router, vector_stores.router,
-           responses.router, fine_tuning.router, console.router]
+           responses.router, fine_tuning.router, admin_limits.router, console.router]

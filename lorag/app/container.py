@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # the parts are imported where they are built, so building is
     from lorag.app.embeddings import EmbeddingService
     from lorag.app.files import FileService
     from lorag.app.fine_tuning import FineTunedBrands, FineTuningService
+    from lorag.app.limits import TenantLimits
     from lorag.app.quality.guard import AnswerChecks
     from lorag.app.responses import ResponseService
     from lorag.app.rollouts import RolloutService
@@ -99,7 +100,8 @@ class Lorag:
         from ingest.service import DocumentService
 
         return DocumentService(self.settings.ingest, self.retrieval, self.tenants, self.jobs,
-                               pii=self.pii_redactor, embed_documents=self._embed_documents)
+                               pii=self.pii_redactor, embed_documents=self._embed_documents,
+                               limits=self.limits)
 
     @cached_property
     def file_store(self) -> FileStore:
@@ -125,6 +127,20 @@ class Lorag:
         self.file_store  # the vector store files table references files
         return VectorStoreService(VectorStoreCatalog(self.catalog), self.file_store,
                                   self.documents, self.retrieval, self.jobs)
+
+    @cached_property
+    def limits(self) -> TenantLimits:
+        """Per-tenant rate limits, quotas, fair admission of generations and ingestion
+        embedding, and the usage ledger."""
+        from lorag.app.limits import TenantLimits
+        from lorag.core.limits import LimitStore
+
+        self.tenants  # the tables reference tenants
+        limits = TenantLimits(self.settings.limits, LimitStore(self.catalog),
+                              generation_slots=self.settings.engine.max_num_seqs,
+                              tenant_dir=self.layout.tenant_dir)
+        self.tenants.on_delete.append(limits.forget)
+        return limits
 
     @cached_property
     def pii_redactor(self) -> PiiRedactor:

@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from adapters.settings import AdapterSettings, EngineSettings
 from ingest.settings import IngestSettings
+from lorag.app.limits.settings import LimitSettings
 from retrieval.settings import RetrievalSettings
 
 
@@ -178,6 +179,7 @@ class Settings(BaseSettings):
     chat: ChatSettings = ChatSettings()
     rollouts: RolloutSettings = RolloutSettings()
     ray: RaySettings = RaySettings()
+    limits: LimitSettings = LimitSettings()
 
     @model_validator(mode="after")
     def _refuse_insecure_production(self) -> "Settings":

@@ -8,12 +8,13 @@ import sys
 from typing import Callable
 
 from lorag.cli import adapters, ingest, quality, retrieval, rollouts, serve, tenants, training
+from lorag.cli import limits
 from lorag.core.audit import set_actor
 from lorag.core.errors import LoragError
 from lorag.core.logs import setup_logging
 
 # Each area's ``register(subparsers)`` adds its commands.
-COMMAND_GROUPS = (tenants, training, adapters, serve, ingest, retrieval, quality, rollouts)
+COMMAND_GROUPS = (tenants, training, adapters, serve, ingest, retrieval, quality, rollouts, limits)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -64,6 +64,27 @@ class PayloadTooLarge(ClientError):
     code = "payload_too_large"
 
 
+class RateLimited(ClientError):
+    """The tenant is over one of its limits; the same request may succeed after
+    ``retry_after`` seconds (None: not before the limit is raised). ``windows`` holds, per
+    limited quantity (``requests``, ``tokens``), its (limit, remaining, seconds to full)."""
+
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after: float | None, param: str | None = None,
+                 code: str | None = None,
+                 windows: dict[str, tuple[int, int, float]] | None = None):
+        super().__init__(message, param=param, code=code)
+        self.retry_after = retry_after
+        self.windows = windows or {}
+
+
+class QuotaExceeded(RateLimited):
+    """A per-day or storage quota of the tenant is used up."""
+
+    code = "insufficient_quota"
+
+
 class UnknownName(InvalidInput):
     """A registry was asked for a name it does not hold."""
 

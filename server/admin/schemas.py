@@ -271,3 +271,50 @@ class RolloutReadout(BaseModel):
     rollbacks: list[dict[str, Any]]
     shadow_dropped: int
     shadow_timed_out: int = 0
+
+
+# -- limits and usage (server/admin/limits.py) ----------------------------------------------
+
+class LimitValues(BaseModel):
+    requests_per_minute: int | None
+    tokens_per_minute: int | None
+    max_concurrent_generations: int | None
+    documents_per_day: int | None
+    ingest_bytes_per_day: int | None
+    max_stored_bytes: int | None
+    weight: float
+
+
+class LimitsUpdate(Request):
+    """Overrides to set; a field given as null removes that override (the default
+    applies again); fields not given keep their current override. Limits must be >= 1
+    (a zero limit would refuse every request: delete the tenant's keys instead), weight
+    > 0."""
+
+    requests_per_minute: StrictInt | None = None
+    tokens_per_minute: StrictInt | None = None
+    max_concurrent_generations: StrictInt | None = None
+    documents_per_day: StrictInt | None = None
+    ingest_bytes_per_day: StrictInt | None = None
+    max_stored_bytes: StrictInt | None = None
+    weight: StrictFloat | StrictInt | None = None
+
+
+class Limits(BaseModel):
+    tenant: str
+    object: Literal["tenant.limits"] = "tenant.limits"
+    defaults: LimitValues
+    overrides: dict[str, Any]
+    effective: LimitValues
+    active_generations: int = Field(description="Chat requests of the tenant in flight now.")
+
+
+class Usage(BaseModel):
+    tenant: str
+    object: Literal["tenant.usage"] = "tenant.usage"
+    day: str | None = Field(description="The UTC day (YYYY-MM-DD); null: all days.")
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    documents: int
+    bytes: int

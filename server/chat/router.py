@@ -9,15 +9,16 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from fastapi import APIRouter, Request
-from fastapi.responses import StreamingResponse
+from fastapi import APIRouter, Request, Response
 from starlette.background import BackgroundTask
 
 from lorag.app.chat import ChatRequest, RetrievalOptions, StructuredOutput
 from lorag.app.tools import Tool
 from server.chat import schemas
-from server.chat.serving import STREAM_HEADERS, ChatServing, RolloutReport, cancel_on_disconnect
+from server.chat.serving import (STREAM_HEADERS, ChatServing, LimitedStream, RolloutReport,
+                                 admitted, cancel_on_disconnect, in_generation_slot)
 from server.deps import AppMetrics, Lorag, TenantId
+from server.errors import rate_limit_headers
 
 router = APIRouter(tags=["chat"])
 
@@ -26,26 +27,32 @@ router = APIRouter(tags=["chat"])
     "/v1/chat/completions", response_model=schemas.ChatCompletion,
     responses={200: {"content": {"text/event-stream": {"description": "With `stream: true`: "
                      "`data: <ChatCompletionChunk>` events, then `data: [DONE]`."}}},
-               **schemas.error_responses(400, 401, 404, 409, 413, 503)},
+               **schemas.error_responses(400, 401, 404, 409, 413, 429, 503)},
     summary="Answer as a brand, grounded in the tenant's documents, with citations")
 async def create_chat_completion(body: schemas.ChatCompletionRequest, request: Request,
-                                 tenant: TenantId, lorag: Lorag, metrics: AppMetrics) -> Any:
+                                 response: Response, tenant: TenantId, lorag: Lorag,
+                                 metrics: AppMetrics) -> Any:
     started = time.perf_counter()
     chat_request = to_chat_request(body)
-    prepared = await lorag.chat.prepare(tenant, chat_request)
+    ticket, prepared = await admitted(lorag, tenant,
+                                      lambda: lorag.chat.prepare(tenant, chat_request))
     request.state.brand = prepared.brand  # labelled only once known to exist
     metrics.retrieval.labels(tenant, "chat").observe(prepared.retrieval_seconds)
     serving = ChatServing(lorag.chat, metrics, prepared, started)
     report = RolloutReport(lorag, serving, list(chat_request.messages), body.store, body.metadata)
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return StreamingResponse(serving.events(include_usage), media_type="text/event-stream",
-                                 headers=STREAM_HEADERS, background=BackgroundTask(report.after_stream))
+        return LimitedStream(ticket, serving, serving.events(include_usage),
+                             headers={**STREAM_HEADERS, **rate_limit_headers(ticket.windows())},
+                             background=BackgroundTask(report.after_stream))
     try:
-        result = await cancel_on_disconnect(request, serving.complete())
+        result = await cancel_on_disconnect(request, in_generation_slot(ticket, serving.complete()))
     except Exception:
         await report.done(None)
         raise
+    finally:
+        ticket.finish(*serving.token_counts())
+    response.headers.update(rate_limit_headers(ticket.windows()))
     if isinstance(result, schemas.ChatCompletion):
         await report.done(result)
     return result

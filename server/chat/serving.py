@@ -7,12 +7,15 @@ import asyncio
 import contextlib
 import json
 import time
-from typing import Any, AsyncIterator, Awaitable
+from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
 
 from fastapi import Request, Response
+from fastapi.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from lorag.app.chat import ChatService, PreparedChat, TokenLogprob, usage_of
 from lorag.app.container import Lorag
+from lorag.app.limits import ChatTicket
 from lorag.app.rollouts import Finished, completion_dict
 from lorag.app.quality.guard import GroundingVerdict
 from lorag.app.tools import ToolCall, ToolMode, new_call
@@ -154,6 +157,10 @@ class ChatServing:
         if calls and self.prepared.tools.mode is not ToolMode.NAMED:
             return "tool_calls"  # as OpenAI: a forced function's call ends with "stop"
         return last.finish_reason if last else None
+
+    def token_counts(self) -> tuple[int, int]:
+        """(prompt, completion) tokens so far, all choices, for the tenant's limits and usage."""
+        return usage_of(self.prepared, self.last).prompt_tokens, sum(self._completion_tokens.values())
 
     def _grounding(self, verdict: GroundingVerdict | None) -> schemas.Grounding | None:
         if verdict is None:
@@ -339,6 +346,55 @@ class RolloutReport:
         store = rollouts.should_store(prepared.tenant_id, prepared.brand, self.store)
         rollouts.finish(prepared, finished, store=store, messages=self.messages,
                         metadata=self.metadata)
+
+
+Prepared = TypeVar("Prepared")
+
+
+async def admitted(lorag: Lorag, tenant: str, prepare: Callable[[], Awaitable[Prepared]],
+                   chat_of: Callable[[Prepared], PreparedChat] = lambda p: p
+                   ) -> tuple[ChatTicket, Prepared]:
+    """A generation request admitted under the tenant's limits: 429 over requests per
+    minute or concurrency before any work, then prompt + n x max_tokens taken from its
+    tokens per minute once the prompt is known. The ticket ends here when this raises;
+    otherwise the caller ends it (``ticket.finish``, or a ``LimitedStream``)."""
+    ticket = lorag.limits.admit_chat(tenant)
+    try:
+        prepared = await prepare()
+        chat = chat_of(prepared)
+        ticket.reserve_tokens(chat.prompt_tokens + chat.n * chat.sampling.max_tokens)
+    except BaseException:
+        ticket.finish(0, 0, served=False)
+        raise
+    return ticket, prepared
+
+
+async def in_generation_slot(ticket: ChatTicket, work: Awaitable[Any]) -> Any:
+    """``work`` once the tenant's turn for a generation slot has come (fair order)."""
+    async with ticket.generating():
+        return await work
+
+
+async def _events_in_slot(ticket: ChatTicket, events: AsyncIterator[str]) -> AsyncIterator[str]:
+    async with ticket.generating():
+        async for event in events:
+            yield event
+
+
+class LimitedStream(StreamingResponse):
+    """An SSE chat stream generated in a generation slot; its ticket ends whenever the
+    response ends: sent in full, failed, or the client gone (even before the first byte)."""
+
+    def __init__(self, ticket: ChatTicket, serving: ChatServing, events: AsyncIterator[str],
+                 **kwargs: Any):
+        super().__init__(_events_in_slot(ticket, events), media_type="text/event-stream", **kwargs)
+        self.ticket, self.serving = ticket, serving
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.ticket.finish(*self.serving.token_counts())
 
 
 async def cancel_on_disconnect(request: Request, work: Awaitable[Any]) -> Any:

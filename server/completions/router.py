@@ -8,15 +8,16 @@ import time
 import uuid
 from typing import Any
 
-from fastapi import APIRouter, Request
-from fastapi.responses import StreamingResponse
+from fastapi import APIRouter, Request, Response
 
 from lorag.app.chat import ChatRequest, RetrievalOptions
 from lorag.core.modes import RetrievalMode
-from server.chat.serving import STREAM_HEADERS, cancel_on_disconnect
+from server.chat.serving import (STREAM_HEADERS, LimitedStream, admitted, cancel_on_disconnect,
+                                 in_generation_slot)
 from server.completions import schemas
 from server.completions.serving import CompletionServing
 from server.deps import AppMetrics, Lorag, TenantId
+from server.errors import rate_limit_headers
 
 router = APIRouter(tags=["chat"])
 
@@ -25,21 +26,28 @@ router = APIRouter(tags=["chat"])
     "/v1/completions", response_model=schemas.Completion,
     responses={200: {"content": {"text/event-stream": {"description": "With `stream: true`: "
                      "`data: <Completion>` events, then `data: [DONE]`."}}},
-               **schemas.error_responses(400, 401, 404, 409, 413, 503)},
+               **schemas.error_responses(400, 401, 404, 409, 413, 429, 503)},
     summary="Complete a raw prompt with a brand's adapter")
 async def create_completion(body: schemas.CompletionRequest, request: Request,
-                            tenant: TenantId, lorag: Lorag, metrics: AppMetrics) -> Any:
+                            response: Response, tenant: TenantId, lorag: Lorag, metrics: AppMetrics) -> Any:
     started = time.perf_counter()
-    prepared = await lorag.chat.prepare_completion(tenant, to_chat_request(body))
+    ticket, prepared = await admitted(
+        lorag, tenant, lambda: lorag.chat.prepare_completion(tenant, to_chat_request(body)))
     request.state.brand = prepared.brand
     metrics.retrieval.labels(tenant, "completion").observe(prepared.retrieval_seconds)
     serving = CompletionServing(lorag.chat, metrics, prepared, started, echo=body.echo,
                                 prompt=body.text(), top_logprobs=body.logprobs)
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return StreamingResponse(serving.completion_events(include_usage),
-                                 media_type="text/event-stream", headers=STREAM_HEADERS)
-    return await cancel_on_disconnect(request, serving.completion())
+        return LimitedStream(ticket, serving, serving.completion_events(include_usage),
+                             headers={**STREAM_HEADERS, **rate_limit_headers(ticket.windows())})
+    try:
+        result = await cancel_on_disconnect(request,
+                                            in_generation_slot(ticket, serving.completion()))
+    finally:
+        ticket.finish(*serving.token_counts())
+    response.headers.update(rate_limit_headers(ticket.windows()))
+    return result
 
 
 def to_chat_request(body: schemas.CompletionRequest) -> ChatRequest:

@@ -34,7 +34,7 @@ UPLOAD_SCHEMA = {"type": "object", "required": ["files"], "properties": {
 
 @router.post(
     "/v1/documents", status_code=status.HTTP_202_ACCEPTED, response_model=schemas.Job,
-    responses=schemas.error_responses(400, 401, 413),
+    responses=schemas.error_responses(400, 401, 413, 429),
     summary="Ingest documents (a JSON batch, or multipart `files`) as a job",
     openapi_extra={"requestBody": {"required": True, "content": {
         "application/json": {"schema": {"$ref": "#/components/schemas/DocumentsCreate"}},
@@ -42,6 +42,7 @@ UPLOAD_SCHEMA = {"type": "object", "required": ["files"], "properties": {
 async def create_documents(request: Request, tenant: TenantId, lorag: Lorag,
                            metrics: AppMetrics, tasks: AppTasks) -> schemas.Job:
     folder = None
+    await asyncio.to_thread(lorag.limits.check_ingest, tenant)  # 429: a quota is used up
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
         folder = lorag.layout.uploads_dir / tenant / uuid.uuid4().hex
         inputs = await _save_uploads(request, folder)

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
-from fastapi.responses import StreamingResponse
+from fastapi import APIRouter, Request, Response
 
-from server.chat.serving import STREAM_HEADERS
+from server.chat.serving import (STREAM_HEADERS, LimitedStream, admitted, cancel_on_disconnect,
+                                 in_generation_slot)
 from server.deps import AppMetrics, Lorag, TenantId
-from server.errors import params_renamed
+from server.errors import params_renamed, rate_limit_headers
 from server.responses import schemas
 from server.responses.serving import ResponseServing, to_request
 
@@ -26,17 +26,24 @@ _RENAMED = {"messages": "input", "max_tokens": "max_output_tokens",
     responses={200: {"content": {"text/event-stream": {"description": "With `stream: true`: "
                      "`response.created`, ..., `response.output_text.delta`, ..., "
                      "`response.completed` events."}}},
-               **schemas.error_responses(400, 401, 404, 409, 413, 503)},
+               **schemas.error_responses(400, 401, 404, 409, 413, 429, 503)},
     summary="Answer as a brand; file_search grounds it in vector stores, with file citations")
-async def create_response(body: schemas.ResponseCreate, tenant: TenantId, lorag: Lorag,
-                          metrics: AppMetrics) -> Any:
+async def create_response(body: schemas.ResponseCreate, request: Request, response: Response,
+                          tenant: TenantId, lorag: Lorag, metrics: AppMetrics) -> Any:
     with params_renamed(**_RENAMED):
-        prepared = await lorag.responses.prepare(tenant, to_request(body))
+        ticket, prepared = await admitted(
+            lorag, tenant, lambda: lorag.responses.prepare(tenant, to_request(body)),
+            chat_of=lambda p: p.chat)
     serving = ResponseServing(lorag.responses, lorag.chat, metrics, body, prepared)
     if body.stream:
-        return StreamingResponse(serving.events(), media_type="text/event-stream",
-                                 headers=STREAM_HEADERS)
-    return await serving.complete()
+        return LimitedStream(ticket, serving, serving.events(),
+                             headers={**STREAM_HEADERS, **rate_limit_headers(ticket.windows())})
+    try:
+        result = await cancel_on_disconnect(request, in_generation_slot(ticket, serving.complete()))
+    finally:
+        ticket.finish(*serving.token_counts())
+    response.headers.update(rate_limit_headers(ticket.windows()))
+    return result
 
 
 @router.get("/v1/responses/{response_id}", response_model=schemas.Response,

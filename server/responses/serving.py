@@ -60,12 +60,13 @@ class ResponseServing:
         self.search_id = f"fs_{uuid.uuid4().hex}"
         self.message_id = f"msg_{uuid.uuid4().hex}"
         self.sequence = 0
+        self.last: Any = None  # the engine's last chunk, for usage and the tenant's limits
 
     async def complete(self) -> dict:
         parts, last = [], None
         async for chunk in self.chat.generate(self.prepared.chat):
             parts.append(chunk.text)
-            last = chunk
+            last = self.last = chunk
         text, _ = await self.chat.check(self.prepared.chat, "".join(parts), streamed=False)
         return await self._finish(text, last)
 
@@ -105,7 +106,7 @@ class ResponseServing:
             if self.chat.checks else None
         sent, last = [], None
         async for chunk in self.chat.generate(prepared):
-            last = chunk
+            last = self.last = chunk
             text = redactor.feed(chunk.text) if redactor else chunk.text
             if text:
                 sent.append(text)
@@ -125,6 +126,11 @@ class ResponseServing:
         yield self._event("response.output_item.done", output_index=index,
                           item=body["output"][index])
         yield self._event("response.completed", response=body)
+
+    def token_counts(self) -> tuple[int, int]:
+        """(prompt, completion) tokens so far, for the tenant's limits and usage."""
+        usage = usage_of(self.prepared.chat, self.last)
+        return usage.prompt_tokens, usage.completion_tokens
 
     async def _finish(self, text: str, last: Any) -> dict:
         """The whole response object; stored when the request says so."""

@@ -340,7 +340,8 @@ def test_metrics_count_requests_tokens_ttft_and_retrieval_by_tenant_and_brand(cl
 
 # Statuses a route answers for a reason beyond the rules of test_openapi_documents_*.
 SPECIFIC_STATUSES = {
-    ("post", "/v1/chat/completions"): {404, 409, 503},  # brand/adapter; not served; engine
+    ("post", "/v1/chat/completions"): {404, 409, 429, 503},  # brand/adapter; not served; limits; engine
+    ("post", "/v1/documents"): {429},  # an ingestion quota is used up
     ("post", "/v1/search"): {409},  # the tenant was indexed with another embedder
     ("delete", "/v1/documents/{document_id}"): {409},
     ("post", "/admin/tenants"): {409},
