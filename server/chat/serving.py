@@ -35,6 +35,7 @@ class ChatServing:
         self.delivered: str | None = None  # what a stream sent (after output redaction)
         self.last: Any = None
         self.failed = False
+        self.verdict: GroundingVerdict | None = None  # the grounding guard's, when it ran
 
     async def complete(self) -> schemas.ChatCompletion:
         parts: list[str] = []
@@ -43,6 +44,7 @@ class ChatServing:
             parts.append(chunk.text)
             last = chunk
         text, verdict = await self.chat.check(self.prepared, "".join(parts), streamed=False)
+        self.verdict = verdict
         message = schemas.AssistantMessage(content=text)
         return schemas.ChatCompletion(
             id=self.prepared.request_id, created=self.created, model=self.prepared.brand,
@@ -70,6 +72,7 @@ class ChatServing:
                 yield self._event([schemas.ChunkChoice(delta=schemas.Delta(content=rest))])
             self.delivered = "".join(sent)
             _, verdict = await self.chat.check(self.prepared, self.delivered, streamed=True)
+            self.verdict = verdict
             grounding = self._grounding(verdict)
             finish = [schemas.ChunkChoice(delta=schemas.Delta(),
                                           finish_reason=last.finish_reason if last else None)]
@@ -99,6 +102,10 @@ class ChatServing:
         except Exception:
             self.failed = True
             raise
+
+    def groundedness(self) -> float | None:
+        """The answer's grounding score for the rollout readout (None: not scored)."""
+        return self.verdict.groundedness if self.verdict else None
 
     def _grounding(self, verdict: GroundingVerdict | None) -> schemas.Grounding | None:
         if verdict is None:
@@ -141,7 +148,7 @@ class RolloutReport:
         failed = serving.failed or completion is None
         finished = Finished(None if failed else completion.model_dump(mode="json"), failed,
                             time.perf_counter() - serving.started, prepared.prompt_tokens,
-                            last.completion_tokens if last else 0)
+                            last.completion_tokens if last else 0, serving.groundedness())
         await self._record(finished)
 
     async def after_stream(self) -> None:
@@ -151,10 +158,12 @@ class RolloutReport:
         last = serving.last
         failed = serving.failed or last is None or last.finish_reason is None
         text = serving.delivered if serving.delivered is not None else "".join(serving.text)
+        verdict = serving.verdict.to_dict() if serving.verdict else None
         completion = None if failed else completion_dict(
-            prepared, text, last.finish_reason, last.completion_tokens)
+            prepared, text, last.finish_reason, last.completion_tokens, verdict)
         await self._record(Finished(completion, failed, time.perf_counter() - serving.started,
-                                    prepared.prompt_tokens, last.completion_tokens if last else 0))
+                                    prepared.prompt_tokens, last.completion_tokens if last else 0,
+                                    serving.groundedness()))
 
     async def _record(self, finished: Finished) -> None:
         await asyncio.to_thread(self._record_in_thread, finished)
