@@ -257,6 +257,18 @@ class AuditVerification(BaseModel):
                              "whether records were removed from the end.")
 
 
+class EvaluationSet(BaseModel):
+    """A brand's evaluation set (the answer-level promotion gate's questions)."""
+
+    object: Literal["evaluation.set"] = "evaluation.set"
+    brand: str
+    questions: int
+    sha256: str = Field(description="Of the stored JSON Lines file.")
+    updated_at: float
+    items: list[dict[str, Any]] = Field(description="The questions, one object a line: "
+                                        "`question`, optional `reference`, `gold_ids`, `id`.")
+
+
 class RolloutReadout(BaseModel):
     object: Literal["rollout.readout"] = "rollout.readout"
     brand: str
