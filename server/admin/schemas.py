@@ -275,7 +275,10 @@ class RolloutReadout(BaseModel):
     target: str
     split: list[dict[str, Any]]
     shadow: dict[str, Any] | None
-    targets: list[dict[str, Any]]
+    targets: list[dict[str, Any]] = Field(description=(
+        "Per target, version and role: requests, errors, error_rate, mean_latency_seconds, "
+        "prompt_tokens, completion_tokens, feedback_up, feedback_down, groundedness (the "
+        "mean grounding-guard score; null when none was scored) and groundedness_count."))
     tests: list[dict[str, Any]]
     rollbacks: list[dict[str, Any]]
     shadow_dropped: int
