@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import Query, Request
+from fastapi import Path as PathParam, Query, Request
 
 from server.admin import schemas
 from server.admin.common import admin_router
@@ -49,7 +49,8 @@ def remove_alias(tenant: str, name: str, alias: str, lorag: Lorag) -> schemas.Al
 @router.get("/tenants/{tenant}/adapters/{name}/versions/{version}/gates",
             response_model=schemas.Gates, responses=schemas.error_responses(400, 404),
             summary="The promotion gates a version passes or fails")
-def gates(tenant: str, name: str, version: int, lorag: Lorag) -> schemas.Gates:
+def gates(tenant: str, name: str, lorag: Lorag,
+          version: int = PathParam(ge=1, le=2**62)) -> schemas.Gates:
     results = lorag.rollouts.gates(tenant, name, version)
     return schemas.Gates(version=version, gates=[g.to_dict() for g in results])
 

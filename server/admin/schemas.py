@@ -204,7 +204,7 @@ class Rollback(Request):
 
 
 class Promotion(Request):
-    version: StrictInt = Field(ge=1)
+    version: StrictInt = Field(ge=1, le=2**62)
     force: StrictBool = Field(False, description="Promote to stable even when gates fail "
                               "(recorded in the audit log and the version's lineage).")
 
