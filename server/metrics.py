@@ -11,7 +11,8 @@ from typing import Iterable
 
 from prometheus_client import (CollectorRegistry, Counter, Histogram, disable_created_metrics,
                                generate_latest)
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily, Metric,
+                                     SummaryMetricFamily)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -163,11 +164,16 @@ class StateCollector:
             "feedback_up": CounterMetricFamily("lorag_target_feedback_up", "+1 ratings per target.", labels=labels),
             "feedback_down": CounterMetricFamily("lorag_target_feedback_down", "-1 ratings per target.", labels=labels),
         }
+        groundedness = SummaryMetricFamily(
+            "lorag_target_groundedness", "The grounding guard's scores of a target's answers "
+            "(_sum / _count = the mean; answers it scored only).", labels=labels)
         for row in rows:
             values = [row["tenant_id"], row["brand"], row["target"], str(row["version"]), row["role"]]
             for column, family in families.items():
                 family.add_metric(values, row[column])
+            groundedness.add_metric(values, row["groundedness_count"], row["groundedness_sum"])
         yield from families.values()
+        yield groundedness
 
 
     def _usage(self) -> Iterable[Metric]:

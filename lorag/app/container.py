@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # the parts are imported where they are built, so building is
     from lorag.app.responses import ResponseService
     from lorag.app.rollouts import RolloutService
     from lorag.app.vector_stores import VectorStoreService
+    from lorag.app.rollouts.evaluation_sets import EvaluationSets
     from lorag.core.answers import AnswerStore
     from lorag.core.files import FileStore
     from lorag.core.brands import BrandStore
@@ -280,6 +281,14 @@ class Lorag:
         return RolloutService(self.catalog, brands=self.models, adapters=self.adapters,
                               answers=self.answers, audit=self.audit,
                               settings=self.settings.rollouts, scorer=self._answer_scorer())
+
+    @cached_property
+    def evaluation_sets(self) -> EvaluationSets:
+        """Brands' evaluation sets, the questions of the answer-level promotion gate."""
+        from lorag.app.rollouts.evaluation_sets import EvaluationSets
+
+        return EvaluationSets(self.catalog, layout=self.layout, brands=self.brands,
+                              audit=self.audit)
 
     def _answer_scorer(self):
         """The answer gate's scores: the brand's evaluation set answered by each target."""

@@ -1,10 +1,11 @@
-"""``lorag rollouts show|split|shadow|rollback``, ``lorag adapters promote|aliases|gates``,
+"""``lorag rollouts show|split|shadow|rollback|evaluation put|show|delete``, ``lorag adapters promote|aliases|gates``,
 ``lorag answers list|show|delete|rate`` and ``lorag audit list|verify``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from lorag.app.container import Lorag
 from lorag.cli.output import print_json
@@ -61,6 +62,24 @@ def _rollout_commands(sub) -> None:
     rollback.add_argument("--target", default=None)
     rollback.set_defaults(handler=lambda a: print_json(
         Lorag().rollouts.rollback(a.tenant, a.brand, a.target).to_dict()))
+    _evaluation_commands(sub.add_parser(
+        "evaluation", help="a brand's evaluation set: the answer gate's questions"
+    ).add_subparsers(dest="evaluation_action", required=True))
+
+
+def _evaluation_commands(sub) -> None:
+    put = sub.add_parser("put", help="replace the brand's set with a JSON Lines file (the "
+                                     "format of `lorag eval chat`), validated line by line")
+    _brand(put)
+    put.add_argument("file", type=Path)
+    put.set_defaults(handler=_put_evaluation)
+    show = sub.add_parser("show", help="the brand's set")
+    _brand(show)
+    show.set_defaults(handler=lambda a: print_json(
+        Lorag().evaluation_sets.get(a.tenant, a.brand).to_dict()))
+    delete = sub.add_parser("delete", help="delete the brand's set (no answer gate then)")
+    _brand(delete)
+    delete.set_defaults(handler=_delete_evaluation)
 
 
 def _answer_commands(sub) -> None:
@@ -122,6 +141,19 @@ def _split(args: argparse.Namespace) -> None:
 def _shadow(args: argparse.Namespace) -> None:
     shadow = {"target": args.target, "rate": args.rate} if args.target else None
     print_json(Lorag().rollouts.set_shadow(args.tenant, args.brand, shadow).to_dict())
+
+
+def _put_evaluation(args: argparse.Namespace) -> None:
+    try:
+        data = args.file.read_bytes()
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {args.file}: {exc.strerror}", param="file") from None
+    print_json(Lorag().evaluation_sets.put(args.tenant, args.brand, data).to_dict())
+
+
+def _delete_evaluation(args: argparse.Namespace) -> None:
+    Lorag().evaluation_sets.delete(args.tenant, args.brand)
+    print_json({"deleted": args.brand, "object": "evaluation.set"})
 
 
 def _delete_answer(args: argparse.Namespace) -> None:

@@ -10,7 +10,8 @@ Feedback is one rating (+1 / -1) per stored answer with an optional comment and 
 giving the same rating again changes nothing, a different one is a Conflict.
 
 The readout counts, per tenant, brand, target and adapter version: requests, errors,
-latency, tokens and feedback. Every query here is scoped by tenant: one tenant never
+latency, tokens, feedback and groundedness (the grounding guard's score of each answer
+that had one: its sum and count, so the mean is exact over any number of processes). Every query here is scoped by tenant: one tenant never
 sees another's rows.
 """
 
@@ -24,11 +25,27 @@ from typing import Any, Sequence
 
 from lorag.core.db import Database
 from lorag.core.errors import Conflict, InvalidInput, NotFound
-from lorag.core.migrations import Migration, migrate, statements
+from lorag.core.migrations import Migration, has_column, migrate, statements
 
 MAX_LIST = 100
 MAX_COMMENT = 4000
 MAX_TAGS = 16
+
+STORED_COLUMNS = ("id", "tenant_id", "brand", "created_at", "target", "role", "adapter",
+                  "adapter_version", "shadow_of", "metadata", "completion", "messages",
+                  "provenance", "groundedness")
+
+
+def _groundedness(conn: sqlite3.Connection) -> None:
+    """Answers keep the grounding guard's score (NULL: the brand's guard was off, or the
+    answer had no sentence); the readout adds up the scores and counts them."""
+    for table, column, kind in (("stored_answers", "groundedness", "REAL"),
+                                ("target_readout", "groundedness_sum", "REAL NOT NULL DEFAULT 0"),
+                                ("target_readout", "groundedness_count",
+                                 "INTEGER NOT NULL DEFAULT 0")):
+        if not has_column(conn, table, column):
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+
 
 MIGRATIONS = (
     Migration(1, "stored answers, feedback, target readout", statements(
@@ -72,6 +89,7 @@ MIGRATIONS = (
             feedback_down INTEGER NOT NULL DEFAULT 0,
             PRIMARY KEY (tenant_id, brand, target, version, role)
         )""")),
+    Migration(2, "groundedness of stored answers and per target", _groundedness),
 )
 
 
@@ -89,6 +107,7 @@ class Outcome:
     latency_seconds: float
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    groundedness: float | None = None  # None: not scored (guard off, no sentence, error)
 
 
 @dataclass(frozen=True)
@@ -106,6 +125,7 @@ class StoredAnswer:
     completion: dict
     messages: list
     provenance: dict
+    groundedness: float | None = None  # the grounding guard's score, when it ran
 
 
 @dataclass(frozen=True)
@@ -127,7 +147,7 @@ def _answer(row: sqlite3.Row) -> StoredAnswer:
                         row["target"], row["role"], row["adapter"], row["adapter_version"],
                         row["shadow_of"], json.loads(row["metadata"]),
                         json.loads(row["completion"]), json.loads(row["messages"]),
-                        json.loads(row["provenance"]))
+                        json.loads(row["provenance"]), row["groundedness"])
 
 
 class AnswerStore:
@@ -143,12 +163,14 @@ class AnswerStore:
         """Keep ``answer``; raises Conflict(id) when the id is taken."""
         try:
             with self.db.transaction() as conn:
-                conn.execute("INSERT INTO stored_answers VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                conn.execute(f"INSERT INTO stored_answers ({', '.join(STORED_COLUMNS)}) "
+                             f"VALUES ({', '.join('?' * len(STORED_COLUMNS))})",
                              (answer.id, answer.tenant_id, answer.brand, answer.created_at,
                               answer.target, answer.role, answer.adapter,
                               answer.adapter_version, answer.shadow_of,
                               json.dumps(answer.metadata), json.dumps(answer.completion),
-                              json.dumps(answer.messages), json.dumps(answer.provenance)))
+                              json.dumps(answer.messages), json.dumps(answer.provenance),
+                              answer.groundedness))
         except sqlite3.IntegrityError:
             raise Conflict(f"answer {answer.id!r} is already stored", param="id") from None
 
@@ -262,19 +284,24 @@ class AnswerStore:
     # -- readout -----------------------------------------------------------------------
 
     def count(self, outcome: Outcome) -> None:
-        """Add one request to its target's readout."""
+        """Add one request to its target's readout (its groundedness when scored)."""
         o = outcome
+        scored = o.groundedness is not None
         with self.db.transaction() as conn:
             conn.execute(
                 "INSERT INTO target_readout (tenant_id, brand, target, version, role, requests, "
-                "errors, latency_seconds, prompt_tokens, completion_tokens) "
-                "VALUES (?,?,?,?,?,1,?,?,?,?) ON CONFLICT (tenant_id, brand, target, version, "
+                "errors, latency_seconds, prompt_tokens, completion_tokens, groundedness_sum, "
+                "groundedness_count) "
+                "VALUES (?,?,?,?,?,1,?,?,?,?,?,?) ON CONFLICT (tenant_id, brand, target, version, "
                 "role) DO UPDATE SET requests=requests+1, errors=errors+excluded.errors, "
                 "latency_seconds=latency_seconds+excluded.latency_seconds, "
                 "prompt_tokens=prompt_tokens+excluded.prompt_tokens, "
-                "completion_tokens=completion_tokens+excluded.completion_tokens",
+                "completion_tokens=completion_tokens+excluded.completion_tokens, "
+                "groundedness_sum=groundedness_sum+excluded.groundedness_sum, "
+                "groundedness_count=groundedness_count+excluded.groundedness_count",
                 (o.tenant_id, o.brand, o.target, o.version, o.role, int(o.error),
-                 o.latency_seconds, o.prompt_tokens, o.completion_tokens))
+                 o.latency_seconds, o.prompt_tokens, o.completion_tokens,
+                 o.groundedness if scored else 0.0, int(scored)))
 
     def count_feedback(self, answer: StoredAnswer, rating: int) -> None:
         column = "feedback_up" if rating > 0 else "feedback_down"

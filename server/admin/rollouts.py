@@ -1,15 +1,25 @@
 """Admin: adapter aliases and promotion (through the gates), brands' splits, shadow and
-rollback, the per-target readout, and the audit log."""
+rollback, brands' evaluation sets (the answer gate's questions), the per-target readout,
+and the audit log."""
 
 from __future__ import annotations
 
-from fastapi import Query
+import asyncio
+
+from fastapi import Path as PathParam, Query, Request
 
 from server.admin import schemas
 from server.admin.common import admin_router
 from server.deps import Lorag
+from server.schemas import Deleted
 
 router = admin_router()
+
+EVALUATION_SET_BODY = {"requestBody": {"required": True, "content": {"text/plain": {"schema": {
+    "type": "string", "description": "JSON Lines, one question a line: "
+    '`{"question": "...", "reference": "...", "gold_ids": ["doc"]}` (`reference`, `gold_ids` '
+    "and `id` optional), the format of `lorag eval chat`; also sent as "
+    "`application/x-ndjson`."}}}}}
 
 
 @router.get("/tenants/{tenant}/adapters/{name}/aliases", response_model=schemas.Aliases,
@@ -39,7 +49,8 @@ def remove_alias(tenant: str, name: str, alias: str, lorag: Lorag) -> schemas.Al
 @router.get("/tenants/{tenant}/adapters/{name}/versions/{version}/gates",
             response_model=schemas.Gates, responses=schemas.error_responses(400, 404),
             summary="The promotion gates a version passes or fails")
-def gates(tenant: str, name: str, version: int, lorag: Lorag) -> schemas.Gates:
+def gates(tenant: str, name: str, lorag: Lorag,
+          version: int = PathParam(ge=1, le=2**62)) -> schemas.Gates:
     results = lorag.rollouts.gates(tenant, name, version)
     return schemas.Gates(version=version, gates=[g.to_dict() for g in results])
 
@@ -69,6 +80,31 @@ def rollback(tenant: str, brand: str, body: schemas.Rollback, lorag: Lorag) -> s
             responses=schemas.error_responses(404), summary="Per-target readout of a brand")
 def readout(tenant: str, brand: str, lorag: Lorag) -> schemas.RolloutReadout:
     return schemas.RolloutReadout(**lorag.rollouts.readout(tenant, brand))
+
+
+@router.put("/tenants/{tenant}/brands/{brand}/evaluation", response_model=schemas.EvaluationSet,
+            responses=schemas.error_responses(400, 404, 413), openapi_extra=EVALUATION_SET_BODY,
+            summary="Put a brand's evaluation set (the answer gate's questions), validated line "
+                    "by line: a bad line is a 400 naming it and its field (`line N: field`)")
+async def put_evaluation_set(tenant: str, brand: str, request: Request,
+                             lorag: Lorag) -> schemas.EvaluationSet:
+    data = await request.body()
+    found = await asyncio.to_thread(lorag.evaluation_sets.put, tenant, brand, data)
+    return schemas.EvaluationSet(**found.to_dict())
+
+
+@router.get("/tenants/{tenant}/brands/{brand}/evaluation", response_model=schemas.EvaluationSet,
+            responses=schemas.error_responses(404), summary="A brand's evaluation set")
+def get_evaluation_set(tenant: str, brand: str, lorag: Lorag) -> schemas.EvaluationSet:
+    return schemas.EvaluationSet(**lorag.evaluation_sets.get(tenant, brand).to_dict())
+
+
+@router.delete("/tenants/{tenant}/brands/{brand}/evaluation", response_model=Deleted,
+               responses=schemas.error_responses(404),
+               summary="Delete a brand's evaluation set (its answer gate then does not apply)")
+def delete_evaluation_set(tenant: str, brand: str, lorag: Lorag) -> Deleted:
+    lorag.evaluation_sets.delete(tenant, brand)
+    return Deleted(id=brand, object="evaluation.set")
 
 
 @router.get("/tenants/{tenant}/audit", response_model=schemas.AuditList,

@@ -207,7 +207,7 @@ class Rollback(Request):
 
 
 class Promotion(Request):
-    version: StrictInt = Field(ge=1)
+    version: StrictInt = Field(ge=1, le=2**62)
     force: StrictBool = Field(False, description="Promote to stable even when gates fail "
                               "(recorded in the audit log and the version's lineage).")
 
@@ -260,13 +260,28 @@ class AuditVerification(BaseModel):
                              "whether records were removed from the end.")
 
 
+class EvaluationSet(BaseModel):
+    """A brand's evaluation set (the answer-level promotion gate's questions)."""
+
+    object: Literal["evaluation.set"] = "evaluation.set"
+    brand: str
+    questions: int
+    sha256: str = Field(description="Of the stored JSON Lines file.")
+    updated_at: float
+    items: list[dict[str, Any]] = Field(description="The questions, one object a line: "
+                                        "`question`, optional `reference`, `gold_ids`, `id`.")
+
+
 class RolloutReadout(BaseModel):
     object: Literal["rollout.readout"] = "rollout.readout"
     brand: str
     target: str
     split: list[dict[str, Any]]
     shadow: dict[str, Any] | None
-    targets: list[dict[str, Any]]
+    targets: list[dict[str, Any]] = Field(description=(
+        "Per target, version and role: requests, errors, error_rate, mean_latency_seconds, "
+        "prompt_tokens, completion_tokens, feedback_up, feedback_down, groundedness (the "
+        "mean grounding-guard score; null when none was scored) and groundedness_count."))
     tests: list[dict[str, Any]]
     rollbacks: list[dict[str, Any]]
     shadow_dropped: int

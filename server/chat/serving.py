@@ -44,6 +44,7 @@ class ChatServing:
         self.failed = False
         self._first = True
         self._completion_tokens: dict[int, int] = {}
+        self.verdict: GroundingVerdict | None = None  # the grounding guard's, when it ran
 
     async def complete(self) -> schemas.ChatCompletion:
         answers = [_Answer(i) for i in range(self.prepared.n)]
@@ -54,6 +55,7 @@ class ChatServing:
             choice, checked = await self._choice(answer)
             choices.append(choice)
             verdict = checked if answer.index == 0 else verdict
+        self.verdict = verdict
         return schemas.ChatCompletion(
             id=self.prepared.request_id, created=self.created, model=self.prepared.brand,
             choices=choices, usage=self._usage(), citations=self.citations,
@@ -87,6 +89,7 @@ class ChatServing:
             verdict = None
             if not first.calls:
                 _, verdict = await self.chat.check(self.prepared, self.delivered, streamed=True)
+            self.verdict = verdict
             grounding = self._grounding(verdict)
             finish = [schemas.ChunkChoice(index=s.index, delta=schemas.Delta(),
                                           finish_reason=self._finish(s.last, s.calls))
@@ -161,6 +164,10 @@ class ChatServing:
     def token_counts(self) -> tuple[int, int]:
         """(prompt, completion) tokens so far, all choices, for the tenant's limits and usage."""
         return usage_of(self.prepared, self.last).prompt_tokens, sum(self._completion_tokens.values())
+
+    def groundedness(self) -> float | None:
+        """The answer's grounding score for the rollout readout (None: not scored)."""
+        return self.verdict.groundedness if self.verdict else None
 
     def _grounding(self, verdict: GroundingVerdict | None) -> schemas.Grounding | None:
         if verdict is None:
@@ -320,7 +327,7 @@ class RolloutReport:
         failed = serving.failed or completion is None
         finished = Finished(None if failed else completion.model_dump(mode="json"), failed,
                             time.perf_counter() - serving.started, prepared.prompt_tokens,
-                            last.completion_tokens if last else 0)
+                            last.completion_tokens if last else 0, serving.groundedness())
         await self._record(finished)
 
     async def after_stream(self) -> None:
@@ -330,10 +337,12 @@ class RolloutReport:
         last = serving.last
         failed = serving.failed or last is None or last.finish_reason is None
         text = serving.delivered if serving.delivered is not None else "".join(serving.text)
+        verdict = serving.verdict.to_dict() if serving.verdict else None
         completion = None if failed else completion_dict(
-            prepared, text, last.finish_reason, last.completion_tokens)
+            prepared, text, last.finish_reason, last.completion_tokens, verdict)
         await self._record(Finished(completion, failed, time.perf_counter() - serving.started,
-                                    prepared.prompt_tokens, last.completion_tokens if last else 0))
+                                    prepared.prompt_tokens, last.completion_tokens if last else 0,
+                                    serving.groundedness()))
 
     async def _record(self, finished: Finished) -> None:
         await asyncio.to_thread(self._record_in_thread, finished)

@@ -317,3 +317,39 @@ def test_ready_counts_healthy_servers_and_metrics_name_them(served, fleet):
     for server in fleet:
         assert f'lorag_engine_server_requests_total{{server="{server.url}"}}' in metrics
         assert f'lorag_engine_server_healthy{{server="{server.url}"}} 1.0' in metrics
+
+
+def test_with_every_server_down_chat_is_a_clean_503_and_ready_says_so(served, fleet):
+    """Last of the module: it stops the fleet. ``lorag serve`` stays up; /ready turns 503
+    once its health checks take both servers out, and a chat is a 503 in OpenAI's error
+    shape (code ``no_healthy_server``, naming each server), a stream an error event:
+    never a hang."""
+    process, key, _ = served
+    for server in fleet:
+        server.stop()
+    deadline = time.monotonic() + 60
+    while (ready := httpx.get(process.url + "/ready", timeout=10)).status_code != 503:
+        assert time.monotonic() < deadline, ready.text
+        time.sleep(0.2)
+    assert ready.json()["error"]["code"] == "engine_unavailable"
+    assert "no healthy inference server (0 of 2)" in ready.json()["error"]["message"]
+    question = {"model": "voice", "max_tokens": 4, "retrieval": {"mode": "off"},
+                "messages": [{"role": "user", "content": "Anyone there?"}]}
+    headers = {"Authorization": f"Bearer {key}"}
+    answer = httpx.post(process.url + "/v1/chat/completions", json=question, headers=headers,
+                        timeout=30)
+    assert answer.status_code == 503
+    error = answer.json()["error"]
+    assert (error["code"], error["type"], error["param"]) == ("no_healthy_server", "server_error",
+                                                              "model")
+    assert all(server.url in error["message"] for server in fleet)
+    client = openai.OpenAI(base_url=process.url + "/v1", api_key=key, max_retries=0, timeout=30)
+    with pytest.raises(openai.InternalServerError) as raised:
+        client.chat.completions.create(model="voice", messages=question["messages"], max_tokens=4,
+                                       extra_body={"retrieval": {"mode": "off"}})
+    assert raised.value.status_code == 503
+    with httpx.stream("POST", process.url + "/v1/chat/completions", headers=headers,
+                      json=question | {"stream": True}, timeout=30) as stream:
+        events = [json.loads(line[6:]) for line in stream.iter_lines()
+                  if line.startswith("data: ") and line != "data: [DONE]"]
+    assert events[-1]["error"]["code"] == "no_healthy_server"

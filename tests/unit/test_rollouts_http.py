@@ -15,9 +15,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from adapters.engines.protocol import GenerationChunk
+from lorag.app.quality.metrics import AnswerMetrics
 from lorag.cli.main import main as cli
 from lorag.core.errors import Unavailable
+from retrieval.embedders import FakeEmbedder
 from tests.reliability.inprocess import ADMIN, RecordingEngine, bearer, client, container
+from tests.unit.test_answer_metrics import WordJudge
 
 
 class CanaryFails(RecordingEngine):
@@ -271,6 +274,63 @@ def test_cli_readout_split_and_rollback(app, monkeypatch, capsys):
     actors = {r.actor for r in app.audit.list("acme") if r.action.startswith("rollout.")}
     assert len(actors) == 1 and actors.pop().startswith("cli:")
     assert cli(["rollouts", "show", "--tenant", "globex", "nope"]) == 2
+
+
+class VersionReplies(RecordingEngine):
+    """v1 answers with a sentence the source supports; v2 adds one it does not."""
+
+    async def generate(self, request):
+        self.by_id[request.request_id] = request
+        text = "W1 w1 [1]." + ("" if request.adapter.version == 1 else " Zebra jumps.")
+        yield GenerationChunk(text=text, finish_reason="stop", prompt_tokens=3,
+                              completion_tokens=2)
+
+
+def test_readout_has_each_targets_mean_groundedness_and_count(tmp_path, tiny_model,
+                                                              tiny_lora_factory):
+    lorag = container(tmp_path / "data", tiny_model)
+    lorag.__dict__["engine"] = VersionReplies()
+    lorag.answer_checks.metrics = AnswerMetrics(FakeEmbedder(), judge=WordJudge(), threshold=0.5)
+    lorag.tenants.create("acme")
+    for _ in range(2):
+        lorag.adapters.register("acme", "voice", tiny_lora_factory(seed=1))
+    lorag.adapters.set_alias("acme", "voice", "canary", 2)
+    lorag.brands.create("acme", "support", adapter="voice",
+                        quality={"grounding": "flag", "threshold": 0.75})
+    lorag.brands.create("acme", "unchecked", adapter="voice")
+    lorag.documents.ingest("acme", [{"id": "w", "text": "w1 w1 w1 w1"}])
+    lorag.rollouts.set_split("acme", "support", [{"target": "voice@canary", "percent": 50}])
+    lorag.rollouts.set_shadow("acme", "support", {"target": "voice@v2", "rate": 1.0})
+    key = lorag.tenants.issue_key("acme").secret
+    with client(lorag) as http:
+        answers = [http.post("/v1/chat/completions", headers=bearer(key), json={
+            "model": "support", "messages": [{"role": "user", "content": "w1?"}],
+            "user": f"user-{i}", "store": True, "stream": i % 2 == 1}) for i in range(16)]
+        assert [a.status_code for a in answers] == [200] * 16
+        assert ask(http, key, store=True, model="unchecked").status_code == 200
+        wait_for(lambda: not lorag.rollouts._shadows)
+        readout = http.get("/v1/rollouts/support", headers=bearer(key)).json()
+        rows = {t["target"]: t for t in readout["targets"]}
+        stable, canary = rows["voice@stable"], rows["voice@canary"]
+        assert stable["requests"] > 0 and canary["requests"] > 0
+        assert stable["requests"] + canary["requests"] == 16
+        assert (stable["groundedness"], stable["groundedness_count"]) == (1.0, stable["requests"])
+        assert (canary["groundedness"], canary["groundedness_count"]) == (0.5, canary["requests"])
+        shadow = [t for t in readout["targets"] if t["role"] == "shadow"][0]  # scored alike
+        assert shadow["requests"] > 0 and shadow["groundedness"] == 0.5
+        assert shadow["groundedness_count"] == shadow["requests"]
+        [plain] = http.get("/v1/rollouts/unchecked", headers=bearer(key)).json()["targets"]
+        assert (plain["requests"], plain["groundedness"], plain["groundedness_count"]) == (1, None, 0)
+        stored = lorag.answers.list("acme", brand="support", limit=100)[0]
+        assert len(stored) == 16
+        for answer in stored:  # kept with each answer, streamed or not
+            assert answer.groundedness == (1.0 if answer.adapter_version == 1 else 0.5)
+            assert answer.completion["grounding"]["groundedness"] == answer.groundedness
+        metrics = http.get("/metrics").text
+        labels = 'brand="support",role="split",target="voice@canary",tenant="acme",version="2"'
+        assert f"lorag_target_groundedness_count{{{labels}}} {float(canary['requests'])}" in metrics
+        assert f"lorag_target_groundedness_sum{{{labels}}} {canary['requests'] * 0.5}" in metrics
+    lorag.close()
 
 
 class VersionEcho(RecordingEngine):

@@ -41,18 +41,25 @@ class EvalItem:
 def load_set(path: Path) -> list[EvalItem]:
     """The items of a set file; raises InvalidInput naming the line and the field."""
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidInput(f"cannot read the set file {path}: {exc}", param="set") from None
-    items = [_item(path, n, line) for n, line in enumerate(lines, start=1) if line.strip()]
+    return parse_set(text, str(path))
+
+
+def parse_set(text: str, source: str, *, param: str = "set") -> list[EvalItem]:
+    """The items of a set given as JSON Lines ``text`` (``source`` names it in errors);
+    raises InvalidInput naming the line and the field (``param`` when it has none)."""
+    items = [_item(source, n, line) for n, line in enumerate(text.splitlines(), start=1)
+             if line.strip()]
     if not items:
-        raise InvalidInput(f"{path}: the set has no questions", param="set")
+        raise InvalidInput(f"{source}: the set has no questions", param=param)
     return items
 
 
-def _item(path: Path, n: int, line: str) -> EvalItem:
+def _item(source: str, n: int, line: str) -> EvalItem:
     def bad(field: str, problem: str) -> InvalidInput:
-        return InvalidInput(f"{path} line {n}: {problem}", param=f"line {n}: {field}")
+        return InvalidInput(f"{source} line {n}: {problem}", param=f"line {n}: {field}")
 
     try:
         row = json.loads(line)

@@ -3,8 +3,8 @@ real chat path with a given target, each answer scored by the answer-quality met
 (``lorag.app.quality``).
 
 The set is the brand's file ``<data_dir>/tenants/<tenant>/evaluation/<brand>.jsonl`` in
-the format of ``lorag eval chat`` (``lorag/app/quality/evaluation.py``); a brand without
-one has no answer gate. Each question is prepared once per target as a served request
+the format of ``lorag eval chat`` (``lorag/app/quality/evaluation.py``), put through
+``evaluation_sets.EvaluationSets`` (route, CLI); a brand without one has no answer gate. Each question is prepared once per target as a served request
 would be (same retrieval, same prompt), then generated greedily with the target's
 version, so a candidate and the stable differ only by the adapter. An answer's score is
 the mean of its groundedness, citation precision and citation recall (those defined for
@@ -16,15 +16,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import replace
-from pathlib import Path
 from typing import Awaitable, Callable, Sequence, TypeVar
 
 from adapters.engines.protocol import AdapterRef, InferenceEngine
 from lorag.app.chat import ChatRequest, ChatService
 from lorag.app.quality.evaluation import EvalItem, load_set
 from lorag.app.quality.metrics import AnswerMetrics, AnswerScores
+from lorag.app.rollouts.evaluation_sets import evaluation_set_path
 from lorag.core.errors import NotFound
-from lorag.core.layout import Layout, check_name
+from lorag.core.layout import Layout
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +36,6 @@ def answer_score(scores: AnswerScores) -> float:
     """The mean of the answer's defined gate metrics; 0 when none is defined."""
     values = [v for v in (getattr(scores, name) for name in GATE_METRICS) if v is not None]
     return sum(values) / len(values) if values else 0.0
-
-
-def evaluation_set_path(layout: Layout, tenant: str, brand: str) -> Path:
-    return layout.tenant_dir(tenant) / "evaluation" / f"{check_name(brand, 'brand')}.jsonl"
 
 
 class EvaluationScorer:

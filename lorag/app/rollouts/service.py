@@ -65,13 +65,16 @@ class AnswerScorer(Protocol):
 @dataclass(frozen=True)
 class Finished:
     """What the server saw of a served request: the completion in OpenAI's shape (None
-    when it failed), whether it failed, its latency and tokens."""
+    when it failed), whether it failed, its latency and tokens, and the grounding guard's
+    score of the answer (None when the brand's guard is off or the answer had no
+    sentence; an abstained answer keeps the score of what the model said)."""
 
     completion: dict | None
     error: bool
     latency_seconds: float
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    groundedness: float | None = None
 
 
 class RolloutService:
@@ -131,7 +134,8 @@ class RolloutService:
             self.answers.count(Outcome(prepared.tenant_id, prepared.brand, prepared.target,
                                        version, prepared.role or Role.PRIMARY.value,
                                        finished.error, finished.latency_seconds,
-                                       finished.prompt_tokens, finished.completion_tokens))
+                                       finished.prompt_tokens, finished.completion_tokens,
+                                       None if finished.error else finished.groundedness))
             if finished.error:
                 self._bad_event(prepared.tenant_id, prepared.brand, prepared.target,
                                 prepared.role, "errors")
@@ -151,7 +155,7 @@ class RolloutService:
             adapter_version=adapter.version if adapter else None, shadow_of=shadow_of,
             metadata=dict(metadata), completion=dict(finished.completion or {}),
             messages=[dict(m) for m in messages],
-            provenance=self._provenance(prepared, finished))
+            provenance=self._provenance(prepared, finished), groundedness=finished.groundedness)
         self.answers.save(answer)
         return answer
 
@@ -367,11 +371,19 @@ class RolloutService:
                           prepared.tenant_id, prepared.brand, prepared.target)
             error = True
         latency = time.perf_counter() - started
+        verdict = None
+        if not error:  # scored like a served answer, so the readout compares the two
+            try:
+                _, verdict = await chat.check(prepared, "".join(parts), streamed=True)
+            except Exception:
+                log.exception("grounding check of a shadow answer failed tenant=%s brand=%s "
+                              "target=%s", prepared.tenant_id, prepared.brand, prepared.target)
         completion = None if error else completion_dict(
             prepared, "".join(parts), last.finish_reason if last else None,
-            last.completion_tokens if last else 0)
+            last.completion_tokens if last else 0, verdict.to_dict() if verdict else None)
         finished = Finished(completion, error, latency, prepared.prompt_tokens,
-                            last.completion_tokens if last else 0)
+                            last.completion_tokens if last else 0,
+                            verdict.groundedness if verdict else None)
         await asyncio.to_thread(self.finish, prepared, finished, store=False, messages=messages)
         if completion is not None:
             await asyncio.to_thread(self.keep, prepared, finished, messages=messages,
@@ -390,7 +402,8 @@ class RolloutService:
     # -- readout -----------------------------------------------------------------------
 
     def readout(self, tenant_id: str, brand: str) -> dict:
-        """Per target of the brand: requests, errors, latency, tokens, feedback; the
+        """Per target of the brand: requests, errors, latency, tokens, feedback, mean
+        groundedness over the answers the grounding guard scored (and how many); the
         canary tests' state and the rollbacks. Raises NotFound(brand)."""
         current = self.brands.get(tenant_id, brand)
         rows = self.answers.readout(tenant_id, brand)
@@ -399,7 +412,10 @@ class RolloutService:
                                       "feedback_down")}
                    | {"error_rate": r["errors"] / r["requests"] if r["requests"] else None,
                       "mean_latency_seconds": r["latency_seconds"] / r["requests"]
-                      if r["requests"] else None} for r in rows]
+                      if r["requests"] else None,
+                      "groundedness": r["groundedness_sum"] / r["groundedness_count"]
+                      if r["groundedness_count"] else None,
+                      "groundedness_count": r["groundedness_count"]} for r in rows]
         test = self._test(current)
         tests = [dict(r) | {"threshold": test.threshold}
                  for r in self.db.query("SELECT arm, signal, llr, arm_events, control_events "
@@ -415,13 +431,18 @@ class RolloutService:
 
 
 def completion_dict(prepared: PreparedChat, text: str, finish_reason: str | None,
-                    completion_tokens: int) -> dict:
-    """A chat completion in OpenAI's shape (with lorag's ``citations``)."""
-    return {"id": prepared.request_id, "object": "chat.completion", "created": int(time.time()),
-            "model": prepared.brand,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                         "finish_reason": finish_reason, "logprobs": None}],
-            "usage": {"prompt_tokens": prepared.prompt_tokens,
-                      "completion_tokens": completion_tokens,
-                      "total_tokens": prepared.prompt_tokens + completion_tokens},
-            "citations": [vars(c) for c in prepared.citations]}
+                    completion_tokens: int, grounding: dict | None = None) -> dict:
+    """A chat completion in OpenAI's shape (with lorag's ``citations``, and ``grounding``
+    when the brand's guard ran, as in a non-streamed response)."""
+    completion = {
+        "id": prepared.request_id, "object": "chat.completion", "created": int(time.time()),
+        "model": prepared.brand,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                     "finish_reason": finish_reason, "logprobs": None}],
+        "usage": {"prompt_tokens": prepared.prompt_tokens,
+                  "completion_tokens": completion_tokens,
+                  "total_tokens": prepared.prompt_tokens + completion_tokens},
+        "citations": [vars(c) for c in prepared.citations]}
+    if grounding is not None:
+        completion["grounding"] = grounding
+    return completion
