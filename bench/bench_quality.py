@@ -219,6 +219,12 @@ def guard_overhead(result: BenchResult, size: dict) -> None:
             latencies = _alternate(server.url, key, QUESTIONS, size)
         finally:
             server.stop()
+    guard_bar(result, latencies, size)
+
+
+def guard_bar(result: BenchResult, latencies: dict[str, list[float]], size: dict) -> None:
+    """The guard's bar from each brand's latencies (seconds; "off" and "flag", request i
+    of both the same question, back to back)."""
     p50 = {brand: percentile(s, 50) * 1e3 for brand, s in latencies.items()}
     ratio = p50["flag"] / p50["off"]
     result.table("Chat latency, grounding guard off vs flag (same server, alternating requests, "

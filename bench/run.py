@@ -45,6 +45,9 @@ class Bench:
 BENCHES = [
     Bench("ingest", "bench.bench_ingest", "ingestion vs raw encode; re-ingest",
           {"full": 3600, "quick": 900, "tiny": 120}),
+    Bench("embedders", "bench.bench_embedders",
+          "embedding backends: ONNX Runtime vs PyTorch encode; nDCG@10, cross-backend",
+          {"full": 2400, "quick": 900, "tiny": 240}),
     Bench("llamaindex", "bench.bench_llamaindex", "ingestion vs a LlamaIndex pipeline",
           {"full": 3600, "quick": 900, "tiny": 120}),
     Bench("retrieval", "bench.bench_retrieval",
@@ -285,8 +288,10 @@ def _current_plots(out_dir: Path, data: dict) -> list[str]:
     """Without the baselines' venv no plot is drawn: the PNGs kept are those drawn from
     the very results shown (same run); a result measured since has no plot."""
     drawn = data.get("plots_drawn", {})
+    # a result from before runs were recorded ("?") keeps the PNG the last full render drew
     return sorted(f for f, run in _figure_runs(data).items()
-                  if drawn.get(f) == run and (out_dir / "plots" / f).exists())
+                  if (drawn.get(f) == run or (run == "?" and f not in drawn))
+                  and (out_dir / "plots" / f).exists())
 
 
 def _figure_runs(data: dict) -> dict[str, str]:
