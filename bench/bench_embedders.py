@@ -50,9 +50,9 @@ def run(opts: Options) -> BenchResult:
     result = BenchResult("embedders")
     with tempfile.TemporaryDirectory(prefix="lorag-bench-embedders-") as tmp:
         apps = _apps(Path(tmp))
-        texts = _windows(opts.pick(384, 160, 16))
-        speed = _speed(apps, texts, opts.pick(6, 4, 2))
-        quality = _quality(apps, Path(tmp), opts.pick(150, 80, 8))
+        texts = _windows(opts.pick(256, 64, 16))
+        speed = _speed(apps, texts, opts.pick(8, 6, 3))
+        quality = _quality(apps, Path(tmp), opts.pick(150, 40, 8))
         onnx = f"onnx {apps['onnx'].embedder.onnx_precision}"
         for app in apps.values():
             app.close()

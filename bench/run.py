@@ -109,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     started, load = time.time(), os.getloadavg()[0]
     if args.no_baselines:
         os.environ[baselines.DISABLED] = "1"
+    commit = git_commit()  # what is measured is the code as it was at the start
     run_id = f"{datetime.fromtimestamp(started, timezone.utc):%Y%m%dT%H%M%S}-{os.getpid()}"
     os.environ[RUN_ID] = run_id
     setup = _setup() if baselines.enabled() and not args.collect else 0.0
@@ -121,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         "started_epoch": started, "ended_epoch": time.time(), "run_id": run_id,
         "baseline_setup_s": setup, "load_at_start": load,
         # a collecting run measured nothing: its results keep the commits that measured them
-        "git_commit": _commits(results) if args.collect else git_commit(),
+        "git_commit": _commits(results) if args.collect else commit,
         "benchmarks": list(results), "machine": machine()}
     data = _merge(out_dir / "results.json", invocation, results, keep=bool(args.only))
     print(f"[bench] {mode} run done in {invocation['duration_s'] / 60:.1f} min",
