@@ -8,8 +8,9 @@ STATUS = {True: "MET", False: "NOT MET", None: "NOT MEASURED"}  # results writte
 
 
 def status(bar: dict) -> str:
-    """MET, NOT MET, UNDECIDED (a timing bar whose interval straddles it) or NOT MEASURED."""
-    return bar.get("status") or STATUS[bar["met"]]
+    """MET, NOT MET, UNDECIDED (a timing bar whose interval straddles it) or NOT MEASURED;
+    a bar recorded before bars carried intervals says so."""
+    return bar.get("status") or f"{STATUS[bar['met']]} (no interval)"
 
 
 def _bars(data: dict) -> list[tuple[str, dict]]:

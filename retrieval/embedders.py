@@ -296,17 +296,39 @@ class OnnxEmbedder(SentenceTransformerEmbedder):
         return np.stack([self._encode_one(text) for text in texts])
 
     def _encode_one(self, text: str) -> np.ndarray:
-        import torch
-
         features = self._model.preprocess([text])
         feed = {n: features[n].numpy().astype(np.int64) for n in self._inputs}
         (tokens,) = self._session.run(["token_embeddings"], feed)
+        pooled = self._pool(tokens[0]) if self._numpy_pooling else self._torch_pool(features, tokens)
+        return pooled / max(float(np.linalg.norm(pooled)), 1e-12)
+
+    @cached_property
+    def _numpy_pooling(self) -> str | None:
+        """The model's pooling mode when its modules after the transformer are one Pooling
+        (mean, cls or max) and at most a Normalize: those run in numpy, since a torch op
+        per text waits on torch's thread pool, which on a busy CPU costs more than the op.
+        None: other modules (a Dense layer, ...), run as the model's own torch modules."""
+        modules = list(self._model)[1:]
+        kinds = [type(m).__name__ for m in modules]
+        if kinds not in (["Pooling"], ["Pooling", "Normalize"]):
+            return None
+        mode = modules[0].get_config_dict().get("pooling_mode")
+        return mode if mode in ("mean", "cls", "max") else None
+
+    def _pool(self, tokens: np.ndarray) -> np.ndarray:
+        """Pooling of one text's (tokens, dimension) output, which has no padding."""
+        mode = self._numpy_pooling
+        return tokens[0] if mode == "cls" else tokens.max(axis=0) if mode == "max" \
+            else tokens.mean(axis=0)
+
+    def _torch_pool(self, features: dict, tokens: np.ndarray) -> np.ndarray:
+        import torch
+
         features["token_embeddings"] = torch.from_numpy(tokens)
         with torch.inference_mode():
             for module in list(self._model)[1:]:  # pooling (and normalising): the model's own
                 features = module(features)
-        vector = features["sentence_embedding"][0].float().numpy()
-        return vector / max(float(np.linalg.norm(vector)), 1e-12)
+        return features["sentence_embedding"][0].float().numpy()
 
 
 def cpu_has_native_bf16() -> bool:

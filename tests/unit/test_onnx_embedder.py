@@ -68,3 +68,13 @@ def test_a_cache_folder_that_cannot_be_written_is_an_error(tmp_path):
                                              onnx_cache_dir=str(blocked / "onnx")))
     with pytest.raises(OSError):
         embedder.warm_up()
+
+
+def test_pooling_in_numpy_equals_the_model_s_own_modules(exported):
+    assert exported._numpy_pooling == "mean"  # all-MiniLM-L6-v2: Pooling(mean), Normalize
+    fast = exported.embed_documents(list(TEXTS))
+    exported.__dict__["_numpy_pooling"] = None  # as for a model with other modules
+    try:
+        assert cosines(exported.embed_documents(list(TEXTS)), fast).min() >= 0.99999
+    finally:
+        del exported.__dict__["_numpy_pooling"]
