@@ -217,7 +217,8 @@ def _merge(path: Path, invocation: dict, results: dict, keep: bool) -> dict:
             except ValueError:
                 old = {}
         earlier = old.get("benchmarks", {})
-        benchmarks = {**earlier, **{n: _note_replaced(r, earlier.get(n)) for n, r in results.items()}}
+        now = {n: _note_replaced(r, earlier.get(n)) for n, r in results.items()}
+        benchmarks = {**earlier, **now}
         shown = {b.name: benchmarks[b.name] for b in BENCHES if b.name in benchmarks}
         invocations = [inv for inv in _old_invocations(old) if _measured_any(inv, shown, results)]
         data = {"machine": machine(), "versions": versions(LORAG_PACKAGES),

@@ -299,7 +299,8 @@ class OnnxEmbedder(SentenceTransformerEmbedder):
         features = self._model.preprocess([text])
         feed = {n: features[n].numpy().astype(np.int64) for n in self._inputs}
         (tokens,) = self._session.run(["token_embeddings"], feed)
-        pooled = self._pool(tokens[0]) if self._numpy_pooling else self._torch_pool(features, tokens)
+        pooled = self._pool(tokens[0]) if self._numpy_pooling \
+            else self._torch_pool(features, tokens)
         return pooled / max(float(np.linalg.norm(pooled)), 1e-12)
 
     @cached_property
