@@ -220,7 +220,9 @@ def _merge(path: Path, invocation: dict, results: dict, keep: bool) -> dict:
         now = {n: _note_replaced(r, earlier.get(n)) for n, r in results.items()}
         benchmarks = {**earlier, **now}
         shown = {b.name: benchmarks[b.name] for b in BENCHES if b.name in benchmarks}
-        invocations = [inv for inv in _old_invocations(old) if _measured_any(inv, shown, results)]
+        # an --only run may be on another machine: each invocation keeps its own
+        invocations = [{"machine": old.get("machine"), **inv} for inv in _old_invocations(old)
+                       if _measured_any(inv, shown, results)]
         data = {"machine": machine(), "versions": versions(LORAG_PACKAGES),
                 "baseline_versions": _baseline_versions(old),
                 "plots_drawn": old.get("plots_drawn", {}),
@@ -263,7 +265,7 @@ def _old_invocations(old: dict) -> list[dict]:
     if "invocations" in old or "command" not in old:
         return old.get("invocations", [])
     load = old.get("load_at_start", 0.0)  # a results.json written before invocations were kept
-    return [{"machine": old.get("machine"), "command": old["command"], "mode": old["mode"], "started_utc": old["started_utc"],
+    return [{"command": old["command"], "mode": old["mode"], "started_utc": old["started_utc"],
              "duration_s": old["duration_s"], "baseline_setup_s": old.get("baseline_setup_s", 0.0),
              "load_at_start": load[0] if isinstance(load, list) else load,
              "git_commit": old.get("git_commit", "?"), "benchmarks": list(old["benchmarks"])}]
