@@ -24,6 +24,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from lorag.core.plugins import Registry
+from retrieval import onnx_export
 from retrieval.settings import EmbedderSettings
 
 log = logging.getLogger(__name__)
@@ -255,8 +256,6 @@ class OnnxEmbedder(SentenceTransformerEmbedder):
         import onnxruntime
         import torch
 
-        from retrieval import onnx_export
-
         cache = Path(self.settings.onnx_cache_dir) if self.settings.onnx_cache_dir \
             else onnx_export.default_cache_dir()
         path = onnx_export.exported_model(self._model, self.path, self.onnx_precision, cache)
@@ -275,11 +274,9 @@ class OnnxEmbedder(SentenceTransformerEmbedder):
     @cached_property
     def onnx_precision(self) -> str:
         """int8 or float32: the setting, with auto resolved for this machine."""
-        from retrieval.onnx_export import cpu_has_vnni
-
         if self.settings.onnx_precision != "auto":
             return self.settings.onnx_precision
-        return "int8" if cpu_has_vnni() else "float32"
+        return "int8" if onnx_export.cpu_has_vnni() else "float32"
 
     @property
     def document_precision(self) -> str:
@@ -296,7 +293,7 @@ class OnnxEmbedder(SentenceTransformerEmbedder):
         return np.stack([self._encode_one(text) for text in texts])
 
     def _encode_one(self, text: str) -> np.ndarray:
-        features = self._model.preprocess([text])
+        features = onnx_export.tokenize(self._model, [text])
         feed = {n: features[n].numpy().astype(np.int64) for n in self._inputs}
         (tokens,) = self._session.run(["token_embeddings"], feed)
         pooled = self._pool(tokens[0]) if self._numpy_pooling \

@@ -93,9 +93,15 @@ def exported_model(model, folder: Path, precision: str, cache_dir: Path) -> Path
     return target / "model.onnx"
 
 
+def tokenize(model, texts: list[str]) -> dict:
+    """The model's own tokenizing (``preprocess``; ``tokenize`` before sentence-transformers
+    5.2), padded and truncated as its encode does."""
+    return (getattr(model, "preprocess", None) or model.tokenize)(texts)
+
+
 def input_names(model) -> list[str]:
     """The tokenizer outputs the transformer takes, in the exported graph's order."""
-    sample = model.preprocess(["an example"])
+    sample = tokenize(model, ["an example"])
     return [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in sample]
 
 
@@ -104,7 +110,7 @@ def _export(model, path: Path) -> None:
 
     names = input_names(model)
     transformer = model[0].auto_model.eval()
-    sample = model.preprocess(["an example sentence", "a second, somewhat longer example"])
+    sample = tokenize(model, ["an example sentence", "a second, somewhat longer example"])
     with torch.inference_mode():
         torch.onnx.export(_token_embeddings(transformer, names), tuple(sample[n] for n in names),
                           str(path), input_names=names, output_names=["token_embeddings"],
