@@ -22,11 +22,14 @@ import os
 import platform
 import resource
 import statistics
+import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
+
+from bench.stats import FEWEST_ROUNDS, Interval
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
@@ -37,7 +40,9 @@ for _name, _value in (("HF_HUB_OFFLINE", "1"), ("TRANSFORMERS_OFFLINE", "1"),
                       ("TOKENIZERS_PARALLELISM", "false")):
     os.environ.setdefault(_name, _value)
 
+RUN_ID = "LORAG_BENCH_RUN_ID"  # set by bench.run for the benchmarks it starts
 OPS = {">=": lambda v, t: v >= t, "<=": lambda v, t: v <= t}
+MET, NOT_MET, UNDECIDED, NOT_MEASURED = "MET", "NOT MET", "UNDECIDED", "NOT MEASURED"
 
 
 @dataclass
@@ -46,6 +51,12 @@ class Bar:
 
     ``why`` says what the number means or why it misses; ``to_meet`` what would meet it
     (both are printed next to NOT MET in RESULTS.md).
+
+    A timing bar (``timing``) compares two sides measured alternately; it carries the
+    95% ``interval`` of its ratio over ``samples`` rounds or requests (``per``), and is
+    MET only when the whole interval is inside the bar, NOT MET when it is wholly
+    outside, UNDECIDED otherwise (and without an interval), with ``needed`` the samples
+    that would decide it at the spread seen (bench/stats.py).
     """
 
     id: str
@@ -56,15 +67,30 @@ class Bar:
     unit: str = "x"
     why: str = ""
     to_meet: str = ""
+    timing: bool = False
+    interval: list[float] | None = None
+    samples: int | None = None
+    per: str = ""
+    needed: int | None = None
+
+    @property
+    def status(self) -> str:
+        if self.value is None:
+            return NOT_MEASURED
+        if not self.timing:
+            return MET if OPS[self.op](self.value, self.threshold) else NOT_MET
+        if self.interval is None:
+            return UNDECIDED
+        inside = [OPS[self.op](end, self.threshold) for end in self.interval]
+        return MET if all(inside) else NOT_MET if not any(inside) else UNDECIDED
 
     @property
     def met(self) -> bool | None:
-        if self.value is None:
-            return None
-        return bool(OPS[self.op](self.value, self.threshold))
+        """True when MET, False when NOT MET, None when not measured or undecided."""
+        return {MET: True, NOT_MET: False}.get(self.status)
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "met": self.met}
+        return {**asdict(self), "met": self.met, "status": self.status}
 
 
 @dataclass
@@ -81,6 +107,21 @@ class BenchResult:
     def bar(self, *args, **kwargs) -> Bar:
         found = Bar(*args, **kwargs)
         self.bars.append(found)
+        return found
+
+    def ratio_bar(self, id: str, description: str, interval: Interval, op: str,
+                  threshold: float, unit: str = "x", why: str = "", to_meet: str = "") -> Bar:
+        """A timing bar from a ratio and its interval (bench/stats.py); when the interval
+        does not decide it, ``to_meet`` says how many rounds or requests would."""
+        found = self.bar(id, description, round(interval.value, 3), op, threshold, unit=unit,
+                         why=why, timing=True, samples=interval.samples, per=interval.per,
+                         needed=interval.needed(threshold),
+                         interval=None if interval.low is None else
+                         [round(interval.low, 3), round(interval.high, 3)])
+        if found.status == UNDECIDED:
+            found.to_meet = "; ".join(x for x in (_deciding(found), to_meet) if x)
+        elif found.status == NOT_MET:
+            found.to_meet = to_meet
         return found
 
     def table(self, title: str, columns: list[str], rows: list[list]) -> None:
@@ -124,12 +165,33 @@ def main(run: Callable[[Options], BenchResult], argv: list[str] | None = None) -
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     opts = Options(args.quick or args.tiny, args.tiny, args.out)
-    started = time.perf_counter()
+    started, commit = time.perf_counter(), git_commit()
     result = run(opts)
     result.mode, result.seconds = opts.mode, round(time.perf_counter() - started, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result.to_dict(), indent=2, default=_jsonable))
+    # the commit and run that measured it travel with the result, so that a result
+    # collected or kept later is never credited to another commit
+    measured = {"git_commit": commit, "run_id": os.environ.get(RUN_ID, "standalone")}
+    args.out.write_text(json.dumps({**result.to_dict(), **measured}, indent=2, default=_jsonable))
     return 0
+
+
+def git_commit() -> str:
+    """HEAD's short hash, with "+uncommitted changes" when tracked files differ from it."""
+    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_DIR,
+                          capture_output=True, text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                           cwd=REPO_DIR, capture_output=True, text=True).stdout.strip()
+    return (done.stdout.strip() or "unknown") + ("+uncommitted changes" if dirty else "")
+
+
+def _deciding(bar: Bar) -> str:
+    if bar.interval is None:
+        return (f"{bar.samples} {bar.per} give no interval: at least {FEWEST_ROUNDS} "
+                f"{bar.per} would state one")
+    if bar.needed is None:
+        return "the ratio sits on the bar: no number of rounds decides it"
+    return f"about {bar.needed} {bar.per} (now {bar.samples}) would decide it at this spread"
 
 
 def _jsonable(value):

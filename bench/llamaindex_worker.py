@@ -8,9 +8,10 @@ Requests (``op``):
 Every request may set ``torch_threads`` and ``faiss_threads`` (the driver sets its own
 side the same way).
 
-- ``ingest``: {docs_dir, model_path, chunk_size, chunk_overlap, batch_size} -> an
-  IngestionPipeline [SentenceSplitter, HuggingFaceEmbedding] into a FaissVectorStore
-  (IndexFlatIP), the way its documentation builds one; model load is not timed.
+- ``ingest``: {docs_dir, model_path, chunk_size, chunk_overlap, batch_size, precision?}
+  -> an IngestionPipeline [SentenceSplitter, HuggingFaceEmbedding] into a
+  FaissVectorStore (IndexFlatIP), the way its documentation builds one; model load is
+  not timed. ``precision`` "bfloat16" runs it under bf16 autocast (default float32).
 - ``load_index``: {vectors (.npy), texts (.jsonl, one {"id", "text"} a line),
   model_path} -> a VectorStoreIndex over a FaissVectorStore holding exactly those
   vectors (nothing re-embedded), and its retriever.
@@ -80,10 +81,14 @@ def ingest(req: dict) -> dict:
                                 tokenizer=_token_counter(req["model_path"]))
     store = FaissVectorStore(faiss_index=faiss.IndexFlatIP(dimension))
     pipeline = IngestionPipeline(transformations=[splitter, embed], vector_store=store)
+    import torch
+
     started = time.perf_counter()
     documents = SimpleDirectoryReader(req["docs_dir"], recursive=True).load_data()
     loaded = time.perf_counter()
-    nodes = pipeline.run(documents=documents)
+    with torch.autocast("cpu", dtype=torch.bfloat16,
+                        enabled=req.get("precision", "float32") == "bfloat16"):
+        nodes = pipeline.run(documents=documents)
     seconds = time.perf_counter() - started
     return {"seconds": seconds, "load_seconds": loaded - started, "documents": len(documents),
             "torch_threads": _torch_threads(),

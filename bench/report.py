@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-STATUS = {True: "MET", False: "NOT MET", None: "NOT MEASURED"}
+STATUS = {True: "MET", False: "NOT MET", None: "NOT MEASURED"}  # results written before "status"
+
+
+def status(bar: dict) -> str:
+    """MET, NOT MET, UNDECIDED (a timing bar whose interval straddles it) or NOT MEASURED;
+    a bar recorded before bars carried intervals says so."""
+    return bar.get("status") or f"{STATUS[bar['met']]} (no interval)"
 
 
 def _bars(data: dict) -> list[tuple[str, dict]]:
@@ -16,7 +22,7 @@ def summary(data: dict) -> str:
     """A plain-text list of every bar, for the terminal."""
     lines = []
     for name, bar in _bars(data):
-        lines.append(f"{STATUS[bar['met']]:>12}  {bar['description']}: {_value(bar)} "
+        lines.append(f"{status(bar):>12}  {bar['description']}: {_value(bar)} "
                      f"(bar {bar['op']} {bar['threshold']:g}{bar['unit']})")
     for name, bench in data["benchmarks"].items():
         if "error" in bench:
@@ -25,7 +31,15 @@ def summary(data: dict) -> str:
 
 
 def _value(bar: dict) -> str:
-    return "n/a" if bar["value"] is None else f"{bar['value']:g}{bar['unit']}"
+    """The value, with its 95% interval and sample count for a timing bar."""
+    if bar["value"] is None:
+        return "n/a"
+    text = f"{bar['value']:g}{bar['unit']}"
+    if bar.get("timing"):
+        interval = bar.get("interval")
+        text += (f" [95%: {interval[0]:g}-{interval[1]:g}]" if interval else " [no interval]")
+        text += f" ({bar.get('samples')} {bar.get('per')})"
+    return text
 
 
 def render(data: dict, plots: list[str], out_dir: Path) -> str:
@@ -54,16 +68,24 @@ def render(data: dict, plots: list[str], out_dir: Path) -> str:
         "",
         "## Bars",
         "",
-        "| benchmark | bar | measured | required | status | why / what would meet it |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "A timing bar (a ratio of two sides' times) is given with the 95% interval of its "
+        "ratio over the rounds or requests measured (bench/stats.py): **MET** only when the "
+        "whole interval is inside the bar, **NOT MET** when it is wholly outside, "
+        "**UNDECIDED** when it straddles the bar, with the rounds that would decide it. "
+        "Each bar names the commit that measured it.",
+        "",
+        "| benchmark | bar | measured | required | status | commit | why / what would meet it |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, bar in _bars(data):
         note = "; ".join(x for x in (bar.get("why"), bar.get("to_meet")) if x)
         out.append(f"| {name} | {bar['description']} | {_value(bar)} | {bar['op']} "
-                   f"{bar['threshold']:g}{bar['unit']} | **{STATUS[bar['met']]}** | {note} |")
+                   f"{bar['threshold']:g}{bar['unit']} | **{status(bar)}** | "
+                   f"{_commit(data, name)} | {note} |")
     failed = [(n, b) for n, b in data["benchmarks"].items() if "error" in b]
     for name, bench in failed:
-        out.append(f"| {name} | (whole benchmark) | n/a | | **FAILED** | {bench['error']} |")
+        out.append(f"| {name} | (whole benchmark) | n/a | | **FAILED** | {_commit(data, name)} "
+                   f"| {bench['error']} |")
     notes = out_dir / "RUN_NOTES.md"
     if notes.exists():
         out += ["", "## Notes on this run (written by whoever ran it, not generated)", "",
@@ -80,7 +102,8 @@ def _section(name: str, bench: dict, plots: list[str]) -> list[str]:
     out = ["", f"## {name}: {bench.get('what', '')}", "",
            f"{bench.get('mode', '?')} mode, {bench.get('wall_s', bench.get('seconds', 0)):.0f} s, "
            f"finished {bench.get('finished_utc', '?')}; load average at its start "
-           f"{bench.get('load_at_start', '?')}."]
+           f"{bench.get('load_at_start', '?')}; measured at commit "
+           f"{bench.get('git_commit', '(not recorded)')}."]
     if "error" in bench:
         out += ["", f"**FAILED**: {bench['error']}", "", "```",
                 *bench.get("log_tail", []), "```"]
@@ -92,6 +115,9 @@ def _section(name: str, bench: dict, plots: list[str]) -> list[str]:
     for figure in bench.get("figures", []):
         if figure["file"] in plots:
             out += ["", f"![{figure['title']}](plots/{figure['file']})"]
+        else:
+            out += ["", f"(Plot \"{figure['title']}\" not drawn for these results: the run "
+                        "that wrote this report had no `.bench-venv`, which draws them.)"]
     if bench.get("notes"):
         out += [""] + [f"- {note}" for note in bench["notes"]]
     return out
@@ -100,10 +126,21 @@ def _section(name: str, bench: dict, plots: list[str]) -> list[str]:
 def _invocations(data: dict) -> list[str]:
     return [f"- `{i['command']}` ({i['mode']}): started {i['started_utc']}, took "
             f"{i['duration_s'] / 60:.1f} min ({i['baseline_setup_s']:.0f} s of it setting up "
-            f"`.bench-venv`), load average {i['load_at_start']:.1f} at start, git commit "
+            f"`.bench-venv`), load average {i['load_at_start']:.1f} at start, "
+            f"{'results measured at commit' if '--collect' in i['command'] else 'git commit'} "
             f"{i['git_commit']}; {'collected the result files of' if '--collect' in i['command'] else 'ran'} "
             f"{', '.join(i['benchmarks'])}{_overlap(i, data)}"
             for i in data.get("invocations", [data])]
+
+
+def _commit(data: dict, name: str) -> str:
+    """The commit that measured a benchmark: its own record, or (results written before
+    benchmarks recorded it) that of the one invocation that ran it."""
+    bench = data["benchmarks"][name]
+    if "git_commit" in bench:
+        return bench["git_commit"]
+    ran = [i for i in data.get("invocations", [data]) if name in i.get("benchmarks", [])]
+    return ran[-1].get("git_commit", "?") if ran else "?"
 
 
 def _overlap(inv: dict, data: dict) -> str:

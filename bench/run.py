@@ -27,7 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from bench import baselines, report
-from bench.common import BENCH_DIR, REPO_DIR, machine, versions
+from bench.common import BENCH_DIR, REPO_DIR, RUN_ID, git_commit, machine, versions
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,9 @@ class Bench:
 BENCHES = [
     Bench("ingest", "bench.bench_ingest", "ingestion vs raw encode; re-ingest",
           {"full": 3600, "quick": 900, "tiny": 120}),
+    Bench("embedders", "bench.bench_embedders",
+          "embedding backends: ONNX Runtime vs PyTorch encode; nDCG@10, cross-backend",
+          {"full": 2400, "quick": 900, "tiny": 240}),
     Bench("llamaindex", "bench.bench_llamaindex", "ingestion vs a LlamaIndex pipeline",
           {"full": 3600, "quick": 900, "tiny": 120}),
     Bench("retrieval", "bench.bench_retrieval",
@@ -108,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     started, load = time.time(), os.getloadavg()[0]
     if args.no_baselines:
         os.environ[baselines.DISABLED] = "1"
+    commit = git_commit()  # what is measured is the code as it was at the start
+    run_id = f"{datetime.fromtimestamp(started, timezone.utc):%Y%m%dT%H%M%S}-{os.getpid()}"
+    os.environ[RUN_ID] = run_id
     setup = _setup() if baselines.enabled() and not args.collect else 0.0
     selected = [BY_NAME[n] for n in args.only] if args.only else BENCHES
     run = _collect_one if args.collect else _run_one
@@ -115,9 +121,11 @@ def main(argv: list[str] | None = None) -> int:
     invocation = {
         "command": " ".join(["python -m bench.run", *(argv if argv is not None else sys.argv[1:])]),
         "mode": mode, "started_utc": _utc(started), "duration_s": round(time.time() - started, 1),
-        "started_epoch": started, "ended_epoch": time.time(),
+        "started_epoch": started, "ended_epoch": time.time(), "run_id": run_id,
         "baseline_setup_s": setup, "load_at_start": load,
-        "git_commit": _git_commit(), "benchmarks": list(results), "machine": machine()}
+        # a collecting run measured nothing: its results keep the commits that measured them
+        "git_commit": _commits(results) if args.collect else commit,
+        "benchmarks": list(results), "machine": machine()}
     data = _merge(out_dir / "results.json", invocation, results, keep=bool(args.only))
     print(f"[bench] {mode} run done in {invocation['duration_s'] / 60:.1f} min",
           file=sys.stderr)
@@ -129,8 +137,7 @@ def main(argv: list[str] | None = None) -> int:
 def _render(out_dir: Path, data: dict) -> int:
     """RESULTS.md and the plots from ``data`` (a results.json); prints the bars."""
     # without the baselines' venv the plots cannot be drawn: the ones drawn before stay
-    plots = _plots(out_dir) if baselines.enabled() else sorted(
-        p.name for p in (out_dir / "plots").glob("*.png"))
+    plots = _plots(out_dir, data) if baselines.enabled() else _current_plots(out_dir, data)
     (out_dir / "RESULTS.md").write_text(report.render(data, plots, out_dir))
     print(f"[bench] wrote {out_dir / 'RESULTS.md'}", file=sys.stderr)
     print(report.summary(data))
@@ -176,6 +183,7 @@ def _run_one(bench: Bench, mode: str, logs: Path) -> dict:
     tail = log.read_text(errors="replace").strip().splitlines()[-15:]
     return {"name": bench.name, "what": bench.what, "mode": mode, "seconds": seconds,
             "wall_s": seconds, "finished_utc": _utc(time.time()), "load_at_start": load,
+            "git_commit": git_commit(), "run_id": os.environ[RUN_ID],
             "error": f"exit {code}, no result file", "log_tail": tail}
 
 
@@ -184,8 +192,12 @@ def _collect_one(bench: Bench, mode: str, logs: Path) -> dict:
     out = logs / f"{bench.name}.json"
     if not out.exists():
         return {"name": bench.name, "what": bench.what, "mode": mode, "seconds": 0,
+                "git_commit": "none (nothing collected)", "run_id": os.environ[RUN_ID],
                 "error": f"no result file {out} to collect", "log_tail": []}
     result = json.loads(out.read_text())
+    # the commit and run the file names, never this one's: collecting measures nothing
+    result.setdefault("git_commit", "unknown (the collected file does not say)")
+    result.setdefault("run_id", f"collected {out.name}")
     result.setdefault("what", bench.what)
     result.setdefault("wall_s", result.get("seconds", 0))
     result.setdefault("finished_utc", _utc(out.stat().st_mtime))
@@ -194,8 +206,9 @@ def _collect_one(bench: Bench, mode: str, logs: Path) -> dict:
 
 def _merge(path: Path, invocation: dict, results: dict, keep: bool) -> dict:
     """results.json with this invocation's results; with ``keep`` (``--only``), the
-    other benchmarks' earlier results (and their invocations) stay. Locked, so two
-    ``--only`` runs into the same folder cannot lose each other's results."""
+    other benchmarks' earlier results stay, each with the invocation that measured it.
+    A benchmark that failed now shows its failure, never the figures of an earlier run.
+    Locked, so two ``--only`` runs into the same folder cannot lose each other's results."""
     LOCK.parent.mkdir(parents=True, exist_ok=True)
     with open(LOCK, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -205,32 +218,49 @@ def _merge(path: Path, invocation: dict, results: dict, keep: bool) -> dict:
                 old = json.loads(path.read_text())
             except ValueError:
                 old = {}
-        benchmarks = {**old.get("benchmarks", {}), **_keep_successes(old, results)}
-        # An --only run may be on another machine: each invocation keeps its own.
-        invocations = [{"machine": old.get("machine"), **i} for i in _old_invocations(old)
-                       if set(i["benchmarks"]) & (set(benchmarks) - set(results))]
+        earlier = old.get("benchmarks", {})
+        now = {n: _note_replaced(r, earlier.get(n)) for n, r in results.items()}
+        benchmarks = {**earlier, **now}
+        shown = {b.name: benchmarks[b.name] for b in BENCHES if b.name in benchmarks}
+        # an --only run may be on another machine: each invocation keeps its own
+        invocations = [{"machine": old.get("machine"), **inv} for inv in _old_invocations(old)
+                       if _measured_any(inv, shown, results)]
         data = {"machine": machine(), "versions": versions(LORAG_PACKAGES),
-                "baseline_versions": baselines.baseline_versions(),
-                "invocations": [*invocations, invocation], **invocation,
-                "benchmarks": {b.name: benchmarks[b.name] for b in BENCHES if b.name in benchmarks}}
+                "baseline_versions": _baseline_versions(old),
+                "plots_drawn": old.get("plots_drawn", {}),
+                "invocations": [*invocations, invocation], **invocation, "benchmarks": shown}
         path.write_text(json.dumps(data, indent=2))
     return data
 
 
-def _keep_successes(old: dict, results: dict) -> dict:
-    """A benchmark that failed now but succeeded before (same mode) keeps its earlier
-    result, with the failure noted on it."""
-    kept = {}
-    for name, result in results.items():
-        before = old.get("benchmarks", {}).get(name)
-        if "error" in result and before and "error" not in before and \
-                before.get("mode") == result.get("mode"):
-            note = (f"A later run of this benchmark ({result['finished_utc']}) failed: "
-                    f"{result['error']}; these figures are from the run before it.")
-            kept[name] = {**before, "notes": [*before.get("notes", []), note]}
-        else:
-            kept[name] = result
-    return kept
+def _note_replaced(result: dict, before: dict | None) -> dict:
+    """A failed result says that an earlier run had measured it (whose figures are gone)."""
+    if "error" not in result or not before or "error" in before:
+        return result
+    note = (f"An earlier run (commit {before.get('git_commit', '?')}, finished "
+            f"{before.get('finished_utc', '?')}) measured this benchmark; its figures are not "
+            "shown, since this run's failed.")
+    return {**result, "notes": [*result.get("notes", []), note]}
+
+
+def _measured_any(invocation: dict, shown: dict, results: dict) -> bool:
+    """Whether an earlier invocation measured a result still shown (by run id; results
+    written before run ids were kept: by benchmark name, where not measured again now)."""
+    if "run_id" in invocation:
+        return any(r.get("run_id") == invocation["run_id"] for r in shown.values())
+    return bool(set(invocation["benchmarks"]) & (set(shown) - set(results)))
+
+
+def _baseline_versions(old: dict) -> dict:
+    """The baselines' versions; a run without them (``--no-baselines``) keeps the ones
+    the results it keeps were measured with."""
+    if baselines.enabled():
+        return baselines.baseline_versions()
+    return old.get("baseline_versions", {})
+
+
+def _commits(results: dict) -> str:
+    return ", ".join(sorted({r.get("git_commit", "?") for r in results.values()}))
 
 
 def _old_invocations(old: dict) -> list[dict]:
@@ -243,25 +273,36 @@ def _old_invocations(old: dict) -> list[dict]:
              "git_commit": old.get("git_commit", "?"), "benchmarks": list(old["benchmarks"])}]
 
 
-def _plots(out_dir: Path) -> list[str]:
+def _plots(out_dir: Path, data: dict) -> list[str]:
+    """Draws every figure of ``data`` again (none left stale) and records, in
+    results.json, which run's figures each PNG shows."""
     plots = out_dir / "plots"
-    for old in plots.glob("*.png"):  # drawn again from results.json: none left stale
+    for old in plots.glob("*.png"):
         old.unlink()
     done = subprocess.run([str(baselines.venv_python()), str(BENCH_DIR / "plot.py"),
                            str(out_dir / "results.json"), str(plots)],
                           capture_output=True, text=True)
     if done.returncode != 0:
         print(f"[bench] plots failed: {done.stderr[-2000:]}", file=sys.stderr)
-        return []
-    return sorted(p.name for p in plots.glob("*.png"))
+    drawn = {p.name for p in plots.glob("*.png")}
+    data["plots_drawn"] = {f: run for f, run in _figure_runs(data).items() if f in drawn}
+    (out_dir / "results.json").write_text(json.dumps(data, indent=2))
+    return sorted(data["plots_drawn"])
 
 
-def _git_commit() -> str:
-    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_DIR,
-                          capture_output=True, text=True)
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                           cwd=REPO_DIR, capture_output=True, text=True).stdout.strip()
-    return done.stdout.strip() + ("+uncommitted changes" if dirty else "")
+def _current_plots(out_dir: Path, data: dict) -> list[str]:
+    """Without the baselines' venv no plot is drawn: the PNGs kept are those drawn from
+    the very results shown (same run); a result measured since has no plot."""
+    drawn = data.get("plots_drawn", {})
+    # a result from before runs were recorded ("?") keeps the PNG the last full render drew
+    return sorted(f for f, run in _figure_runs(data).items()
+                  if (drawn.get(f) == run or (run == "?" and f not in drawn))
+                  and (out_dir / "plots" / f).exists())
+
+
+def _figure_runs(data: dict) -> dict[str, str]:
+    return {figure["file"]: bench.get("run_id", "?") for bench in data["benchmarks"].values()
+            for figure in bench.get("figures", [])}
 
 
 def _utc(seconds: float) -> str:

@@ -1,7 +1,8 @@
 """Embedders: the Protocol, a registry of implementations and a cache by configuration.
 
-Two implementations ship: ``sentence-transformers`` (the real one; any local
-sentence-transformers model folder, by default the packaged all-MiniLM-L6-v2) and
+Three implementations ship: ``sentence-transformers`` (the real one; any local
+sentence-transformers model folder, by default the packaged all-MiniLM-L6-v2),
+``onnx`` (the same model folder, its transformer run by ONNX Runtime) and
 ``fake``, a deterministic hashing embedder for fast tests (texts sharing words are
 close), in the spirit of Haystack's fake embedder.
 
@@ -11,6 +12,7 @@ Constructors are cheap; ``warm_up()`` loads the model. Everything that needs the
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import re
@@ -22,6 +24,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from lorag.core.plugins import Registry
+from retrieval import onnx_export
 from retrieval.settings import EmbedderSettings
 
 log = logging.getLogger(__name__)
@@ -225,6 +228,105 @@ class SentenceTransformerEmbedder:
                                     normalize_embeddings=True, convert_to_numpy=True,
                                     show_progress_bar=False)
         return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+@embedders.register("onnx")
+class OnnxEmbedder(SentenceTransformerEmbedder):
+    """The same sentence-transformers model folder, its transformer run by ONNX Runtime
+    (retrieval/onnx_export.py: exported once, cached by the folder's content hash; int8
+    where the CPU has VNNI, ``onnx_precision``). Tokenizing, chunking and pooling are the
+    model's own, so chunks and token counts are those of ``sentence-transformers``.
+
+    Same ``name``, same vector space: queries from either backend search an index built
+    by the other (bench/bench_embedders.py measures what that costs in nDCG@10).
+    """
+
+    def __init__(self, settings: EmbedderSettings):
+        super().__init__(settings)
+        self._session = None
+        self._inputs: list[str] = []
+
+    def warm_up(self) -> None:
+        super().warm_up()
+        with self._lock:
+            if self._session is None:
+                self._session = self._load_session()
+
+    def _load_session(self):
+        import onnxruntime
+        import torch
+
+        cache = Path(self.settings.onnx_cache_dir) if self.settings.onnx_cache_dir \
+            else onnx_export.default_cache_dir()
+        path = onnx_export.exported_model(self._model, self.path, self.onnx_precision, cache)
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()  # as the torch backend would
+        options.inter_op_num_threads = 1
+        # no busy-waiting between ops: the embedder shares the CPU with the engine and other
+        # tenants' requests, where spinning threads take cores from them
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        log.info("loading embedder session=%s precision=%s threads=%d", path,
+                 self.onnx_precision, options.intra_op_num_threads)
+        self._inputs = onnx_export.input_names(self._model)
+        return onnxruntime.InferenceSession(str(path), options,
+                                            providers=["CPUExecutionProvider"])
+
+    @cached_property
+    def onnx_precision(self) -> str:
+        """int8 or float32: the setting, with auto resolved for this machine."""
+        if self.settings.onnx_precision != "auto":
+            return self.settings.onnx_precision
+        return "int8" if onnx_export.cpu_has_vnni() else "float32"
+
+    @property
+    def document_precision(self) -> str:
+        return self.onnx_precision
+
+    def document_autocast(self):
+        return contextlib.nullcontext()
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        """One text per session call: no padding, so every position computed is a real
+        token (on CPU that beats batching), and int8's activation ranges are those of the
+        text alone, so a text's vector never depends on the texts batched with it."""
+        self.warm_up()
+        return np.stack([self._encode_one(text) for text in texts])
+
+    def _encode_one(self, text: str) -> np.ndarray:
+        features = onnx_export.tokenize(self._model, [text])
+        feed = {n: features[n].numpy().astype(np.int64) for n in self._inputs}
+        (tokens,) = self._session.run(["token_embeddings"], feed)
+        pooled = self._pool(tokens[0]) if self._numpy_pooling \
+            else self._torch_pool(features, tokens)
+        return pooled / max(float(np.linalg.norm(pooled)), 1e-12)
+
+    @cached_property
+    def _numpy_pooling(self) -> str | None:
+        """The model's pooling mode when its modules after the transformer are one Pooling
+        (mean, cls or max) and at most a Normalize: those run in numpy, since a torch op
+        per text waits on torch's thread pool, which on a busy CPU costs more than the op.
+        None: other modules (a Dense layer, ...), run as the model's own torch modules."""
+        modules = list(self._model)[1:]
+        kinds = [type(m).__name__ for m in modules]
+        if kinds not in (["Pooling"], ["Pooling", "Normalize"]):
+            return None
+        mode = modules[0].get_config_dict().get("pooling_mode")
+        return mode if mode in ("mean", "cls", "max") else None
+
+    def _pool(self, tokens: np.ndarray) -> np.ndarray:
+        """Pooling of one text's (tokens, dimension) output, which has no padding."""
+        mode = self._numpy_pooling
+        return tokens[0] if mode == "cls" else tokens.max(axis=0) if mode == "max" \
+            else tokens.mean(axis=0)
+
+    def _torch_pool(self, features: dict, tokens: np.ndarray) -> np.ndarray:
+        import torch
+
+        features["token_embeddings"] = torch.from_numpy(tokens)
+        with torch.inference_mode():
+            for module in list(self._model)[1:]:  # pooling (and normalising): the model's own
+                features = module(features)
+        return features["sentence_embedding"][0].float().numpy()
 
 
 def cpu_has_native_bf16() -> bool:

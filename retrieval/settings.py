@@ -21,6 +21,15 @@ class EmbedderSettings(BaseModel):
                             "vectors within cosine 0.9999 of float32; auto = bfloat16 where the "
                             "CPU has it. Queries always embed in float32 (for one short text the "
                             "casts cost more than they save).")
+    onnx_precision: Literal["auto", "int8", "float32"] = Field(
+        "auto", description="backend=onnx: int8 = the exported model dynamically quantized "
+                            "(int8 weights and activations, per channel); auto = int8 where the "
+                            "CPU has VNNI (avx512_vnni or avx_vnni in /proc/cpuinfo), float32 "
+                            "elsewhere.")
+    onnx_cache_dir: str | None = Field(
+        None, description="backend=onnx: where exported models are kept, one folder per model "
+                          "folder's content hash and precision; None = $XDG_CACHE_HOME/lorag/"
+                          "onnx (~/.cache/lorag/onnx).")
 
 
 class IndexSettings(BaseModel):

@@ -4,10 +4,12 @@ inputs (so the suite cannot silently rot), and every benchmark keeps the command
 
 The end-to-end run takes the benchmarks that cover the suite's own machinery in about
 a minute and a half: retrieval (lorag and raw FAISS, the LlamaIndex retriever), ann,
-scale (the vLLM engine and chat, more tenants than cache slots) and, when
+scale (the vLLM engine and chat, more tenants than cache slots), ingest (rounds and
+their intervals) and, when
 ``.bench-venv`` exists, the LlamaIndex ingestion; without it ``--no-baselines`` (a fresh
 clone would otherwise spend minutes installing it). The others are checked for the
-command line the suite drives.
+command line the suite drives; their bar computations run in test_bench_bars.py on
+measurements shaped like their own (starting vLLM servers for each would take minutes).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from bench import baselines, report
 from bench.common import REPO_DIR, Bar
 from bench.run import BENCHES
 
-TINY = ["retrieval", "ann", "scale"]
+TINY = ["retrieval", "ann", "scale", "ingest"]
 
 
 @pytest.mark.parametrize("bench", BENCHES, ids=lambda b: b.name)
@@ -50,6 +52,10 @@ def test_tiny_suite_end_to_end(tmp_path):
         assert "error" not in bench, (name, bench.get("log_tail"))
         assert bench["bars"], name
         assert all(bar["value"] is not None for bar in bench["bars"]), name
+        assert all(bar["status"] in ("MET", "NOT MET", "UNDECIDED") for bar in bench["bars"])
+        assert all(bar["interval"] or bar["status"] == "UNDECIDED"
+                   for bar in bench["bars"] if bar["timing"]), name
+        assert bench["git_commit"] and bench["run_id"] == data["run_id"], name
     text = (tmp_path / "RESULTS.md").read_text()
     assert "## Bars" in text and data["machine"]["cpu"] in text
     for bench in data["benchmarks"].values():

@@ -1,0 +1,80 @@
+"""The ONNX Runtime embedder (``retrieval.embedder.backend=onnx``) beyond the conformance
+suite (which test_conformance_embedders runs on it): the export is made once and found
+again by the model folder's content hash, its float32 vectors are the PyTorch model's,
+and ``onnx_precision=auto`` follows the CPU's VNNI flag."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lorag.testing.embedder_conformance import TEXTS, cosines
+from retrieval import onnx_export
+from retrieval.embedders import OnnxEmbedder, SentenceTransformerEmbedder, get_embedder
+from retrieval.settings import EmbedderSettings
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("onnx-cache")
+
+
+@pytest.fixture(scope="module")
+def settings(cache):
+    return EmbedderSettings(backend="onnx", onnx_precision="float32", onnx_cache_dir=str(cache))
+
+
+@pytest.fixture(scope="module")
+def exported(settings):
+    embedder = OnnxEmbedder(settings)
+    embedder.warm_up()
+    return embedder
+
+
+def test_the_export_is_cached_by_the_model_folder_s_content(exported, settings, cache):
+    (folder,) = [p for p in cache.iterdir()]  # no temporary folder left behind
+    assert folder.name.startswith(onnx_export.model_digest(exported.path)[:20])
+    assert folder.name.split("-")[1] == "float32"
+    made = (folder / "model.onnx").stat().st_mtime_ns
+    again = OnnxEmbedder(settings)
+    again.warm_up()
+    assert [p for p in cache.iterdir()] == [folder]
+    assert (folder / "model.onnx").stat().st_mtime_ns == made  # found, not exported again
+    assert np.allclose(again.embed_documents(list(TEXTS)), exported.embed_documents(list(TEXTS)))
+
+
+def test_float32_vectors_are_the_pytorch_model_s(exported):
+    torch_side = get_embedder(EmbedderSettings(document_precision="float32"))
+    assert isinstance(torch_side, SentenceTransformerEmbedder)
+    assert exported.name == torch_side.name and exported.dimension == torch_side.dimension
+    assert cosines(exported.embed_documents(list(TEXTS)),
+                   torch_side.embed_documents(list(TEXTS))).min() >= 0.9999
+    assert exported.count_tokens(list(TEXTS)) == torch_side.count_tokens(list(TEXTS))
+
+
+@pytest.mark.parametrize("vnni, precision", [(True, "int8"), (False, "float32")])
+def test_auto_precision_is_int8_only_where_the_cpu_has_vnni(monkeypatch, vnni, precision):
+    monkeypatch.setattr(onnx_export, "cpu_has_vnni", lambda: vnni)
+    embedder = OnnxEmbedder(EmbedderSettings(backend="onnx"))  # cheap: nothing loaded
+    assert embedder.onnx_precision == precision == embedder.document_precision
+    chosen = OnnxEmbedder(EmbedderSettings(backend="onnx", onnx_precision="float32"))
+    assert chosen.onnx_precision == "float32"
+
+
+def test_a_cache_folder_that_cannot_be_written_is_an_error(tmp_path):
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    embedder = OnnxEmbedder(EmbedderSettings(backend="onnx", onnx_precision="float32",
+                                             onnx_cache_dir=str(blocked / "onnx")))
+    with pytest.raises(OSError):
+        embedder.warm_up()
+
+
+def test_pooling_in_numpy_equals_the_model_s_own_modules(exported):
+    assert exported._numpy_pooling == "mean"  # all-MiniLM-L6-v2: Pooling(mean), Normalize
+    fast = exported.embed_documents(list(TEXTS))
+    exported.__dict__["_numpy_pooling"] = None  # as for a model with other modules
+    try:
+        assert cosines(exported.embed_documents(list(TEXTS)), fast).min() >= 0.99999
+    finally:
+        del exported.__dict__["_numpy_pooling"]
