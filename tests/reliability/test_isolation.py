@@ -13,7 +13,11 @@ and every route is called with every tenant's key:
 - revoked and garbage keys get 401 on every route;
 - stored answers, their messages and feedback, the rollout readout and the audit log
   show a tenant only its own; another tenant's stored answer is a 404 like a missing one
-  on every stored-completion and feedback route.
+  on every stored-completion and feedback route;
+- OpenAI's files, vector stores and stored responses: each tenant's own file (with its
+  secret word), store and response; lists and searches show only the tenant's own, and
+  another tenant's file, store or response id is a 404 like a missing one on every route
+  that takes it.
 
 The app runs in-process over the real container (inprocess.py) with a recording fake
 engine: what is generated does not matter here, what reaches the engine does.
@@ -248,6 +252,72 @@ def check_stored(world, tenant, figures):
     assert records and all(r["tenant"] == t for r in records)
 
 
+def make_openai_resources(world, tenant):
+    """A file with the tenant's secret word in a vector store, and (given a brand) a stored
+    response answered from it, through OpenAI's routes."""
+    client, t = world.client, tenant["id"]
+    headers = bearer(world.keys[t])
+    text = f"{tenant['secret']} warranty store hours of {t}".encode()
+    file = ok(client.post("/v1/files", headers=headers, data={"purpose": "assistants"},
+                          files={"file": (f"{t}.txt", text, "text/plain")}))
+    store = ok(client.post("/v1/vector_stores", headers=headers, json={"name": t}))
+    ok(client.post(f"/v1/vector_stores/{store['id']}/files", headers=headers,
+                   json={"file_id": file["id"]}))
+    deadline = time.monotonic() + 60
+    while (attached := ok(client.get(f"/v1/vector_stores/{store['id']}/files/{file['id']}",
+                                     headers=headers)))["status"] == "in_progress":
+        assert time.monotonic() < deadline, attached
+        time.sleep(0.01)
+    assert attached["status"] == "completed", attached
+    tenant["openai"] = {"files": [file["id"]], "vector_stores": [store["id"]], "responses": []}
+    for brand in list(tenant["brands"])[:1]:
+        response = ok(client.post("/v1/responses", headers=headers, json={
+            "model": brand, "input": "warranty", "max_output_tokens": 4,
+            "tools": [{"type": "file_search", "vector_store_ids": [store["id"]]}]}))
+        tenant["openai"]["responses"].append(response["id"])
+
+
+def check_openai_resources(world, tenant, figures):
+    client, t = world.client, tenant["id"]
+    headers = bearer(world.keys[t])
+    own = tenant["openai"]
+    foreign_secrets = {o["secret"] for o in world.tenants if o is not tenant}
+    files = ok(client.get("/v1/files", headers=headers, params={"limit": 100}))["data"]
+    assert {f["id"] for f in files} == set(own["files"])
+    stores = ok(client.get("/v1/vector_stores", headers=headers, params={"limit": 100}))["data"]
+    assert {s["id"] for s in stores} == set(own["vector_stores"])
+    for store_id in own["vector_stores"]:
+        for query in world.queries:
+            hits = ok(client.post(f"/v1/vector_stores/{store_id}/search", headers=headers,
+                                  json={"query": query, "max_num_results": 50}))["data"]
+            assert {h["file_id"] for h in hits} <= set(own["files"])
+            text = " ".join(c["text"] for h in hits for c in h["content"])
+            assert not any(s in text.split() for s in foreign_secrets), text
+            figures["requests"] += 1
+    for other in world.tenants:
+        if other is tenant:
+            continue
+        theirs = other["openai"]
+        for file_id in theirs["files"]:
+            for method, suffix in (("GET", ""), ("GET", "/content"), ("DELETE", "")):
+                same_as_missing(client, method, lambda n: f"/v1/files/{n}{suffix}", file_id,
+                                headers)
+                figures["requests"] += 1
+        for store_id in theirs["vector_stores"]:
+            for method, suffix, kwargs in (("GET", "", {}), ("DELETE", "", {}),
+                                           ("GET", "/files", {}),
+                                           ("POST", "/search", {"json": {"query": "warranty"}}),
+                                           ("POST", "/files", {"json": {"file_id": own["files"][0]}})):
+                same_as_missing(client, method, lambda n: f"/v1/vector_stores/{n}{suffix}",
+                                store_id, headers, lambda n: kwargs)
+                figures["requests"] += 1
+        for response_id in theirs["responses"]:
+            for method in ("GET", "DELETE"):
+                same_as_missing(client, method, lambda n: f"/v1/responses/{n}", response_id,
+                                headers)
+                figures["requests"] += 1
+
+
 def check_keys(world, figures):
     routes = [("POST", "/v1/chat/completions"), ("GET", "/v1/models"), ("GET", "/v1/models/x"),
               ("POST", "/v1/search"), ("POST", "/v1/documents"), ("GET", "/v1/documents"),
@@ -256,7 +326,12 @@ def check_keys(world, figures):
               ("GET", "/v1/chat/completions/x"), ("DELETE", "/v1/chat/completions/x"),
               ("GET", "/v1/chat/completions/x/messages"),
               ("POST", "/v1/chat/completions/x/feedback"), ("GET", "/v1/rollouts/x"),
-              ("GET", "/v1/audit")]
+              ("GET", "/v1/audit"), ("POST", "/v1/completions"), ("POST", "/v1/embeddings"),
+              ("POST", "/v1/files"), ("GET", "/v1/files"), ("GET", "/v1/files/x"),
+              ("GET", "/v1/vector_stores"), ("POST", "/v1/vector_stores"),
+              ("POST", "/v1/vector_stores/x/search"), ("POST", "/v1/responses"),
+              ("GET", "/v1/responses/x"), ("GET", "/v1/fine_tuning/jobs"),
+              ("POST", "/v1/fine_tuning/jobs")]
     for key in [*world.revoked, world.garbage, world.keys[world.tenants[0]["id"]] + "x"]:
         for method, path in routes:
             response = world.client.request(method, path, headers=bearer(key), json={})
@@ -279,12 +354,18 @@ def run_isolation(tmp_path, tiny_model, loras, examples: int) -> dict:
                 check_tenant(world, app, tenant, figures)
             for tenant in world.tenants:
                 check_stored(world, tenant, figures)
+            for tenant in world.tenants:
+                make_openai_resources(world, tenant)
+            for tenant in world.tenants:
+                check_openai_resources(world, tenant, figures)
             check_keys(world, figures)
             # deleting another tenant's documents above changed nothing
             for tenant in world.tenants:
                 listed = ok(client.get("/v1/documents", params={"limit": 1000},
                                        headers=bearer(world.keys[tenant["id"]])))["data"]
-                assert {d["id"] for d in listed} == set(tenant["documents"])
+                stored = {f"vector_store/{s}/{f}" for s in tenant["openai"]["vector_stores"]
+                          for f in tenant["openai"]["files"]}  # a store's file is a document
+                assert {d["id"] for d in listed} == set(tenant["documents"]) | stored
             figures["examples"] += 1
             figures["tenants"] += len(world.tenants)
 
