@@ -82,6 +82,7 @@ class ChatRequest:
     frequency_penalty: float = 0.0
     logit_bias: tuple[tuple[int, float], ...] = ()
     response_format: StructuredOutput | None = None  # JSON output (guided decoding)
+    brand_format: bool = True  # without response_format: the brand's default one applies
     tools: tuple[Tool, ...] = ()
     tool_choice: str | None = None  # none / auto / required / a function's name; see ToolPlan
 
@@ -187,6 +188,7 @@ class ChatService:
         _check_messages(request.messages)
         max_tokens = self._max_tokens(request.max_tokens)
         plan = ToolPlan.of(request.tools, request.tool_choice)
+        request = _with_brand_format(request, brand, plan)
         sampling = self._sampling(request, max_tokens, plan)
         started = time.perf_counter()
         hits, index_state = await self._retrieve(tenant_id, brand, request)
@@ -467,6 +469,26 @@ def usage_of(prepared: PreparedChat, last: GenerationChunk | None) -> Usage:
     if last is None:
         return Usage(prepared.prompt_tokens, 0)
     return Usage(last.prompt_tokens or prepared.prompt_tokens, last.completion_tokens)
+
+
+def structured_output(response_format: dict | None) -> StructuredOutput | None:
+    """OpenAI's ``response_format`` (checked) as the engine's constraint: ``json_object``:
+    any JSON object; ``json_schema``: its schema (always strict); ``text`` or None: none."""
+    kind = (response_format or {}).get("type")
+    if kind == "json_object":
+        return StructuredOutput()
+    if kind == "json_schema":
+        return StructuredOutput(response_format["json_schema"]["schema"])
+    return None
+
+
+def _with_brand_format(request: ChatRequest, brand: Brand, plan: ToolPlan) -> ChatRequest:
+    """The request with its brand's default response_format when it asked for none (nor
+    for plain text, nor forces a tool call, whose arguments are constrained instead)."""
+    if request.response_format is not None or not request.brand_format \
+            or brand.response_format is None or plan.constraint() is not None:
+        return request
+    return replace(request, response_format=structured_output(brand.response_format))
 
 
 def _feature_param(feature: EngineFeature, request: ChatRequest, forced_tool: bool) -> str:

@@ -71,6 +71,10 @@ def _brand_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quality", default=None, metavar="JSON",
                         help='answer checks as JSON (replaces them whole), e.g. {"grounding": '
                              '"abstain", "threshold": 0.5, "fallback": "...", "redact_output": true}')
+    parser.add_argument("--response-format", default=None, metavar="JSON",
+                        help="the brand's default output format in OpenAI's shape, e.g. "
+                             '{"type": "json_object"} or {"type": "json_schema", "json_schema": '
+                             '{"name": "answer", "schema": {...}}}; {"type": "text"}: none')
 
 
 def _register(args: argparse.Namespace) -> None:
@@ -95,7 +99,9 @@ def _delete(args: argparse.Namespace) -> None:
 def _brand_fields(args: argparse.Namespace) -> dict:
     fields = {"adapter": args.adapter, "system_prompt": args.system_prompt, "top_k": args.top_k,
               "mode": args.mode, "filters": _filters(args.filters),
-              "quality": _json_object(args.quality, "--quality", "quality")}
+              "quality": _json_object(args.quality, "--quality", "quality"),
+              "response_format": _json_object(args.response_format, "--response-format",
+                                              "response_format")}
     return {k: v for k, v in fields.items() if v is not None}
 
 
@@ -106,7 +112,7 @@ def _json_object(text: str | None, flag: str, param: str) -> dict | None:
         value = json.loads(text)
     except ValueError:
         raise InvalidInput(f"{flag} must be a JSON object", param=param) from None
-    return value  # BrandQuality.parse says what is wrong with it
+    return value  # BrandQuality.parse / parse_response_format say what is wrong with it
 
 
 def _filters(text: str | None) -> dict | None:

@@ -3,7 +3,9 @@
 system prompt and retrieval defaults. It may split traffic: ``split`` gives other
 targets a percentage each (the brand's own target serves the rest), sticky per
 conversation; ``shadow`` copies a sampled share of requests to a target whose answers
-are stored, never returned. ``store`` is the brand's default for keeping answers.
+are stored, never returned. ``store`` is the brand's default for keeping answers;
+``response_format`` (OpenAI's shape) the brand's default output format ("always reply in
+this JSON"), which a request's own ``response_format`` overrides.
 Every change is recorded in the audit log.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
@@ -123,8 +126,59 @@ def _quality(conn) -> None:
         conn.execute("ALTER TABLE brands ADD COLUMN quality TEXT NOT NULL DEFAULT '{}'")
 
 
+def _response_format(conn) -> None:
+    """A brand's default response_format (NULL: none)."""
+    if not has_column(conn, "brands", "response_format"):
+        conn.execute("ALTER TABLE brands ADD COLUMN response_format TEXT")
+
+
 MIGRATIONS = (Migration(1, "brand targets, splits, shadow, store default", _targets),
-              Migration(2, "brand answer checks: grounding guard, output redaction", _quality))
+              Migration(2, "brand answer checks: grounding guard, output redaction", _quality),
+              Migration(3, "brand default response_format", _response_format))
+
+SCHEMA_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")  # OpenAI's json_schema.name
+
+
+def _check_fields(value: dict, allowed: set[str], param: str) -> None:
+    unknown = sorted(set(value) - allowed)
+    if unknown:
+        raise InvalidInput(f"unknown field {unknown[0]!r}", param=f"{param}.{unknown[0]}")
+
+
+def parse_response_format(value: Any) -> dict | None:
+    """A brand's default ``response_format`` in OpenAI's shape, checked: ``{"type":
+    "json_object"}`` or ``{"type": "json_schema", "json_schema": {"name", "schema",
+    "description"?, "strict"?}}``; None or ``{"type": "text"}``: none. Raises InvalidInput
+    naming the field (``response_format...``)."""
+    param = "response_format"
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise InvalidInput("response_format must be an object", param=param)
+    kind = value.get("type")
+    if kind not in ("text", "json_object", "json_schema"):
+        raise InvalidInput("type must be one of text, json_object, json_schema",
+                           param=f"{param}.type")
+    if kind != "json_schema":
+        _check_fields(value, {"type"}, param)
+        return None if kind == "text" else {"type": kind}
+    _check_fields(value, {"type", "json_schema"}, param)
+    spec = value.get("json_schema")
+    param = f"{param}.json_schema"
+    if not isinstance(spec, dict):
+        raise InvalidInput("json_schema must be an object", param=param)
+    _check_fields(spec, {"name", "schema", "description", "strict"}, param)
+    name = spec.get("name")
+    if not isinstance(name, str) or not SCHEMA_NAME.match(name):
+        raise InvalidInput("name must be 1 to 64 letters, digits, '_' or '-'",
+                           param=f"{param}.name")
+    if not isinstance(spec.get("schema"), dict):
+        raise InvalidInput("schema must be a JSON Schema object", param=f"{param}.schema")
+    if spec.get("description") is not None and not isinstance(spec["description"], str):
+        raise InvalidInput("description must be a string", param=f"{param}.description")
+    if spec.get("strict") is not None and not isinstance(spec["strict"], bool):
+        raise InvalidInput("strict must be true or false", param=f"{param}.strict")
+    return {"type": kind, "json_schema": {k: v for k, v in spec.items() if v is not None}}
 
 _UNSET: Any = object()
 
@@ -167,6 +221,7 @@ class Brand:
     shadow: Shadow | None = None
     store: bool | None = None  # None: the tenant's default (chat.store_by_default)
     quality: BrandQuality = BrandQuality()
+    response_format: dict | None = None  # OpenAI's shape; None: plain text unless asked
 
     def __post_init__(self) -> None:
         if self.adapter_name and self.target == BASE:  # built from a name alone
@@ -181,7 +236,7 @@ class Brand:
                 "shadow": self.shadow.to_dict() if self.shadow else None, "store": self.store,
                 "system_prompt": self.system_prompt, "retrieval": self.retrieval(),
                 "created_at": self.created_at, "updated_at": self.updated_at,
-                "quality": self.quality.to_dict()}
+                "quality": self.quality.to_dict(), "response_format": self.response_format}
 
     def audited(self) -> dict:
         """The fields an audit record keeps (no timestamps)."""
@@ -198,7 +253,12 @@ def _row(row) -> Brand:
                  tuple(SplitArm(a["target"], a["percent"]) for a in json.loads(row["split"])),
                  Shadow(shadow["target"], shadow["rate"]) if shadow else None,
                  None if row["store"] is None else bool(row["store"]),
-                 BrandQuality.parse(json.loads(row["quality"])))
+                 BrandQuality.parse(json.loads(row["quality"])),
+                 json.loads(row["response_format"]) if row["response_format"] else None)
+
+
+def _format_text(response_format: dict | None) -> str | None:
+    return None if response_format is None else json.dumps(response_format)
 
 
 def normalize_target(text: str | None, *, param: str = "adapter") -> tuple[str, str | None]:
@@ -267,7 +327,8 @@ class BrandStore:
                system_prompt: str = "", top_k: int | None = None,
                mode: RetrievalMode | str | None = None, filters: dict | None = None,
                split: Any = None, shadow: Any = None, store: bool | None = None,
-               quality: BrandQuality | dict | None = None) -> Brand:
+               quality: BrandQuality | dict | None = None,
+               response_format: dict | None = None) -> Brand:
         """Create a brand serving ``adapter`` (a target: ``name``, ``name@alias``,
         ``name@vN``, ``name@latest``; None = the base model); raises NotFound (tenant,
         adapter), Conflict, InvalidInput."""
@@ -275,7 +336,8 @@ class BrandStore:
         brand = Brand(tenant_id, check_name(name, "brand"), adapter_name, system_prompt,
                       top_k, parse_mode(mode, param="mode"), filters, target=target,
                       split=parse_split(split), shadow=parse_shadow(shadow), store=store,
-                      quality=BrandQuality.parse(quality))
+                      quality=BrandQuality.parse(quality),
+                      response_format=parse_response_format(response_format))
         self._check(brand)
         now = time.time()
         brand = replace(brand, created_at=now, updated_at=now)
@@ -287,10 +349,11 @@ class BrandStore:
                 raise Conflict(f"brand {name!r} already exists", param="brand")
             conn.execute("INSERT INTO brands (tenant_id, name, adapter_name, system_prompt, "
                           "retrieval, created_at, updated_at, target, split, shadow, store, "
-                          "quality) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                          "quality, response_format) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                           (tenant_id, name, adapter_name, system_prompt,
                            json.dumps(brand.retrieval()), now, now, *self._routing(brand),
-                           json.dumps(brand.quality.to_dict())))
+                           json.dumps(brand.quality.to_dict()),
+                           _format_text(brand.response_format)))
             self._audit(conn, "brand.create", None, brand)
         log.info("created brand tenant=%s brand=%s target=%s", tenant_id, name, target)
         return brand
@@ -300,6 +363,7 @@ class BrandStore:
                mode: RetrievalMode | str | None = _UNSET, filters: dict | None = _UNSET,
                split: Any = _UNSET, shadow: Any = _UNSET, store: bool | None = _UNSET,
                quality: BrandQuality | dict | None = _UNSET,
+               response_format: dict | None = _UNSET,
                action: str = "brand.update", reason: Any = None) -> Brand:
         """Change the given fields (``adapter=None`` = the base model; ``split=[]`` ends a
         split, ``shadow=None`` a shadow); ``action`` names the change in the audit log,
@@ -307,17 +371,19 @@ class BrandStore:
         Raises NotFound, InvalidInput."""
         changes = self._changes(adapter=adapter, system_prompt=system_prompt, top_k=top_k,
                                 mode=mode, filters=filters, split=split, shadow=shadow,
-                                store=store, quality=quality)
+                                store=store, quality=quality,
+                                response_format=response_format)
         with self.db.transaction() as conn:
             before = self._get(conn, tenant_id, name)
             brand = replace(before, **changes, updated_at=time.time())
             self._check(brand, before)
             conn.execute("UPDATE brands SET adapter_name=?, system_prompt=?, retrieval=?, "
-                         "updated_at=?, target=?, split=?, shadow=?, store=?, quality=? "
-                         "WHERE tenant_id=? AND name=?",
+                         "updated_at=?, target=?, split=?, shadow=?, store=?, quality=?, "
+                         "response_format=? WHERE tenant_id=? AND name=?",
                          (brand.adapter_name, brand.system_prompt, json.dumps(brand.retrieval()),
                           brand.updated_at, *self._routing(brand),
-                          json.dumps(brand.quality.to_dict()), tenant_id, name))
+                          json.dumps(brand.quality.to_dict()),
+                          _format_text(brand.response_format), tenant_id, name))
             self._audit(conn, action, before, brand, reason)
         log.info("updated brand tenant=%s brand=%s target=%s split=%s", tenant_id, name,
                  brand.target, [a.to_dict() for a in brand.split])
@@ -336,6 +402,8 @@ class BrandStore:
             changes["shadow"] = parse_shadow(changes["shadow"])
         if "quality" in changes:
             changes["quality"] = BrandQuality.parse(changes["quality"])
+        if "response_format" in changes:
+            changes["response_format"] = parse_response_format(changes["response_format"])
         if "store" in changes and changes["store"] is not None \
                 and not isinstance(changes["store"], bool):
             raise InvalidInput("store must be true, false or null", param="store")

@@ -29,7 +29,8 @@ def create_brand(tenant: str, body: schemas.BrandCreate, lorag: Lorag) -> schema
         brand = lorag.brands.create(tenant, body.name, adapter=body.adapter,
                                     system_prompt=body.system_prompt, store=body.store,
                                     **body.retrieval.model_dump(),
-                                    quality=body.quality.model_dump() if body.quality else None)
+                                    quality=body.quality.model_dump() if body.quality else None,
+                                    response_format=body.response_format)
     return to_brand(brand)
 
 

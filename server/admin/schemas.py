@@ -79,6 +79,12 @@ class BrandQuality(Request):
                                 "placeholders such as <EMAIL_ADDRESS>.")
 
 
+RESPONSE_FORMAT = ("The brand's default output format, in OpenAI's shape: `{\"type\": "
+                   "\"json_object\"}` or `{\"type\": \"json_schema\", \"json_schema\": "
+                   "{\"name\", \"schema\", \"strict\"}}`; null: plain text. A chat request's "
+                   "own `response_format` wins (`{\"type\": \"text\"}` turns it off).")
+
+
 class BrandCreate(Request):
     name: str = Field(description="The `model` clients send; lowercase, digits, '-', '_'.")
     adapter: str | None = Field(None, description="The target: an adapter name (= "
@@ -88,6 +94,7 @@ class BrandCreate(Request):
     system_prompt: str = Field("", max_length=20_000)
     retrieval: BrandRetrieval = Field(default_factory=BrandRetrieval)
     quality: BrandQuality | None = None
+    response_format: dict[str, Any] | None = Field(None, description=RESPONSE_FORMAT)
 
 
 class BrandUpdate(Request):
@@ -98,6 +105,7 @@ class BrandUpdate(Request):
     retrieval: BrandRetrieval | None = None
     quality: BrandQuality | None = Field(None, description="Replaces the brand's checks whole.")
     store: StrictBool | None = None
+    response_format: dict[str, Any] | None = Field(None, description=RESPONSE_FORMAT)
 
 
 class Brand(BaseModel):
@@ -115,6 +123,7 @@ class Brand(BaseModel):
     created_at: float
     updated_at: float
     quality: dict[str, Any]
+    response_format: dict[str, Any] | None = None
 
 
 class BrandList(BaseModel):

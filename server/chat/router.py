@@ -13,6 +13,7 @@ from fastapi import APIRouter, Request, Response
 from starlette.background import BackgroundTask
 
 from lorag.app.chat import ChatRequest, RetrievalOptions, StructuredOutput
+from lorag.app.chat import structured_output as to_structured
 from lorag.app.tools import Tool
 from server.chat import schemas
 from server.chat.serving import (STREAM_HEADERS, ChatServing, LimitedStream, RolloutReport,
@@ -72,6 +73,7 @@ def to_chat_request(body: schemas.ChatCompletionRequest) -> ChatRequest:
         presence_penalty=body.presence_penalty, frequency_penalty=body.frequency_penalty,
         logit_bias=tuple((int(k), float(v)) for k, v in (body.logit_bias or {}).items()),
         response_format=structured_output(body.response_format),
+        brand_format=body.response_format is None,  # {"type": "text"} turns the default off
         tools=tuple(Tool(t.function.name, t.function.description or "", t.function.parameters)
                     for t in body.tools or ()),
         tool_choice=(body.tool_choice.function.name
@@ -80,8 +82,4 @@ def to_chat_request(body: schemas.ChatCompletionRequest) -> ChatRequest:
 
 def structured_output(response_format: schemas.ResponseFormat | None) -> StructuredOutput | None:
     """``json_object``: any JSON object; ``json_schema``: its schema (always strict)."""
-    if isinstance(response_format, schemas.JsonObjectFormat):
-        return StructuredOutput()
-    if isinstance(response_format, schemas.JsonSchemaFormat):
-        return StructuredOutput(response_format.json_schema.schema_)
-    return None
+    return to_structured(response_format.model_dump(by_alias=True) if response_format else None)

@@ -604,6 +604,28 @@ def test_async_parse_and_json_object(server, keys):
 
 
 
+def test_a_brands_default_schema_answers_a_request_without_response_format(admin, oai):
+    schema = Verdict.model_json_schema()
+    brand = ok(admin.patch("/admin/tenants/acme/brands/acme-base", json={"response_format": {
+        "type": "json_schema", "json_schema": {"name": "verdict", "schema": schema,
+                                               "strict": True}}}))
+    try:
+        assert brand["response_format"]["json_schema"]["schema"] == schema
+        completion = oai.chat.completions.create(
+            model="acme-base", messages=user("Is the store open on holidays?"), temperature=0,
+            max_tokens=64)
+        content = completion.choices[0].message.content
+        assert Verdict.model_validate_json(content), content
+        plain = oai.chat.completions.create(
+            model="acme-base", messages=user("Is the store open on holidays?"), temperature=0,
+            max_tokens=8, response_format={"type": "text"})
+        assert plain.choices[0].message.content != content  # the default turned off
+    finally:
+        restored = ok(admin.patch("/admin/tenants/acme/brands/acme-base",
+                                  json={"response_format": None}))
+        assert restored["response_format"] is None
+
+
 def test_a_schema_guided_decoding_cannot_use_is_400(acme):
     bad = {"type": "object", "properties": {"code": {"type": "string", "pattern": "[a-"}}}
     assert_error(acme.post("/v1/chat/completions", json={
