@@ -15,9 +15,7 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
 import struct
-import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +24,7 @@ from typing import Protocol
 import faiss
 import numpy as np
 
+from lorag.core.layout import write_atomically
 from lorag.core.plugins import Registry
 from retrieval.settings import IndexSettings
 
@@ -237,23 +236,7 @@ def write_index_file(path: Path, header: IndexHeader, payload: bytes) -> None:
     folder, fsync, os.replace, fsync the folder. A reader sees the old file or the new one."""
     meta = json.dumps({**header.__dict__, "crc32": zlib.crc32(payload),
                        "size": len(payload)}).encode()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(MAGIC + struct.pack("<I", len(meta)) + meta)
-            out.write(payload)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    write_atomically(path, MAGIC + struct.pack("<I", len(meta)) + meta, payload)
 
 
 def remove_stale_temp_files(path: Path, older_than: float = 3600.0) -> None:

@@ -12,13 +12,38 @@
 
 from __future__ import annotations
 
+import os
 import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from lorag.core.errors import InvalidInput
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+def write_atomically(path: Path, *parts: bytes) -> None:
+    """Write ``parts`` to ``path`` atomically: a temp file ``<name>.<random>.tmp`` in the
+    same folder, fsync, os.replace, fsync the folder. A reader sees the old file or the new
+    one; a killed writer leaves at most a temp file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for part in parts:
+                out.write(part)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
 
 
 def check_name(value: str, param: str) -> str:

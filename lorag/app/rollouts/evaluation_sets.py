@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +21,7 @@ from lorag.core.audit import AuditLog
 from lorag.core.brands import BrandStore
 from lorag.core.db import Database
 from lorag.core.errors import InvalidInput, NotFound, PayloadTooLarge
-from lorag.core.layout import Layout, check_name
+from lorag.core.layout import Layout, check_name, write_atomically
 
 MAX_SET_BYTES = 8 * 2**20
 MAX_QUESTIONS = 10_000
@@ -73,7 +71,7 @@ class EvaluationSets:
                                f"got {len(items)}", param="body")
         before = self._summary(tenant_id, brand)
         path = evaluation_set_path(self.layout, tenant_id, brand)
-        _write_atomically(path, "".join(line.strip() + "\n" for line in text.splitlines()
+        write_atomically(path, "".join(line.strip() + "\n" for line in text.splitlines()
                                         if line.strip()).encode("utf-8"))
         stored = self.get(tenant_id, brand)
         self._record(tenant_id, brand, "evaluation.put", before, self._summary(tenant_id, brand))
@@ -113,17 +111,3 @@ class EvaluationSets:
         with self.db.transaction() as conn:
             self.audit.record(conn, tenant_id=tenant_id, action=action,
                               subject=f"brand:{brand}", before=before, after=after)
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
