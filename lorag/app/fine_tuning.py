@@ -193,8 +193,13 @@ class FineTunedBrands:
         return Brand(tenant_id, name, adapter_name=adapter, target=f"{adapter}@v{version}",
                      store=False)
 
-    def __getattr__(self, name: str):
-        return getattr(self._brands, name)
+    def list(self, tenant_id: str) -> list[Brand]:
+        """The tenant's brands (fine-tuned model ids are not brands one lists)."""
+        return self._brands.list(tenant_id)
+
+    def update(self, tenant_id: str, name: str, **changes) -> Brand:
+        """``BrandStore.update``: a fine-tuned model id is no brand to change (NotFound)."""
+        return self._brands.update(tenant_id, name, **changes)
 
 
 def _texts(path: Path) -> list[str]:

@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Any, Protocol, Sequence
 
 from adapters.engines.protocol import AdapterRef
 from lorag.core.brands import Brand
@@ -23,6 +23,18 @@ class BrandLookup(Protocol):
 
     def get(self, tenant_id: str, name: str) -> Brand:
         """The tenant's brand ``name``; raises NotFound(brand), also for another tenant's."""
+        ...
+
+
+class BrandCatalog(BrandLookup, Protocol):
+    """A tenant's brands to read and change (``lorag.core.brands.BrandStore``)."""
+
+    def list(self, tenant_id: str) -> list[Brand]:
+        """The tenant's brands, by name."""
+        ...
+
+    def update(self, tenant_id: str, name: str, **changes: Any) -> Brand:
+        """Change the brand; raises NotFound(brand), InvalidInput naming the field."""
         ...
 
 

@@ -22,14 +22,14 @@ from typing import Any, Protocol, Sequence
 from adapters.engines.protocol import AdapterRef
 from adapters.store import AdapterStore, weights_sha256
 from lorag.app.chat import ChatService, PreparedChat
-from lorag.app.ports import Route
+from lorag.app.ports import BrandCatalog, Route
 from lorag.app.rollouts.gates import GateResult, answer_gate, training_gates
 from lorag.app.rollouts.routing import Role, pick, routing_key, shadow_sampled
 from lorag.app.rollouts.sequential import AttributionTest
 from lorag.app.settings import RolloutSettings
 from lorag.core.answers import AnswerStore, Feedback, Outcome, StoredAnswer
 from lorag.core.audit import AuditLog, acting_as
-from lorag.core.brands import Brand, BrandStore
+from lorag.core.brands import Brand
 from lorag.core.db import Database
 from lorag.core.errors import Conflict, NotFound
 from lorag.core.migrations import Migration, migrate, statements
@@ -81,7 +81,7 @@ class RolloutService:
     """Targets, splits, shadow, stored answers, feedback, promotion and rollback.
     Safe for concurrent use."""
 
-    def __init__(self, db: Database, *, brands: BrandStore, adapters: AdapterStore,
+    def __init__(self, db: Database, *, brands: BrandCatalog, adapters: AdapterStore,
                  answers: AnswerStore, audit: AuditLog, settings: RolloutSettings,
                  scorer: AnswerScorer | None = None):
         self.db, self.brands, self.adapters, self.answers = db, brands, adapters, answers
