@@ -357,7 +357,7 @@ def test_budget_drops_oldest_turns_when_sources_are_not_enough(oai, tokenizer):
     (dict(temperature=3), "temperature"),
     (dict(max_tokens=0), "max_tokens"),
     (dict(max_tokens=10**6), "max_tokens"),
-    (dict(n=3), "n"),
+    (dict(n=9), "n"),  # up to 8 answers
     (dict(top_p=1.5), "top_p"),
     (dict(messages=[{"role": "robot", "content": "hi"}]), "messages[0].role"),
     (dict(messages=[]), "messages"),
