@@ -40,18 +40,24 @@ def load_chat_jsonl(path: Path, param: str = "sft") -> list[list[dict]]:
     if not path.is_file():
         raise InvalidInput(f"{path} is not a file", param=param)
     conversations = []
+    for where, record in jsonl_records(path, param, prefix=f"{path.name} "):
+        messages = record.get("messages") if isinstance(record, dict) else None
+        conversations.append(check_messages(messages, where, param))
+    if not conversations:
+        raise InvalidInput(f"{path.name} holds no conversation", param=param)
+    return conversations
+
+
+def jsonl_records(path: Path, param: str, prefix: str = "") -> Iterable[tuple[str, object]]:
+    """``(where, record)`` for each non-blank line of a JSONL file, ``where`` being
+    ``"<prefix>line N"``; raises InvalidInput (``param``) naming the line that is not JSON."""
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            yield f"{prefix}line {number}", json.loads(line)
         except json.JSONDecodeError as exc:
-            raise InvalidInput(f"{path.name} line {number}: not JSON ({exc.msg})", param=param) from None
-        messages = record.get("messages") if isinstance(record, dict) else None
-        conversations.append(check_messages(messages, f"{path.name} line {number}", param))
-    if not conversations:
-        raise InvalidInput(f"{path.name} holds no conversation", param=param)
-    return conversations
+            raise InvalidInput(f"{prefix}line {number}: not JSON ({exc.msg})", param=param) from None
 
 
 def check_messages(messages, where: str, param: str = "sft") -> list[dict]:

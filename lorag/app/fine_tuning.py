@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Callable
 
 from adapters.training import Trainer
-from adapters.training.data import load_chat_jsonl
+from adapters.training.data import jsonl_records, load_chat_jsonl
 from adapters.training.loop import METRICS_FILE
 from adapters.training.spec import TrainingKind, TrainSpec
 from lorag.core.brands import Brand, BrandStore
@@ -205,16 +205,9 @@ class FineTunedBrands:
 def _texts(path: Path) -> list[str]:
     """The ``{"text": ...}`` lines of a domain training file; raises InvalidInput."""
     texts = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InvalidInput(f"line {number}: not JSON ({exc.msg})",
-                               param="training_file") from None
+    for where, record in jsonl_records(path, "training_file"):
         if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-            raise InvalidInput(f"line {number}: expected {{\"text\": \"...\"}}",
+            raise InvalidInput(f"{where}: expected {{\"text\": \"...\"}}",
                                param="training_file")
         texts.append(record["text"])
     if not texts:
