@@ -273,6 +273,36 @@ def test_a_server_of_another_base_model_is_refused_by_name(fleet, tmp_path, tmp_
     assert f"{fleet[1].url}: it serves" in message and str(other) in message
 
 
+@pytest.fixture(scope="module")
+def misconfigured(tiny_model, tmp_path_factory):
+    """Two stock vLLM servers started the ways users get wrong: LoRA off (runtime updating
+    on), and runtime updating off (LoRA on). Started in parallel, used by one test."""
+    logs = tmp_path_factory.mktemp("misconfigured")
+    servers = {"lora_off": VLLMServer(tiny_model, logs / "lora-off.log", lora=False),
+               "runtime_off": VLLMServer(tiny_model, logs / "runtime-off.log",
+                                         runtime_lora=False)}
+    try:
+        for server in servers.values():
+            server.start(wait=False)
+        for server in servers.values():
+            server.wait_ready()
+        yield servers
+    finally:
+        for server in servers.values():
+            server.stop()
+
+
+def test_live_servers_with_lora_or_runtime_updating_off_are_refused_by_name(
+        misconfigured, fleet, tmp_path, tiny_model):
+    lora_off, runtime_off = misconfigured["lora_off"].url, misconfigured["runtime_off"].url
+    message = refusal(fleet, tmp_path, tiny_model, [fleet[0].url, lora_off, runtime_off])
+    said = {url: next((part for part in message.split("; ") if f"{url}: " in part), "")
+            for url in (lora_off, runtime_off)}
+    assert "--enable-lora" in said[lora_off], message
+    assert "VLLM_ALLOW_RUNTIME_LORA_UPDATING=True" in said[runtime_off], message
+    assert fleet[0].url not in message  # the healthy server is not blamed
+
+
 # -- lorag serve in front of the fleet ----------------------------------------------------
 
 @pytest.fixture(scope="module")
