@@ -92,6 +92,9 @@ def render(data: dict, plots: list[str], out_dir: Path) -> str:
                 notes.read_text().strip()]
     for name, bench in data["benchmarks"].items():
         out += _section(name, bench, plots)
+    by_hand = out_dir / "BY_HAND.md"  # scripts bench/run.py does not run: kept as written
+    if by_hand.exists():
+        out += ["", by_hand.read_text().strip()]
     out += ["", "## Reproduce", "", "    make bench         # python -m bench.run: the full run, "
             "writes bench/RESULTS.md", "    make bench-quick   # python -m bench.run --quick: "
             "minutes, writes .cache/bench/quick/", ""]

@@ -221,9 +221,11 @@ def test_only_never_shows_a_failed_benchmark_s_earlier_figures(tmp_path, monkeyp
     # ann's figures stay, with the invocation that measured them
     assert [i["run_id"] for i in data["invocations"]] == ["run-old", "run-new"]
     assert data["baseline_versions"] == {"llama-index-core": "0.14"}  # --no-baselines kept them
+    (tmp_path / "BY_HAND.md").write_text("## ray: written by hand\n\nfigures kept\n")
     text = report.render(data, [], tmp_path)
     assert "| ann | ann bar | 1x | <= 2x | **MET** | old1111 |" in text
     assert "| ingest | (whole benchmark) | n/a | | **FAILED** | new2222 |" in text
+    assert "## ray: written by hand\n\nfigures kept" in text  # re-rendering keeps them
 
 
 def test_no_baselines_links_only_plots_drawn_from_the_results_shown(tmp_path):
