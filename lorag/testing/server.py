@@ -68,7 +68,7 @@ class LoragProcess:
     """A ``lorag serve`` child process; ``start()`` returns once /ready answers 200."""
 
     def __init__(self, data_dir: Path, *, env: dict[str, str] | None = None,
-                 args: tuple[str, ...] = (), ready_timeout: float = 600.0):
+                 args: tuple[str, ...] = (), ready_timeout: float = 900.0):
         self.data_dir = Path(data_dir)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"

@@ -26,7 +26,7 @@ class VLLMServer:
     def __init__(self, model: Path | str, log: Path, *, lora: bool = True,
                  runtime_lora: bool = True, max_model_len: int = 512,
                  kv_cache_bytes: int = 128 * 2**20, max_loras: int = 2,
-                 max_cpu_loras: int = 4, max_num_seqs: int = 16, ready_timeout: float = 600.0):
+                 max_cpu_loras: int = 4, max_num_seqs: int = 16, ready_timeout: float = 900.0):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = Path(log)

@@ -72,7 +72,7 @@ def server(tiny_model, tiny_lora_factory, tmp_path_factory):
            # the test adapters' folder: the one registration over HTTP may read from
            "LORAG_ADAPTERS__IMPORT_ROOTS": json.dumps([str(tiny_lora_factory(seed=1).parent)])}
     # a generous deadline: on a loaded 2-core machine vLLM's processes start in minutes
-    with LoragProcess(data, env=env, ready_timeout=900) as process:
+    with LoragProcess(data, env=env) as process:
         yield process
 
 

@@ -32,7 +32,7 @@ def server(tiny_model, tmp_path_factory):
            "LORAG_ENGINE__KV_CACHE_BYTES": str(128 * 2**20), "LORAG_ENVIRONMENT": "test",
            "LORAG_SERVER__MAX_BODY_BYTES": str(2 * 2**20)}
     # a generous deadline: on a loaded 2-core machine the engine has taken 5 minutes to start
-    with LoragProcess(data, env=env, ready_timeout=900) as process:
+    with LoragProcess(data, env=env) as process:
         yield process
 
 

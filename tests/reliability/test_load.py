@@ -170,7 +170,7 @@ def test_load_rounds(tmp_path, tiny_model, tiny_lora_factory):
            "LORAG_RETRIEVAL__EMBEDDER__BACKEND": "fake", "LORAG_LOG_LEVEL": "WARNING"}
     loras = [tiny_lora_factory(seed=s) for s in range(1, 5)]
     env["LORAG_ADAPTERS__IMPORT_ROOTS"] = json.dumps(sorted({str(p.parent) for p in loras}))
-    with LoragProcess(tmp_path / "data", env=env, ready_timeout=900) as server:
+    with LoragProcess(tmp_path / "data", env=env) as server:
         admin = httpx.Client(base_url=server.url, headers=server.admin_headers, timeout=120)
         keys, brands = {}, []
         for t in range(TENANTS):
