@@ -39,7 +39,7 @@ def start_servers(path: str, size: dict, work: Path):
 
     servers = [VLLMServer(path, work / f"vllm-{i}.log", max_model_len=size["max_model_len"],
                           kv_cache_bytes=size["kv_cache_bytes"], max_num_seqs=size["max_num_seqs"],
-                          max_loras=2, max_cpu_loras=2, ready_timeout=900) for i in range(2)]
+                          max_loras=2, max_cpu_loras=2) for i in range(2)]
     for server in servers:
         server.start(wait=False)
     for server in servers:
@@ -54,7 +54,7 @@ def start_lorag(path: str, size: dict, servers, adapter: Path, work: Path):
            "LORAG_ENVIRONMENT": "test", "LORAG_LOG_LEVEL": "WARNING",
            "LORAG_ADAPTERS__IMPORT_ROOTS": json.dumps([str(adapter.parent)])}
     args = ("--engine", "remote", *(a for s in servers for a in ("--server", s.url)))
-    server = LoragProcess(work / "lorag-data", env=env, args=args, ready_timeout=600).start()
+    server = LoragProcess(work / "lorag-data", env=env, args=args).start()
     admin = httpx.Client(base_url=server.url, headers=server.admin_headers, timeout=300)
     key = _ok(admin.post("/admin/tenants", json={"id": "bench"}))["key"]["api_key"]
     _ok(admin.post("/admin/tenants/bench/adapters/register",
