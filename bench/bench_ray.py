@@ -56,12 +56,12 @@ def _ingestion(opts: Options, tmp: Path, result: BenchResult) -> None:
     from lorag.app.container import Lorag
     from lorag.app.settings import RaySettings, Settings
     from lorag.cluster.ingest import ray_ingestion
+    from lorag.cluster.runtime import connect
 
     files, corpus = corpus_files(opts.pick(24, 12, 6))
     folder = copy_corpus(files, tmp / "corpus")
     rounds = opts.pick(5, 4, 3)
-    ray.init(num_cpus=2, object_store_memory=500_000_000, include_dashboard=False,
-             log_to_driver=False)
+    connect(RaySettings(data_resource=None), num_cpus=2, log_to_driver=False)
     apps = {}
     try:
         for kind in ("local", "ray"):

@@ -4,9 +4,10 @@ module leaves nothing running on it (Serve is shut down, actors are killed or fi
 
     def test_x(ray_cluster): ...   # ray.init done: 2 CPUs, the data-node resource
 
-2 CPUs, a 500 MB object store, no dashboard, and the custom resource ``lorag_data`` of
-the node that holds the data directory (RaySettings.data_resource). Shut down at the end
-of the session.
+Started as ``lorag serve --ray`` starts a local one (lorag.cluster.runtime.connect): a
+500 MB object store, no dashboard, the custom resource ``lorag_data`` of the node that
+holds the data directory (RaySettings.data_resource), Serve's proxy checks patient with
+a busy machine; here 2 CPUs. Shut down at the end of the session.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ import pytest
 @pytest.fixture(scope="session")
 def ray_cluster():
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, object_store_memory=500_000_000, include_dashboard=False,
-             resources={"lorag_data": 1}, log_to_driver=False)
+    from lorag.app.settings import RaySettings
+    from lorag.cluster.runtime import connect
+
+    connect(RaySettings(), num_cpus=2, log_to_driver=False)
     yield ray
     ray.shutdown()

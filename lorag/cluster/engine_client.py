@@ -3,8 +3,10 @@ deployment through its Serve handle, so the chat code runs unchanged.
 
 Prompts are rendered and counted here with the base model's tokenizer (the chat budget
 needs them before generating); generation streams from a replica through
-``handle.options(stream=True, multiplexed_model_id=<adapter version>)``. ``abort``
-cancels the stream, which cancels the replica's generator and aborts its engine request.
+``handle.options(stream=True, multiplexed_model_id=<adapter version>)``; each streamed
+item is ``(replica id, chunks)``, the chunks the replica's engine produced since the last
+item. ``abort`` cancels the stream, which cancels the replica's generator and aborts its
+engine request. A request whose replica dies runs again on another one (``generate``).
 """
 
 from __future__ import annotations
