@@ -113,6 +113,15 @@ def test_engine_options_follow_the_settings():
         RaySettings(engine_min_replicas=4, engine_max_replicas=2)
 
 
+def test_ingress_options_follow_the_settings():
+    from lorag.cluster.app import _ingress_options
+
+    options = _ingress_options(RaySettings(ingress_replicas=2, ingress_max_ongoing_requests=32))
+    assert (options["num_replicas"], options["max_ongoing_requests"]) == (2, 32)
+    assert options["ray_actor_options"]["resources"] == {"lorag_data": 0.001}
+    assert RaySettings().ingress_max_ongoing_requests > 5  # above Serve's default of 5
+
+
 class _Stream:
     """A Serve streaming response: ``items`` then, with ``dies``, the replica's death."""
 
