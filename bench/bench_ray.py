@@ -58,9 +58,9 @@ def _ingestion(opts: Options, tmp: Path, result: BenchResult) -> None:
     from lorag.cluster.ingest import ray_ingestion
     from lorag.cluster.runtime import connect
 
-    files, corpus = corpus_files(opts.pick(24, 12, 6))
+    files, corpus = corpus_files(opts.pick(40, 24, 6))
     folder = copy_corpus(files, tmp / "corpus")
-    rounds = opts.pick(5, 4, 3)
+    rounds = opts.pick(4, 3, 3)
     connect(RaySettings(data_resource=None), num_cpus=2, log_to_driver=False)
     apps = {}
     try:
@@ -117,7 +117,7 @@ def _chat(opts: Options, tmp: Path, result: BenchResult,
 
     model = build_tiny_model(tmp / "tiny")
     lora = make_lora(model, tmp / "lora", seed=1)
-    rounds = opts.pick(16, 10, 4)
+    rounds = opts.pick(16, 12, 4)
     env = {"LORAG_ENGINE__MODEL": str(model), "LORAG_ENGINE__MAX_MODEL_LEN": "512",
            "LORAG_ENGINE__KV_CACHE_BYTES": str(128 * 2**20), "LORAG_ENVIRONMENT": "test",
            "LORAG_RAY__ADAPTER_CACHE_DIR": str(tmp / "adapter-cache")}
