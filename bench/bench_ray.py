@@ -2,14 +2,16 @@
 
     python -m bench.bench_ray [--quick | --tiny] --out FILE.json
 
-1. Ingestion of the same corpus (the Python documentation, as bench_ingest) into a fresh
-   tenant: ``lorag ingest`` (local embedder) against ``lorag ingest --ray`` (Ray Data
-   actor pool on a local cluster started beforehand, its start not counted). On one
-   machine this measures Ray's overhead; bar: ray / local <= 1.3.
-2. Chat through ``lorag serve --ray`` (ingress -> engine replica through Serve handles)
-   against ``lorag serve`` (in-process engine), both as child processes with the tiny
-   model and a LoRA adapter, the same requests sequentially and 4 at a time; bar: mean
-   latency ray / local <= 1.15.
+1. Chat through ``lorag serve --ray`` (Serve proxy -> ingress replica -> engine replica
+   through a streaming handle, its own local cluster) against ``lorag serve``
+   (in-process engine): both child processes up at once with the tiny model and a LoRA
+   brand; rounds of the same requests one at a time and 4 at a time, the side that goes
+   first alternating each round. Bar: mean latency ray / local <= 1.15 at each
+   concurrency, with the 95% interval over rounds (bench/stats.py).
+2. Ingestion of the same corpus (the Python documentation, as bench_ingest) into a fresh
+   tenant per round: ``lorag ingest`` (local embedder) against ``lorag ingest --ray``
+   (Ray Data actor pool on a local cluster started beforehand, its start not counted),
+   alternating. On one machine this measures Ray's overhead; bar: ray / local <= 1.3.
 """
 
 from __future__ import annotations
@@ -19,101 +21,164 @@ import statistics
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
 
 from bench.common import BenchResult, Options, main, progress
 from bench.corpus import copy_corpus, corpus_files
+from bench.stats import rounds_interval
+from lorag.testing.server import LoragProcess
 
 NAME = "ray"
+CHAT_BAR = 1.15
+CONCURRENCY = (1, 4)
+REQUESTS = 8  # per side, round and concurrency
+BODY = {"model": "bench-voice", "max_tokens": 16, "temperature": 0,
+        "messages": [{"role": "user", "content": "Tell me about the warranty."}]}
 
 
 def run(opts: Options) -> BenchResult:
     result = BenchResult(NAME)
     with tempfile.TemporaryDirectory(prefix="bench-ray-") as tmp:
-        _ingestion(opts, Path(tmp), result)
         _chat(opts, Path(tmp), result)
+        _ingestion(opts, Path(tmp), result)
     return result
 
 
 def _ingestion(opts: Options, tmp: Path, result: BenchResult) -> None:
+    """Both containers built once (the Ray one on a local cluster started beforehand, its
+    start not counted); each round ingests the corpus into a fresh tenant on each side,
+    the side that goes first alternating round by round."""
     import ray
 
     from lorag.app.container import Lorag
     from lorag.app.settings import RaySettings, Settings
     from lorag.cluster.ingest import ray_ingestion
+    from lorag.cluster.runtime import connect
 
-    files, corpus = corpus_files(opts.pick(120, 40, 8))
+    files, corpus = corpus_files(opts.pick(40, 24, 6))
     folder = copy_corpus(files, tmp / "corpus")
-    ray.init(num_cpus=2, object_store_memory=500_000_000, include_dashboard=False,
-             log_to_driver=False)
+    rounds = opts.pick(4, 3, 3)
+    connect(RaySettings(data_resource=None), num_cpus=2, log_to_driver=False)
+    apps = {}
     try:
-        seconds, chunks = {}, {}
         for kind in ("local", "ray"):
             settings = Settings(data_dir=tmp / f"ingest-{kind}", environment="test",
                                 ray=RaySettings(ingest_embed_num_cpus=2))
-            app = ray_ingestion(settings) if kind == "ray" else Lorag(settings)
-            try:
-                app.tenants.create("bench")
-                app.embedder.warm_up()  # the local side's model load is not counted either
+            apps[kind] = ray_ingestion(settings) if kind == "ray" else Lorag(settings)
+            apps[kind].embedder.warm_up()  # the local side's model load is not counted either
+        seconds = {kind: [] for kind in apps}
+        chunks = {kind: 0 for kind in apps}
+        for r in range(rounds):
+            for kind in (list(apps) if r % 2 == 0 else list(apps)[::-1]):
+                apps[kind].tenants.create(f"bench{r}")
                 started = time.perf_counter()
-                report = app.documents.ingest("bench", [folder])
-                seconds[kind] = time.perf_counter() - started
+                report = apps[kind].documents.ingest(f"bench{r}", [folder])
+                seconds[kind].append(time.perf_counter() - started)
                 chunks[kind] = report.chunks_embedded
-                again = time.perf_counter()
-                assert app.documents.ingest("bench", [folder]).chunks_embedded == 0
-                seconds[kind + "_reingest"] = time.perf_counter() - again
-            finally:
-                app.close()
-            progress(NAME, f"ingest {kind}: {seconds[kind]:.1f} s, {chunks[kind]} chunks")
+            progress(NAME, f"ingest round {r + 1}/{rounds}: local {seconds['local'][-1]:.1f} s, "
+                     f"ray {seconds['ray'][-1]:.1f} s, {chunks['ray']} chunks")
+        reingest = {}
+        for kind, app in apps.items():
+            again = time.perf_counter()
+            assert app.documents.ingest("bench0", [folder]).chunks_embedded == 0
+            reingest[kind] = time.perf_counter() - again
     finally:
+        for app in apps.values():
+            app.close()
         ray.shutdown()
-    ratio = seconds["ray"] / seconds["local"]
+    interval = rounds_interval(seconds["ray"], seconds["local"])
     result.metrics["ingest"] = {"corpus": corpus, "files": len(files), "chunks": chunks,
-                                "seconds": seconds, "ratio": ratio}
-    result.table("Ingestion: Ray Data embedding vs local (same corpus, same machine)",
-                 ["", "local", "ray", "ray / local"],
-                 [["first ingest (s)", round(seconds["local"], 2), round(seconds["ray"], 2),
-                   round(ratio, 3)],
-                  ["re-ingest, nothing changed (s)", round(seconds["local_reingest"], 2),
-                   round(seconds["ray_reingest"], 2),
-                   round(seconds["ray_reingest"] / seconds["local_reingest"], 3)],
-                  ["chunks embedded", chunks["local"], chunks["ray"], ""]])
-    result.bar("ray_ingest_overhead", "ingestion through Ray Data / local ingestion", ratio,
-               "<=", 1.3, why="one node: Ray's scheduling, object store and the actor pool's "
-               "start per commit group, with no second machine to gain from")
+                                "rounds": rounds, "seconds": seconds, "reingest": reingest,
+                                "ratio": interval.value}
+    mean = {kind: statistics.fmean(values) for kind, values in seconds.items()}
+    result.table(f"Ingestion: Ray Data embedding vs local ({len(files)} files, {rounds} "
+                 "rounds, order alternating)",
+                 ["", "local", "ray", "ray / local", "95% interval"],
+                 [["first ingest, mean (s)", round(mean["local"], 2), round(mean["ray"], 2),
+                   round(interval.value, 3),
+                   "" if interval.low is None else f"{interval.low:.3f}-{interval.high:.3f}"],
+                  ["re-ingest, nothing changed (s)", round(reingest["local"], 2),
+                   round(reingest["ray"], 2), round(reingest["ray"] / reingest["local"], 3), ""],
+                  ["chunks embedded per round", chunks["local"], chunks["ray"], "", ""]])
+    result.ratio_bar("ray_ingest_overhead", "ingestion through Ray Data / local ingestion",
+                     interval, "<=", 1.3, why="one node: Ray's scheduling, object store and the "
+                     "actor pool's start per commit group, with no second machine to gain from")
 
 
-def _chat(opts: Options, tmp: Path, result: BenchResult) -> None:
-    from lorag.testing.server import LoragProcess
+def _chat(opts: Options, tmp: Path, result: BenchResult,
+          ray_env: dict[str, str] | None = None) -> dict:
+    """Both servers up at once; each round times ``REQUESTS`` requests on each side at
+    each concurrency, the side that goes first alternating round by round. Returns the
+    per-round mean latencies (``ray_env``: extra environment of the Ray side)."""
     from lorag.testing.tiny_model import build_tiny_model, make_lora
 
     model = build_tiny_model(tmp / "tiny")
     lora = make_lora(model, tmp / "lora", seed=1)
-    n = opts.pick(64, 24, 12)
+    rounds = opts.pick(16, 12, 4)
     env = {"LORAG_ENGINE__MODEL": str(model), "LORAG_ENGINE__MAX_MODEL_LEN": "512",
            "LORAG_ENGINE__KV_CACHE_BYTES": str(128 * 2**20), "LORAG_ENVIRONMENT": "test",
            "LORAG_RAY__ADAPTER_CACHE_DIR": str(tmp / "adapter-cache")}
-    latencies: dict[str, dict[str, list[float]]] = {}
-    for kind, args in (("local", ()), ("ray", ("--ray",))):
-        with LoragProcess(tmp / f"chat-{kind}", env=env, args=args, ready_timeout=900) as server:
+    servers = {"local": LoragProcess(tmp / "chat-local", env=env, ready_timeout=900),
+               "ray": LoragProcess(tmp / "chat-ray", env={**env, **(ray_env or {})},
+                                   args=("--ray",), ready_timeout=900)}
+    per_round = {kind: {c: [] for c in CONCURRENCY} for kind in servers}
+    with ExitStack() as stack:
+        for server in servers.values():  # both start at once, then both must be ready
+            stack.callback(server.stop)
+            server.start(wait=False)
+        clients = {}
+        for kind, server in servers.items():
+            server.wait_ready()
             key = _tenant(server, lora)
-            latencies[kind] = _requests(server.url, key, n)
-        progress(NAME, f"chat {kind}: mean {statistics.mean(latencies[kind]['1']) * 1000:.0f} ms")
-    rows, ratios = [], {}
-    for concurrency in ("1", "4"):
-        local = statistics.mean(latencies["local"][concurrency])
-        ray_ = statistics.mean(latencies["ray"][concurrency])
-        ratios[concurrency] = ray_ / local
-        rows.append([concurrency, round(local * 1000, 1), round(ray_ * 1000, 1),
-                     round(ray_ / local, 3)])
-    result.metrics["chat"] = {"requests": n, "latencies": latencies, "ratios": ratios}
-    result.table("Chat: lorag serve --ray vs lorag serve (tiny model, adapter, 16 tokens)",
-                 ["concurrency", "local mean (ms)", "ray mean (ms)", "ray / local"], rows)
-    result.bar("ray_chat_overhead", "chat latency through the Ray app / lorag serve, one at "
-               "a time", ratios["1"], "<=", 1.15,
-               why="two Serve hops (proxy -> ingress, ingress -> engine replica) per request")
+            clients[kind] = stack.enter_context(httpx.Client(
+                base_url=server.url, headers={"Authorization": f"Bearer {key}"}, timeout=300))
+        for kind, client in clients.items():  # warm: adapter loaded, routes and pools hot
+            for concurrency in CONCURRENCY:
+                _timed(client, concurrency, REQUESTS)
+        for r in range(rounds):
+            order = list(clients) if r % 2 == 0 else list(clients)[::-1]
+            for concurrency in CONCURRENCY:
+                for kind in order:
+                    per_round[kind][concurrency].append(
+                        statistics.fmean(_timed(clients[kind], concurrency, REQUESTS)))
+            progress(NAME, f"chat round {r + 1}/{rounds}: " + ", ".join(
+                f"{c} at a time ray/local {per_round['ray'][c][-1] / per_round['local'][c][-1]:.2f}"
+                for c in CONCURRENCY))
+    rows = []
+    for concurrency in CONCURRENCY:
+        local, ray_ = per_round["local"][concurrency], per_round["ray"][concurrency]
+        interval = rounds_interval(ray_, local)
+        rows.append([concurrency, round(statistics.fmean(local) * 1000, 1),
+                     round(statistics.fmean(ray_) * 1000, 1), round(interval.value, 3),
+                     "" if interval.low is None else f"{interval.low:.3f}-{interval.high:.3f}"])
+        result.ratio_bar(f"ray_chat_overhead_{concurrency}", "chat latency through "
+                         f"`lorag serve --ray` / `lorag serve`, {concurrency} at a time",
+                         interval, "<=", CHAT_BAR,
+                         why="per request: Serve's proxy, the ingress replica and the engine "
+                         "replica (three more processes) on the same two cores")
+    result.metrics["chat"] = {"rounds": rounds, "requests_per_round": REQUESTS,
+                              "per_round_mean_s": per_round}
+    result.table(f"Chat: lorag serve --ray vs lorag serve (tiny model, adapter, 16 tokens; "
+                 f"{rounds} rounds of {REQUESTS} requests per side, order alternating)",
+                 ["concurrency", "local mean (ms)", "ray mean (ms)", "ray / local",
+                  "95% interval"], rows)
+    return per_round
+
+
+def _timed(client: httpx.Client, concurrency: int, n: int) -> list[float]:
+    """Latency of each of ``n`` chat requests, ``concurrency`` at a time."""
+    def one(_: int) -> float:
+        started = time.perf_counter()
+        client.post("/v1/chat/completions", json=BODY).raise_for_status()
+        return time.perf_counter() - started
+
+    if concurrency == 1:
+        return [one(i) for i in range(n)]
+    with ThreadPoolExecutor(concurrency) as pool:
+        return list(pool.map(one, range(n)))
 
 
 def _tenant(server, lora: Path) -> str:
@@ -127,24 +192,6 @@ def _tenant(server, lora: Path) -> str:
         admin.post("/admin/tenants/bench/brands",
                    json={"name": "bench-voice", "adapter": "voice"}).raise_for_status()
         return created.json()["key"]["api_key"]
-
-
-def _requests(url: str, key: str, n: int) -> dict[str, list[float]]:
-    body = {"model": "bench-voice", "max_tokens": 16, "temperature": 0,
-            "messages": [{"role": "user", "content": "Tell me about the warranty."}]}
-    headers = {"Authorization": f"Bearer {key}"}
-    with httpx.Client(base_url=url, headers=headers, timeout=300) as client:
-        def one(_: int) -> float:
-            started = time.perf_counter()
-            client.post("/v1/chat/completions", json=body).raise_for_status()
-            return time.perf_counter() - started
-
-        for _ in range(3):  # warm: adapter loaded, routes hot
-            one(0)
-        sequential = [one(i) for i in range(n)]
-        with ThreadPoolExecutor(4) as pool:
-            concurrent = list(pool.map(one, range(n)))
-    return {"1": sequential, "4": concurrent}
 
 
 if __name__ == "__main__":

@@ -31,3 +31,6 @@ def app(settings):
 
 # The tiny model and LoRA factory (session-scoped); see tests/fixtures_models.py.
 from tests.fixtures_models import tiny_lora_factory, tiny_model  # noqa: E402,F401
+
+# One local Ray cluster per session for the Ray tests; see tests/fixtures_ray.py.
+from tests.fixtures_ray import ray_cluster  # noqa: E402,F401

@@ -114,6 +114,10 @@ class RaySettings(BaseModel):
     ingress_replicas: int = Field(1, ge=1, description="Replicas of the HTTP ingress. All run "
                                   "on the data node: SQLite has one writer per machine.")
     ingress_num_cpus: float = Field(1.0, ge=0, description="CPUs reserved per ingress replica.")
+    ingress_max_ongoing_requests: int = Field(
+        256, ge=1, description="Requests one ingress replica takes at once (Serve's default, "
+        "5, would cap the whole application at 5 requests in flight per ingress replica; "
+        "the ingress mostly waits on engine replicas).")
     engine_replicas: int = Field(
         1, ge=1, description="Engine replicas when autoscaling is off (engine_max_replicas None).")
     engine_min_replicas: int = Field(1, ge=0, description="Autoscaling: fewest engine replicas.")

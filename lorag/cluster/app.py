@@ -61,6 +61,12 @@ def _placed(settings: RaySettings, num_cpus: float) -> dict[str, Any]:
     return options
 
 
+def _ingress_options(settings: RaySettings) -> dict[str, Any]:
+    return {"num_replicas": settings.ingress_replicas,
+            "max_ongoing_requests": settings.ingress_max_ongoing_requests,
+            "ray_actor_options": _placed(settings, settings.ingress_num_cpus)}
+
+
 def _engine_options(settings: RaySettings) -> dict[str, Any]:
     options: dict[str, Any] = {
         "max_ongoing_requests": settings.engine_max_ongoing_requests,
@@ -84,9 +90,8 @@ def build_app(settings: Settings, model: str) -> Application:
         num_replicas=1, ray_actor_options=_placed(ray, 0)).bind(settings)
     engine = serve.deployment(EngineReplica, name="EngineReplica").options(
         **_engine_options(ray)).bind(settings, registry, model)
-    return serve.deployment(Ingress, name="Ingress").options(
-        num_replicas=ray.ingress_replicas,
-        ray_actor_options=_placed(ray, ray.ingress_num_cpus)).bind(settings, engine, model)
+    return serve.deployment(Ingress, name="Ingress").options(**_ingress_options(ray)).bind(
+        settings, engine, model)
 
 
 def build(args: dict[str, str] | None = None) -> Application:

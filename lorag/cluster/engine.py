@@ -31,6 +31,8 @@ from lorag.cluster.adapters import AdapterCache
 
 log = logging.getLogger(__name__)
 
+_END = "end"  # the engine's stream ended (after its last chunk)
+
 
 @dataclass
 class LoadedAdapter:
@@ -76,21 +78,47 @@ class EngineReplica:
         await self.engine.remove_adapter(ref)
 
     async def generate(self, request: GenerationRequest
-                       ) -> AsyncIterator[tuple[str, GenerationChunk]]:
-        """Stream ``(replica id, chunk)``; the adapter is the request's multiplexed model
-        id ("" = the base model). Raises what the engine and ``AdapterCache.get`` raise.
+                       ) -> AsyncIterator[tuple[str, list[GenerationChunk]]]:
+        """Stream ``(replica id, chunks)``: every chunk the engine produced since the last
+        item, so a request costs one streamed item per time the ingress reads, not one per
+        token (each item is a Ray object and a message between processes). The adapter is
+        the request's multiplexed model id ("" = the base model). Raises what the engine
+        and ``AdapterCache.get`` raise, after the chunks produced before the error.
         Cancelling the stream (the client went away) aborts the engine request."""
         model_id = serve.get_multiplexed_model_id()
         adapter = (await self._adapter(model_id)).ref if model_id else None
         request = replace(request, adapter=adapter)
+        produced: asyncio.Queue = asyncio.Queue()
+        pump = asyncio.create_task(self._pump(request, produced))
         finished = False
         try:
-            async for chunk in self.engine.generate(request):
-                finished = chunk.finish_reason is not None
-                yield self.replica_id, chunk
+            done = False
+            while not done:
+                items = [await produced.get()]
+                while not produced.empty():
+                    items.append(produced.get_nowait())
+                chunks = [item for item in items if isinstance(item, GenerationChunk)]
+                if chunks:
+                    finished = chunks[-1].finish_reason is not None
+                    yield self.replica_id, chunks
+                for item in items:
+                    if isinstance(item, BaseException):
+                        raise item
+                done = _END in items
         finally:
+            pump.cancel()
             if not finished:
                 await asyncio.shield(self.engine.abort(request.request_id))
+
+    async def _pump(self, request: GenerationRequest, into: asyncio.Queue) -> None:
+        """The engine's chunks into ``into``, then ``_END`` or the error it raised."""
+        try:
+            async for chunk in self.engine.generate(request):
+                into.put_nowait(chunk)
+        except Exception as exc:  # handed to the stream, which raises it
+            into.put_nowait(exc)
+        else:
+            into.put_nowait(_END)
 
     async def ping(self) -> str:
         """The replica's id, once its engine is warm (for readiness checks)."""

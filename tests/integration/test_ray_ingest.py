@@ -1,5 +1,5 @@
-"""``lorag ingest --ray``: Ray Data embedding on a local Ray cluster started by the test
-(2 CPUs, a 500 MB object store, no dashboard), against local ingestion of the same
+"""``lorag ingest --ray``: Ray Data embedding on the session's local Ray cluster
+(tests/fixtures_ray.py: 2 CPUs, a 500 MB object store, no dashboard), against local ingestion of the same
 documents with the real embedder."""
 
 from __future__ import annotations
@@ -27,11 +27,9 @@ CORPUS = Path(str(files("lorag") / "demo_assets" / "corpus" / "acme"))
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    ray.init(num_cpus=2, object_store_memory=500_000_000, include_dashboard=False,
-             log_to_driver=False)
-    yield
-    ray.shutdown()
+def cluster(ray_cluster):
+    """The session's local cluster (tests/fixtures_ray.py)."""
+    return ray_cluster
 
 
 def ingested(app: Lorag) -> dict[str, dict[str, np.ndarray]]:

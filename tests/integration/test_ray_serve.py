@@ -1,5 +1,5 @@
-"""lorag as a Ray Serve application on a local Ray cluster started by the test (2 CPUs,
-a 500 MB object store, no dashboard): two engine replicas of the real vLLM engine on the
+"""lorag as a Ray Serve application on the session's local Ray cluster
+(tests/fixtures_ray.py: 2 CPUs, a 500 MB object store, no dashboard): two engine replicas of the real vLLM engine on the
 tiny model, multiplexed by adapter version, fed by the adapter registry deployment.
 
 The chat path is driven through ``RayServeEngine``, the ingress' engine, so each request's
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import time
 
 import pytest
 
@@ -19,6 +20,7 @@ ray = pytest.importorskip("ray")
 pytest.importorskip("vllm")
 
 from ray import serve  # noqa: E402
+from ray.serve.api import RunTarget  # noqa: E402
 
 from adapters.engines import build_engine  # noqa: E402
 from adapters.settings import AdapterSettings, EngineSettings  # noqa: E402
@@ -38,12 +40,11 @@ ENGINE = dict(max_model_len=512, max_loras=2, max_cpu_loras=4, max_lora_rank=16,
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    ray.init(num_cpus=2, object_store_memory=500_000_000, include_dashboard=False,
-             resources={"lorag_data": 1}, log_to_driver=False)
-    yield
+def cluster(ray_cluster):
+    """The session's local cluster (tests/fixtures_ray.py); Serve is shut down after the
+    module."""
+    yield ray_cluster
     serve.shutdown()
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -72,12 +73,20 @@ def stack(cluster, loop, tmp_path_factory, tiny_model, tiny_lora_factory):
     app.brands.create("acme", "acme-a", adapter="a")
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
-    serve.run(build_app(settings, str(tiny_model)), name="lorag", route_prefix="/")
+    # the app starts while the local engine does (not waiting for it in between)
+    serve.run_many([RunTarget(build_app(settings, str(tiny_model)), name="lorag",
+                              route_prefix="/")], wait_for_applications_running=False)
+    local = build_engine(settings.engine, model=str(tiny_model), work_dir=root / "local")
+    loop.run_until_complete(local.warm_up())
+    deadline = time.monotonic() + 900
+    while serve.status().applications["lorag"].status != "RUNNING":
+        assert serve.status().applications["lorag"].status in ("DEPLOYING", "RUNNING"), \
+            serve.status().applications["lorag"]
+        assert time.monotonic() < deadline, serve.status().applications["lorag"]
+        time.sleep(0.5)
     client = RayServeEngine(serve.get_deployment_handle("EngineReplica", app_name="lorag"),
                             model=str(tiny_model), max_model_len=512)
     loop.run_until_complete(client.warm_up())
-    local = build_engine(settings.engine, model=str(tiny_model), work_dir=root / "local")
-    loop.run_until_complete(local.warm_up())
     yield {"app": app, "refs": refs, "client": client, "local": local, "settings": settings,
            "url": f"http://127.0.0.1:{port}", "key": key}
     loop.run_until_complete(local.shutdown())
@@ -85,8 +94,12 @@ def stack(cluster, loop, tmp_path_factory, tiny_model, tiny_lora_factory):
     app.close()
 
 
+MANY = 160  # tokens: long enough to be mid-answer when the replica is killed
+
+
 def tokens(loop, engine, ref, **sampling) -> list[int]:
-    return loop.run_until_complete(collect(engine, request(ref, max_tokens=16, **sampling))).tokens
+    sampling.setdefault("max_tokens", 16)
+    return loop.run_until_complete(collect(engine, request(ref, **sampling))).tokens
 
 
 def test_each_adapter_stays_on_one_replica_and_answers_like_the_local_engine(stack, loop):
@@ -170,22 +183,46 @@ def test_the_http_api_answers_through_the_ingress_deployment(stack):
     assert bad.value.body["param"] == "max_tokens"
 
 
-def test_a_replica_killed_between_rounds_fails_no_request(stack, loop):
-    """Between two rounds of requests one replica is killed; Serve's router still knows it,
-    so requests sent to it fail before their first token and are retried on the other."""
+def engine_replicas() -> dict[str, dict]:
+    """The live engine replica actors by replica id (the end of the actor's name)."""
+    return {actor["name"].rsplit("#", 1)[-1]: actor
+            for actor in ray.util.list_named_actors(all_namespaces=True)
+            if "#EngineReplica#" in actor["name"]}
+
+
+def test_a_replica_killed_mid_request_is_replaced_and_its_requests_still_answer(stack, loop):
+    """Non-streaming requests (collected whole) are generating on the replicas; the
+    replica that holds some of them, as its own streamed items say, is killed. Each of
+    its requests runs again on the other replica and is resumed after the tokens already
+    produced (greedy: reproducible), so every request answers what the local engine
+    answers; Serve starts a replica in place of the dead one."""
     client, local, refs = stack["client"], stack["local"], stack["refs"]
-    expected = {name: tokens(loop, local, refs[name]) for name in ("a", "b")}
-    replicas = [a for a in ray.util.list_named_actors(all_namespaces=True)
-                if "EngineReplica" in a["name"]]
-    assert len(replicas) == 2
+    names = "ab" * 4
+    expected = {name: tokens(loop, local, refs[name], max_tokens=MANY) for name in "ab"}
+    before = engine_replicas()
+    assert len(before) == 2
 
-    async def round_of(names: str) -> list[list[int]]:
-        async def one(name: str) -> list[int]:
-            return (await collect(client, request(refs[name], max_tokens=16))).tokens
+    async def scenario() -> tuple[str, list[str], list[list[int]]]:
+        requests = [request(refs[name], max_tokens=MANY) for name in names]
+        running = [asyncio.ensure_future(collect(client, r)) for r in requests]
+        deadline = loop.time() + 300
+        while not client.in_flight():  # the first chunks have come back
+            assert loop.time() < deadline, "no request started"
+            assert not any(task.done() for task in running)
+            await asyncio.sleep(0.005)
+        victim = client.in_flight()[next(iter(client.in_flight()))]
+        held = [r.request_id for r in requests if client.in_flight().get(r.request_id) == victim]
+        ray.kill(ray.get_actor(before[victim]["name"], namespace=before[victim]["namespace"]),
+                 no_restart=True)
+        answers = await asyncio.gather(*running)
+        return victim, held, [answer.tokens for answer in answers]
 
-        return await asyncio.gather(*(one(name) for name in names))
-
-    assert loop.run_until_complete(round_of("ab" * 3)) == [expected[n] for n in "ab" * 3]
-    victim = replicas[0]
-    ray.kill(ray.get_actor(victim["name"], namespace=victim["namespace"]), no_restart=True)
-    assert loop.run_until_complete(round_of("ab" * 6)) == [expected[n] for n in "ab" * 6]
+    victim, held, answers = loop.run_until_complete(scenario())
+    assert answers == [expected[name] for name in names]
+    assert held and set(held) <= set(client.reruns), (held, client.reruns)
+    assert all(client.reruns[r] > 0 for r in held)  # resumed mid-answer, not retried before
+    deadline = loop.time() + 300
+    while not (set(engine_replicas()) - set(before)):  # Serve starts a replacement
+        assert loop.time() < deadline, f"no replica replaced {victim}: {engine_replicas()}"
+        loop.run_until_complete(asyncio.sleep(0.2))
+    assert victim not in engine_replicas()

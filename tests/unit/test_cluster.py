@@ -111,3 +111,108 @@ def test_engine_options_follow_the_settings():
     assert scaled["autoscaling_config"]["max_replicas"] == 8 and "num_replicas" not in scaled
     with pytest.raises(ValueError):
         RaySettings(engine_min_replicas=4, engine_max_replicas=2)
+
+
+def test_ingress_options_follow_the_settings():
+    from lorag.cluster.app import _ingress_options
+
+    options = _ingress_options(RaySettings(ingress_replicas=2, ingress_max_ongoing_requests=32))
+    assert (options["num_replicas"], options["max_ongoing_requests"]) == (2, 32)
+    assert options["ray_actor_options"]["resources"] == {"lorag_data": 0.001}
+    assert RaySettings().ingress_max_ongoing_requests > 5  # above Serve's default of 5
+
+
+class _Stream:
+    """A Serve streaming response: ``items`` then, with ``dies``, the replica's death."""
+
+    def __init__(self, items, dies: bool):
+        self.items, self.dies = list(items), dies
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        if self.items:
+            return self.items.pop(0)
+        if self.dies:
+            from ray.exceptions import ActorDiedError
+
+            raise ActorDiedError()
+        raise StopAsyncIteration
+
+    def cancel(self) -> None:
+        pass
+
+
+class _Handle:
+    """An engine deployment handle whose successive calls stream ``runs`` in turn."""
+
+    def __init__(self, runs):
+        self.runs = list(runs)
+        self.generate = self
+
+    def options(self, **_):
+        return self
+
+    def remote(self, request):
+        return self.runs.pop(0)
+
+
+def _chunk(tokens: list[int], finish: str | None = None):
+    from adapters.engines.protocol import GenerationChunk
+
+    return GenerationChunk(text="".join(chr(96 + t) for t in tokens), token_ids=tokens,
+                           finish_reason=finish, completion_tokens=max(tokens))
+
+
+def _engine(runs):
+    pytest.importorskip("ray")
+    from lorag.cluster.engine_client import RayServeEngine
+
+    engine = RayServeEngine(_Handle(runs), model="m", max_model_len=512)
+    engine._tokenizer = object()  # ready without loading one
+    return engine
+
+
+def _answer(engine, **sampling):
+    from lorag.testing.engine_conformance import collect, request
+
+    return asyncio.run(collect(engine, request(None, **sampling)))
+
+
+def test_a_greedy_request_whose_replica_dies_mid_answer_is_resumed_after_what_was_sent():
+    first = _Stream([("r1", [_chunk([1])]), ("r1", [_chunk([2]), _chunk([3])])], dies=True)
+    again = _Stream([("r2", [_chunk([1, 2])]), ("r2", [_chunk([3, 4]), _chunk([5], "length")])],
+                    dies=False)
+    engine = _engine([first, again])
+    answer = _answer(engine)
+    assert (answer.tokens, answer.text, answer.finish_reason) == ([1, 2, 3, 4, 5], "abcde",
+                                                                  "length")
+    assert list(engine.reruns.values()) == [3]
+    assert engine.routing() == {"": {"r1": 1, "r2": 1}}
+
+
+def test_a_resumed_request_whose_second_run_departs_from_what_was_sent_is_unavailable():
+    from lorag.core.errors import Unavailable
+
+    first = _Stream([("r1", [_chunk([1, 2])])], dies=True)
+    again = _Stream([("r2", [_chunk([1, 7])]), ("r2", [_chunk([8], "stop")])], dies=False)
+    with pytest.raises(Unavailable):
+        _answer(_engine([first, again]))
+
+
+def test_a_sampled_request_whose_replica_dies_mid_answer_is_not_run_again():
+    from lorag.core.errors import Unavailable
+
+    first = _Stream([("r1", [_chunk([1, 2])])], dies=True)
+    engine = _engine([first, _Stream([("r2", [_chunk([1, 2, 3], "stop")])], dies=False)])
+    with pytest.raises(Unavailable):
+        _answer(engine, temperature=0.8)
+    assert engine.reruns == {}
+
+
+def test_a_request_whose_replica_dies_before_its_first_chunk_is_retried_whatever_its_sampling():
+    first = _Stream([], dies=True)
+    engine = _engine([first, _Stream([("r2", [_chunk([1, 2], "stop")])], dies=False)])
+    assert _answer(engine, temperature=0.8).tokens == [1, 2]
+    assert list(engine.reruns.values()) == [0]
