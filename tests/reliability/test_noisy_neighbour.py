@@ -40,7 +40,7 @@ QUESTIONS = ["When does the store open?", "What does the blue model cost?",
 FAIR = {"LORAG_LIMITS__SCHEDULING": "fair", "LORAG_LIMITS__GENERATION_SLOTS": "6",
         "LORAG_LIMITS__EMBEDDING_SLICE": "16"}
 UNFAIR = {"LORAG_LIMITS__SCHEDULING": "fifo", "LORAG_LIMITS__EMBEDDING_SLICE": "512",
-          "LORAG_LIMITS__EMBEDDING_SHARE_WHILE_CHATTING": "1"}
+          "LORAG_LIMITS__EMBEDDING_SHARE_WHILE_CHATTING": "1", "LORAG_LIMITS__EMBEDDING_NICE": "0"}
 NOISY_LIMITS = {"max_concurrent_generations": 4, "requests_per_minute": 1200}
 
 
@@ -49,6 +49,7 @@ class Outcomes:
         self.latencies: list[float] = []
         self.statuses: dict[int, int] = {}
         self.failures: list[str] = []
+        self.spans: list[dict[str, float]] = []  # the server's Server-Timing of each 200 (s)
 
     def add(self, status: int, seconds: float, response: httpx.Response | None = None,
             error: str | None = None) -> None:
@@ -59,6 +60,18 @@ class Outcomes:
             self.failures.append("429 without Retry-After")
         elif status == 200:
             self.latencies.append(seconds)
+            spans = server_timing(response.headers.get("server-timing", ""))
+            spans["outside"] = max(0.0, seconds - spans.get("total", 0.0))
+            self.spans.append(spans)
+
+
+def server_timing(header: str) -> dict[str, float]:
+    """``prepare;dur=1.5, queue;dur=0.0`` -> {"prepare": 0.0015, "queue": 0.0} (seconds)."""
+    spans = {}
+    for part in filter(None, (p.strip() for p in header.split(","))):
+        name, _, duration = part.partition(";dur=")
+        spans[name] = float(duration) / 1000
+    return spans
 
 
 async def ask(client: httpx.AsyncClient, key: str, max_tokens: int, n: int,
@@ -157,6 +170,24 @@ def run_server(tmp_path, tiny_model, name: str, env: dict[str, str], fair: bool)
             "alone_s": alone_s, "neighbour_s": neighbour_s}
 
 
+SEGMENTS = ("prepare", "queue", "first", "decode", "record", "outside")
+
+
+def segments(outcomes: Outcomes) -> dict:
+    """Each segment's p50 / p99 (s), and where the three slowest answers spent their time."""
+    spans = [s for s in outcomes.spans if "total" in s]
+    if not spans:
+        return {}
+    table = {name: [round(statistics.median(s.get(name, 0.0) for s in spans), 3),
+                    round(percentile([s.get(name, 0.0) for s in spans], 0.99), 3)]
+             for name in SEGMENTS}
+    slowest = sorted(zip(outcomes.latencies, outcomes.spans), key=lambda pair: -pair[0])[:3]
+    table["slowest"] = [{"latency": round(latency, 3),
+                         **{name: round(s.get(name, 0.0), 3) for name in SEGMENTS}}
+                        for latency, s in slowest]
+    return table
+
+
 def summary(run: dict) -> dict:
     alone, quiet = run["alone"].latencies, run["quiet"].latencies
     p = {"alone_p50": statistics.median(alone), "alone_p99": percentile(alone, 0.99),
@@ -167,6 +198,7 @@ def summary(run: dict) -> dict:
             "quiet_statuses": run["quiet"].statuses, "alone_statuses": run["alone"].statuses,
             "noisy_statuses": run["noisy"].statuses,
             "noisy_answered": len(run["noisy"].latencies),
+            "alone_segments": segments(run["alone"]), "neighbour_segments": segments(run["quiet"]),
             "ingest_job": {k: run["ingested"].get(k) for k in ("status", "completed", "failed", "total")},
             "phase_seconds": {"alone": round(run["alone_s"], 1), "neighbour": round(run["neighbour_s"], 1)},
             "failures": (run["alone"].failures + run["quiet"].failures + run["noisy"].failures)[:10]}
