@@ -1,9 +1,11 @@
 """No noisy neighbours (long part only, ``make reliability``): a quiet tenant's chat
 latency alone, then beside a noisy tenant sending 10x as many concurrent chats while
 it ingests a large batch of documents; once with fairness on (per-tenant limits, fair
-admission, ingestion embedding in small slices and paused while chats are in flight)
-and once off (first come, first served,
-no limits: lorag before issue 13), each on its own fresh ``lorag serve``.
+admission, ingestion embedding in small slices on low-priority workers and paused while
+chats are in flight) and once off (first come, first served, no limits, ingestion at
+the serving threads' priority: lorag's scheduling before issue 13), each on its own
+fresh ``lorag serve``. Each quiet answer's ``Server-Timing`` segments are recorded, so a
+tail shows where its time went.
 
 Checked: the noisy tenant gets 429s with ``Retry-After`` when fairness is on, and no
 request of either tenant fails in any other way (every answer is a 200 or a 429 with
