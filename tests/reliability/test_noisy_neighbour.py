@@ -25,6 +25,8 @@ import time
 import httpx
 import pytest
 
+from bench.common import Bar
+from bench.stats import bootstrap_interval, percentile_statistic
 from lorag.testing.server import LoragProcess
 from tests.reliability.harness import write_figures
 from tests.reliability.test_load import percentile
@@ -190,7 +192,23 @@ def segments(outcomes: Outcomes) -> dict:
     return table
 
 
-def summary(run: dict) -> dict:
+def bars(run: dict, name: str) -> list[dict]:
+    """The issue's bars (quiet tenant's p50 and p99 beside the neighbour <= 1.5x its own
+    alone) with 95% bootstrap intervals over the requests: MET / NOT MET / UNDECIDED."""
+    alone, quiet = run["alone"].latencies, run["quiet"].latencies
+    found = []
+    for q in (50, 99):
+        interval = bootstrap_interval(quiet, alone, percentile_statistic(q))
+        found.append(Bar(f"noisy_{name}_p{q}", f"quiet tenant p{q} beside the neighbour / alone "
+                         f"({name})", round(interval.value, 2), "<=", 1.5, timing=True,
+                         interval=None if interval.low is None else
+                         [round(interval.low, 2), round(interval.high, 2)],
+                         samples=interval.samples, per=interval.per,
+                         needed=interval.needed(1.5)).to_dict())
+    return found
+
+
+def summary(run: dict, name: str) -> dict:
     alone, quiet = run["alone"].latencies, run["quiet"].latencies
     p = {"alone_p50": statistics.median(alone), "alone_p99": percentile(alone, 0.99),
          "neighbour_p50": statistics.median(quiet), "neighbour_p99": percentile(quiet, 0.99)}
@@ -203,14 +221,16 @@ def summary(run: dict) -> dict:
             "alone_segments": segments(run["alone"]), "neighbour_segments": segments(run["quiet"]),
             "ingest_job": {k: run["ingested"].get(k) for k in ("status", "completed", "failed", "total")},
             "phase_seconds": {"alone": round(run["alone_s"], 1), "neighbour": round(run["neighbour_s"], 1)},
+            "bars": [{k: bar[k] for k in ("id", "value", "interval", "status", "needed")}
+                     for bar in bars(run, name)],
             "failures": (run["alone"].failures + run["quiet"].failures + run["noisy"].failures)[:10]}
 
 
 def test_a_quiet_tenant_keeps_its_latency_beside_a_noisy_one(tmp_path, tiny_model):
     load_before = os.getloadavg()
-    fair = summary(run_server(tmp_path, tiny_model, "fair", FAIR, fair=True))
+    fair = summary(run_server(tmp_path, tiny_model, "fair", FAIR, fair=True), "fair")
     print("fair", fair, flush=True)
-    unfair = summary(run_server(tmp_path, tiny_model, "fifo", UNFAIR, fair=False))
+    unfair = summary(run_server(tmp_path, tiny_model, "fifo", UNFAIR, fair=False), "fifo")
     print("fifo", unfair, flush=True)
     figures = {"fair": fair, "fifo_no_limits": unfair, "quiet_workers": QUIET_WORKERS,
                "noisy_workers": NOISY_WORKERS, "quiet_requests_per_phase": QUIET_REQUESTS,
