@@ -317,4 +317,6 @@ class Lorag:
             self.trainer.shutdown()
         if "retrieval" in self.__dict__:
             self.retrieval.close()
+        if "limits" in self.__dict__:
+            self.limits.close()
         self.catalog.close()

@@ -17,7 +17,8 @@ from lorag.app.chat import structured_output as to_structured
 from lorag.app.tools import Tool
 from server.chat import schemas
 from server.chat.serving import (STREAM_HEADERS, ChatServing, LimitedStream, RolloutReport,
-                                 admitted, cancel_on_disconnect, in_generation_slot)
+                                 Timing, admitted, cancel_on_disconnect,
+                                 in_generation_slot)
 from server.deps import AppMetrics, Lorag, TenantId
 from server.errors import rate_limit_headers
 
@@ -37,6 +38,8 @@ async def create_chat_completion(body: schemas.ChatCompletionRequest, request: R
     chat_request = to_chat_request(body)
     ticket, prepared = await admitted(lorag, tenant,
                                       lambda: lorag.chat.prepare(tenant, chat_request))
+    timing = Timing(started)
+    timing.prepared = time.perf_counter()
     request.state.brand = prepared.brand  # labelled only once known to exist
     metrics.retrieval.labels(tenant, "chat").observe(prepared.retrieval_seconds)
     serving = ChatServing(lorag.chat, metrics, prepared, started)
@@ -47,7 +50,8 @@ async def create_chat_completion(body: schemas.ChatCompletionRequest, request: R
                              headers={**STREAM_HEADERS, **rate_limit_headers(ticket.windows())},
                              background=BackgroundTask(report.after_stream))
     try:
-        result = await cancel_on_disconnect(request, in_generation_slot(ticket, serving.complete()))
+        result = await cancel_on_disconnect(request, in_generation_slot(ticket, serving.complete(),
+                                                                          timing))
     except Exception:
         await report.done(None)
         raise
@@ -55,7 +59,9 @@ async def create_chat_completion(body: schemas.ChatCompletionRequest, request: R
         ticket.finish(*serving.token_counts())
     response.headers.update(rate_limit_headers(ticket.windows()))
     if isinstance(result, schemas.ChatCompletion):
+        timing.answered = time.perf_counter()
         await report.done(result)
+        response.headers["Server-Timing"] = timing.header(serving)
     return result
 
 

@@ -43,6 +43,7 @@ class ChatServing:
         self.last: Any = None
         self.failed = False
         self._first = True
+        self.first_token_at: float | None = None  # perf_counter of the first text (Server-Timing)
         self._completion_tokens: dict[int, int] = {}
         self.verdict: GroundingVerdict | None = None  # the grounding guard's, when it ran
 
@@ -141,7 +142,8 @@ class ChatServing:
         try:
             async for chunk in self.chat.generate(self.prepared, index):
                 if self._first and (chunk.text or chunk.finish_reason):
-                    self.metrics.ttft.labels(tenant, brand).observe(time.perf_counter() - self.started)
+                    self.first_token_at = time.perf_counter()
+                    self.metrics.ttft.labels(tenant, brand).observe(self.first_token_at - self.started)
                     self._first = False
                 self._completion_tokens[index] = chunk.completion_tokens
                 if index == 0:
@@ -378,10 +380,33 @@ async def admitted(lorag: Lorag, tenant: str, prepare: Callable[[], Awaitable[Pr
     return ticket, prepared
 
 
-async def in_generation_slot(ticket: ChatTicket, work: Awaitable[Any]) -> Any:
+async def in_generation_slot(ticket: ChatTicket, work: Awaitable[Any],
+                             timing: "Timing | None" = None) -> Any:
     """``work`` once the tenant's turn for a generation slot has come (fair order)."""
     async with ticket.generating():
+        if timing is not None:
+            timing.granted = time.perf_counter()
         return await work
+
+
+class Timing:
+    """Where a non-streamed answer's time went, as a ``Server-Timing`` header (ms):
+    ``prepare`` (admission, retrieval, prompt), ``queue`` (waiting for a generation
+    slot), ``first`` (slot to first token), ``decode`` (first token to the answer),
+    ``record`` (the rollout record after it), ``total``."""
+
+    def __init__(self, started: float):
+        self.started = started
+        self.prepared = self.granted = self.answered = started
+
+    def header(self, serving: ChatServing) -> str:
+        now = time.perf_counter()
+        first = serving.first_token_at or self.answered
+        spans = (("prepare", self.started, self.prepared), ("queue", self.prepared, self.granted),
+                 ("first", self.granted, first), ("decode", first, self.answered),
+                 ("record", self.answered, now), ("total", self.started, now))
+        return ", ".join(f"{name};dur={max(0.0, (end - begin) * 1000):.1f}"
+                         for name, begin, end in spans)
 
 
 async def _events_in_slot(ticket: ChatTicket, events: AsyncIterator[str]) -> AsyncIterator[str]:

@@ -5,6 +5,8 @@ HTTP layer over fakes (429 with OpenAI's headers, admin routes, changes without 
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import threading
 import time
 
@@ -309,6 +311,26 @@ def test_ingestion_embeds_in_slices_through_the_fair_gate(lorag):
     assert calls == [3, 3, 2] and vectors.shape[0] == 8
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="per-thread nice is Linux's")
+def test_ingestion_embeds_on_low_priority_workers(lorag):
+    limits = lorag.limits
+    limits.settings.embedding_slice = 2
+    seen: list[tuple[str, int]] = []
+
+    def embed(texts):
+        seen.append((threading.current_thread().name,
+                     os.getpriority(os.PRIO_PROCESS, threading.get_native_id())))
+        return lorag.embedder.embed_documents(texts)
+
+    own = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    assert limits.embed("acme", ["a", "b", "c"], embed).shape[0] == 3
+    assert len(seen) == 2 and all(name.startswith("lorag-embed") for name, _ in seen)
+    assert all(nice == max(own, limits.settings.embedding_nice) for _, nice in seen)
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == own  # caller unchanged
+    limits.close()
+    assert limits.embed("acme", ["d"], embed).shape[0] == 1  # workers start again after close
+
+
 # -- HTTP -----------------------------------------------------------------------------------------
 
 @pytest.fixture
@@ -343,6 +365,9 @@ def test_http_429_has_openai_shape_retry_after_and_ratelimit_headers(http):
     usage = ok.json()["usage"]
     # what it used is gone (the bucket refills ~83 a second meanwhile)
     assert 5000 - usage["total_tokens"] <= int(ok.headers["x-ratelimit-remaining-tokens"]) < 5000
+    spans = dict(part.strip().split(";dur=") for part in ok.headers["server-timing"].split(","))
+    assert list(spans) == ["prepare", "queue", "first", "decode", "record", "total"]
+    assert float(spans["total"]) >= max(float(v) for name, v in spans.items() if name != "total")
     stream = client.post("/v1/chat/completions", headers=keys["acme"], json={**CHAT, "stream": True})
     assert stream.status_code == 200 and stream.headers["x-ratelimit-remaining-requests"] == "0"
     assert stream.text.rstrip().endswith("data: [DONE]")

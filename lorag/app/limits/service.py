@@ -17,7 +17,11 @@ import asyncio
 import calendar
 import logging
 import math
+import os
+import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -157,6 +161,8 @@ class TenantLimits:
                                                        self.weight))
         self.embedding = ThreadGate(settings.embedding_slots, wait_queue(
             settings.scheduling, settings.embedding_slice, self.weight))
+        self._embedders: ThreadPoolExecutor | None = None
+        self._embedders_lock = threading.Lock()
 
     # --- limits and overrides --------------------------------------------------------
 
@@ -291,16 +297,34 @@ class TenantLimits:
 
     def embed(self, tenant: str, texts: list[str],
               embed: Callable[[list[str]], np.ndarray]) -> np.ndarray:
-        """``embed(texts)`` in slices, each waiting for an embedding slot in the fair order."""
+        """``embed(texts)`` in slices, each waiting for an embedding slot in the fair order
+        and computed on an embedding worker of low OS priority (``embedding_nice``)."""
         step = self.settings.embedding_slice
         parts = []
         for start in range(0, len(texts), step):
             piece = texts[start:start + step]
             with self.embedding.slot(tenant, len(piece)):
                 started = self.clock()
-                parts.append(embed(piece))
+                parts.append(self._embedding_workers().submit(embed, piece).result())
                 self._yield_to_chats(self.clock() - started)
         return np.concatenate(parts) if parts else embed([])
+
+    def _embedding_workers(self) -> ThreadPoolExecutor:
+        """One worker per embedding slot, started on first use, each at ``embedding_nice``:
+        the chats' work preempts ingestion's instead of sharing the cores with it."""
+        with self._embedders_lock:
+            if self._embedders is None:
+                self._embedders = ThreadPoolExecutor(
+                    self.settings.embedding_slots, thread_name_prefix="lorag-embed",
+                    initializer=_lower_priority, initargs=(self.settings.embedding_nice,))
+            return self._embedders
+
+    def close(self) -> None:
+        """Stop the embedding workers (safe to call twice; a later ``embed`` starts them again)."""
+        with self._embedders_lock:
+            workers, self._embedders = self._embedders, None
+        if workers is not None:
+            workers.shutdown(wait=True)
 
     def _yield_to_chats(self, seconds: float) -> None:
         """While chats are in flight, pause (holding the embedding slot, so all ingestion
@@ -309,6 +333,18 @@ class TenantLimits:
         share = self.settings.embedding_share_while_chatting
         if share < 1 and self.chats_in_flight > 0:
             self.sleep(seconds * (1 - share) / share)
+
+
+def _lower_priority(nice: int) -> None:
+    """Raise the calling thread's nice value to ``nice`` (Linux: nice is per thread; an
+    unprivileged process may always lower its own priority). Elsewhere nothing changes."""
+    if nice <= 0 or sys.platform != "linux":
+        return
+    tid = threading.get_native_id()
+    try:
+        os.setpriority(os.PRIO_PROCESS, tid, max(nice, os.getpriority(os.PRIO_PROCESS, tid)))
+    except OSError as exc:
+        log.warning("embedding worker priority unchanged: %s", exc)
 
 
 def _windows(state: _TenantState) -> dict[str, Window]:

@@ -65,6 +65,11 @@ class LimitSettings(BaseModel):
         "at most this share of the time (it pauses between slices), so a large ingestion "
         "job does not take the CPU and the embedder from the questions being answered; "
         "1: no pause.")
+    embedding_nice: int = Field(
+        19, ge=0, le=19, description="OS priority (nice, Linux) of the threads that embed "
+        "ingested documents: at 19 the engine, the event loop and the questions' own "
+        "embedding take the cores whenever they need them and ingestion runs on what is "
+        "left; 0: the same priority as serving.")
     refresh_seconds: float = Field(
         1.0, ge=0, description="Overrides set by another process (the CLI) are read again "
         "after this; changes through the admin API apply at once.")
