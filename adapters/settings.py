@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
@@ -49,6 +50,15 @@ class RemoteSettings(BaseModel):
                                 "refusing to start.")
 
 
+class LoraOpPath(StrEnum):
+    """How vLLM's CPU backend multiplies each token by its adapter's LoRA matrices
+    (adapters/engines/vllm_cpu_fix.py). GPU builds run vLLM's Triton kernels instead."""
+
+    AUTO = "auto"  # per batch: batched when many adapters share few tokens each, else grouped
+    GROUPED = "grouped"  # one matrix product per distinct adapter in the batch
+    BATCHED = "batched"  # one batched product over every adapter's tokens, padded per adapter
+
+
 class EngineSettings(BaseModel):
     backend: str = Field("vllm", description="Registered InferenceEngine name (vllm, peft, "
                                              "remote).")
@@ -76,6 +86,12 @@ class EngineSettings(BaseModel):
     enforce_eager: bool = Field(
         True, description="Run vLLM without torch.compile / CUDA graphs: starts in seconds; "
                           "set False on GPUs for throughput.")
+    lora_ops: LoraOpPath = Field(
+        LoraOpPath.AUTO, description="LoRA op path of vLLM's CPU backend: auto chooses per "
+                                     "batch (batched when at least 4 distinct adapters have "
+                                     "at most 16 tokens each, else grouped), grouped turns "
+                                     "the batched path off, batched forces it. Both fix "
+                                     "vLLM's index -1 (no adapter). GPUs ignore it.")
     remote: RemoteSettings = RemoteSettings()
 
 

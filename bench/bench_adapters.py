@@ -6,10 +6,12 @@ Measured in one run, on one engine:
    from lorag's store) against the same request once the adapter is warm, and against
    the base model; 1-token requests, so the load dominates;
 2. generation throughput (tokens/s) of a batch of concurrent requests spread round-robin
-   over 1, 4 and 16 distinct adapters (``max_loras`` 8, ``--max-loras`` to change it:
-   below 16, so vLLM swaps adapters)
-   against the same batch on the base model alone (bar: each at least 0.8x). Rounds
-   alternate the order of the configurations so a noisy machine's drift hits all alike.
+   over 1, 4, 16 and 32 distinct adapters (``max_loras`` 32, at least the adapters in
+   flight, so vLLM's scheduler never holds a request back for a slot; ``--max-loras`` to
+   change it) against the same batch on the base model alone (bar: each at least 0.8x).
+   Rounds alternate the order of the configurations so a noisy machine's drift hits all
+   alike. The engine's CPU LoRA op path is ``engine.lora_ops`` (default auto, chosen per
+   batch; ``--lora-ops grouped`` measures the path without batching).
 
 The adapters are random LoRAs (rank 8 on q_proj, v_proj) made for the model; the engine
 applies LoRA to those modules only (``engine.lora_target_modules``), as a deployment whose
@@ -39,19 +41,23 @@ from bench.common import main as bench_main
 from bench.stats import rounds_interval
 
 QUESTION = ({"role": "user", "content": "Tell me about the opening hours of the store."},)
-CONFIGS = {"base model": 0, "1 adapter": 1, "4 adapters": 4, "16 adapters": 16}
+CONFIGS = {"base model": 0, "1 adapter": 1, "4 adapters": 4, "16 adapters": 16, "32 adapters": 32}
+ADAPTERS = max(CONFIGS.values())
+MAX_LORAS = ADAPTERS  # the bar asks for max_loras of at least the adapters in flight
 BAR = 0.8
 TARGETS = ("q_proj", "v_proj")  # the adapters' modules; the engine wraps only these
 _ids = itertools.count()
 
 
-def sizes(opts: Options, model: str | None, max_loras: int = 8) -> dict:
+def sizes(opts: Options, model: str | None, max_loras: int = MAX_LORAS,
+          lora_ops: str = "auto") -> dict:
     size = opts.pick(
         full=dict(model="smollm2", requests=32, max_tokens=32, rounds=6, cold=5),
-        quick=dict(model="smollm2", requests=8, max_tokens=16, rounds=4, cold=2),
+        quick=dict(model="smollm2", requests=32, max_tokens=16, rounds=4, cold=2),
         tiny=dict(model="tiny", requests=8, max_tokens=8, rounds=2, cold=2))
-    return {**size, "model": model or size["model"], "max_loras": max_loras, "max_cpu_loras": 16,
-            "lora_target_modules": list(TARGETS)}
+    return {**size, "model": model or size["model"], "max_loras": max_loras,
+            "max_cpu_loras": max(max_loras, 16), "lora_target_modules": list(TARGETS),
+            "lora_ops": lora_ops}
 
 
 def model_path(name: str) -> str:
@@ -77,6 +83,7 @@ def build_app(size: dict, work: Path):
                             max_loras=size["max_loras"], max_cpu_loras=size["max_cpu_loras"],
                             max_lora_rank=16, max_num_seqs=max(size["requests"], 16),
                             lora_target_modules=size["lora_target_modules"],
+                            lora_ops=size.get("lora_ops", "auto"),
                             kv_cache_bytes=512 * 2**20)
     app = Lorag(Settings(data_dir=work / "data", environment="test", engine=engine))
     app.tenants.create("bench")
@@ -182,19 +189,20 @@ async def throughput(engine, refs: list, size: dict) -> dict[str, dict[str, floa
 
 
 async def measure(app, size: dict, work: Path) -> dict:
-    refs = register_adapters(app, 16 + size["cold"], work)
+    refs = register_adapters(app, ADAPTERS + size["cold"], work)
     await app.engine.warm_up()
     try:
         await one(app.engine, None, 4)
-        cold = await cold_load(app.engine, refs[16:])
-        speeds = await throughput(app.engine, refs[:16], size)
+        cold = await cold_load(app.engine, refs[ADAPTERS:])
+        speeds = await throughput(app.engine, refs[:ADAPTERS], size)
     finally:
         await app.engine.shutdown()
     return {"cold": cold, "speeds": speeds}
 
 
-def run(opts: Options, model: str | None = None, max_loras: int = 8) -> BenchResult:
-    size = sizes(opts, model, max_loras)
+def run(opts: Options, model: str | None = None, max_loras: int = MAX_LORAS,
+        lora_ops: str = "auto") -> BenchResult:
+    size = sizes(opts, model, max_loras, lora_ops)
     with tempfile.TemporaryDirectory(prefix="lorag-bench-adapters-") as tmp:
         app = build_app(size, Path(tmp))
         try:
@@ -216,7 +224,8 @@ def result_of(found: dict, size: dict) -> BenchResult:
     base = speeds["base model"]
     rows = [[name, round(s["wall"], 1), round(s["wall"] / base["wall"], 2), round(s["cpu"], 1),
              round(s["cpu"] / base["cpu"], 2)] for name, s in speeds.items()]
-    where = (f"{size['model']}, vLLM, max_loras {size['max_loras']}, LoRA on "
+    where = (f"{size['model']}, vLLM, max_loras {size['max_loras']}, LoRA ops "
+             f"{size.get('lora_ops', 'auto')}, LoRA on "
              f"{'+'.join(size['lora_target_modules'] or ['every module'])}, {size['requests']} "
              f"concurrent requests x {size['max_tokens']} tokens")
     result.table(f"Throughput with distinct adapters interleaved ({where}, {size['rounds']} rounds)",
@@ -240,8 +249,9 @@ def _why(size: dict, n: int) -> str:
     if size["model"] == "tiny":
         return ("the tiny model's base step is so cheap that the LoRA matmuls dominate; "
                 "the bar is meant for a real model")
-    why = ("on CPU, LoRA adds small matmuls to each wrapped layer, one group per adapter in "
-           "the batch")
+    why = ("on CPU, LoRA adds small products to each wrapped layer: one per adapter in the "
+           "batch on the grouped path, one padded batched product on the batched path "
+           f"(engine.lora_ops {size.get('lora_ops', 'auto')})")
     if n > size["max_loras"]:
         why += (f"; vLLM's scheduler admits at most max_loras={size['max_loras']} adapters per "
                 f"step, so with {n} adapters most requests wait for a slot (a max_loras of at "
@@ -252,11 +262,13 @@ def _why(size: dict, n: int) -> str:
 def main(argv: list[str] | None = None) -> int:
     extra = argparse.ArgumentParser(add_help=False)
     extra.add_argument("--model", default=None, help="tiny, smollm2, or an HF model folder")
-    extra.add_argument("--max-loras", type=int, default=8,
-                       help="adapters resident in vLLM at once (below 16, so 16 adapters swap)")
+    extra.add_argument("--max-loras", type=int, default=MAX_LORAS,
+                       help="adapters resident in vLLM at once (below 32, 32 adapters swap)")
+    extra.add_argument("--lora-ops", default="auto", choices=["auto", "grouped", "batched"],
+                       help="engine.lora_ops: vLLM's CPU LoRA op path")
     args, rest = extra.parse_known_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    return bench_main(lambda opts: run(opts, args.model, args.max_loras), rest)
+    return bench_main(lambda opts: run(opts, args.model, args.max_loras, args.lora_ops), rest)
 
 
 if __name__ == "__main__":

@@ -57,7 +57,7 @@ BENCHES = [
           {"full": 5400, "quick": 900, "tiny": 120}),
     Bench("http", "bench.bench_http", "HTTP API vs the raw vLLM OpenAI server",
           {"full": 3600, "quick": 900, "tiny": 180}),
-    Bench("adapters", "bench.bench_adapters", "adapter cold load; 1/4/16 adapters vs base",
+    Bench("adapters", "bench.bench_adapters", "adapter cold load; 1/4/16/32 adapters vs base",
           {"full": 3600, "quick": 900, "tiny": 180}),
     Bench("naive", "bench.bench_naive", "vs a hand-built transformers+PEFT server",
           {"full": 3600, "quick": 900, "tiny": 180}),

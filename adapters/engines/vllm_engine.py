@@ -19,6 +19,7 @@ from typing import AsyncIterator
 
 from adapters.engines.protocol import (AdapterRef, EngineFeature, GenerationChunk,
                                       GenerationRequest, Sampling, TokenLogprob)
+from adapters.engines.vllm_cpu_fix import install_lora_ops
 from adapters.engines.common import (AdapterSnapshots, ChatPrompts, InFlight, adapter_label,
                                      check_logit_bias, prompt_text, room_for)
 from adapters.settings import EngineSettings
@@ -70,6 +71,7 @@ class VLLMEngine(ChatPrompts):
     async def _start(self) -> None:
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING",
                               "1" if self.settings.engine_process else "0")
+        install_lora_ops(self.settings.lora_ops)
         started = time.perf_counter()
         try:
             from transformers import AutoTokenizer

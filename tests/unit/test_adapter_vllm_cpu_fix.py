@@ -66,3 +66,136 @@ def test_vllm_installs_the_ops_through_its_plugin_and_importing_changes_nothing(
              "assert lora_ops.bgmv_shrink is vllm_cpu_fix.bgmv_shrink\n")
     done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+# -- the op paths against vLLM's own ops --------------------------------------------------
+
+import importlib.util  # noqa: E402
+import random  # noqa: E402
+
+from adapters.settings import LoraOpPath  # noqa: E402
+
+
+def _vllm_original_ops():
+    """A fresh, unpatched copy of vLLM's torch-native LoRA ops module."""
+    spec = importlib.util.spec_from_file_location("_vllm_lora_ops_reference", lora_ops.__file__)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+VLLM = _vllm_original_ops()
+
+
+@pytest.fixture
+def path():
+    """Set a path for one test, back to auto afterwards."""
+    yield lambda p: vllm_cpu_fix.apply(p)
+    vllm_cpu_fix.apply(LoraOpPath.AUTO)
+
+
+def _with_empty_slot(weights):
+    """vLLM's ops read index -1 as the last slot; with an all-zero slot appended there,
+    vLLM's result is the intended one (no adapter), to compare with."""
+    return torch.cat([weights, torch.zeros_like(weights[:1])])
+
+
+def _case(gen, rng, rows, slots, in_dim, out_dim, adapters, no_adapter):
+    x = torch.randn(rows, in_dim, generator=gen)
+    w = torch.randn(slots, 1, out_dim, in_dim, generator=gen)
+    chosen = rng.sample(range(slots), min(adapters, slots))
+    idx = torch.tensor([-1 if rng.random() < no_adapter else rng.choice(chosen) for _ in range(rows)])
+    return x, w, idx
+
+
+SHAPES = [  # rows, slots, in, out, distinct adapters, share of rows without one
+    (1, 1, 8, 4, 1, 0.0), (7, 4, 16, 8, 3, 0.3), (32, 16, 64, 16, 16, 0.0),
+    (32, 32, 64, 16, 32, 0.1), (16, 33, 24, 40, 5, 0.5), (300, 8, 32, 16, 4, 0.2),
+    (300, 16, 32, 16, 16, 0.0), (64, 16, 16, 8, 2, 0.0), (9, 16, 16, 8, 8, 1.0)]
+
+
+@pytest.mark.parametrize("op_path", list(LoraOpPath))
+def test_every_path_gives_vllms_products_for_random_shapes(path, op_path):
+    path(op_path)
+    gen, rng = torch.Generator().manual_seed(7), random.Random(7)
+    for shape in SHAPES:
+        for _ in range(3):
+            x, w, idx = _case(gen, rng, *shape)
+            rows, rank = x.shape[0], w.shape[2]
+            ours, theirs = torch.zeros(rows, rank + 2), torch.zeros(rows, rank + 2)
+            lora_ops.bgmv_shrink(x, w, ours, idx, 0.5)
+            VLLM.bgmv_shrink(x, _with_empty_slot(w), theirs, idx, 0.5)
+            assert torch.allclose(ours, theirs, atol=1e-4), (shape, op_path)
+            # expand: rank -> out, adding to what is there
+            b = torch.randn(w.shape[0], 1, rank + 3, rank, generator=gen)
+            mid = torch.randn(rows, rank, generator=gen)
+            start = torch.randn(rows, rank + 3, generator=gen)
+            ours, theirs = start.clone(), start.clone()
+            lora_ops.bgmv_expand(mid, b, ours, idx, True)
+            VLLM.bgmv_expand(mid, _with_empty_slot(b), theirs, idx, True)
+            assert torch.allclose(ours, theirs, atol=1e-4), (shape, op_path)
+            wide = torch.randn(rows, rank + 10, generator=gen)
+            ours, theirs = wide.clone(), wide.clone()
+            lora_ops.bgmv_expand_slice(mid, b, ours, idx, 4, rank + 3, False)
+            VLLM.bgmv_expand_slice(mid, _with_empty_slot(b), theirs, idx, 4, rank + 3, False)
+            assert torch.allclose(ours, theirs, atol=1e-4), (shape, op_path)
+
+
+@pytest.mark.parametrize("op_path", list(LoraOpPath))
+def test_prefill_ops_give_vllms_products_per_sequence(path, op_path):
+    """The sgmv ops (the CPU backend's only path: vLLM marks every step as prefill) expand
+    per-sequence indices to rows and call the bgmv ops installed in the same module."""
+    vllm_cpu_fix.apply()
+    path(op_path)
+    gen, rng = torch.Generator().manual_seed(11), random.Random(11)
+    for lengths in ([1] * 32, [5, 1, 1, 40, 1], [120], [3] * 16):
+        slots, rank, hidden = 16, 8, 32
+        seq_idx = torch.tensor([rng.choice([-1, *range(slots)]) for _ in lengths])
+        seq_len = torch.tensor(lengths)
+        starts = torch.cumsum(seq_len, 0) - seq_len
+        rows = int(seq_len.sum())
+        x = torch.randn(rows, hidden, generator=gen)
+        a = torch.randn(slots, 1, rank, hidden, generator=gen)
+        meta = (starts, seq_len, seq_idx, len(lengths), max(lengths), rows)
+        ours, theirs = torch.zeros(rows, rank), torch.zeros(rows, rank)
+        lora_ops.sgmv_shrink(x, a, ours, *meta, 1.0)
+        VLLM.sgmv_shrink(x, _with_empty_slot(a), theirs, *meta, 1.0)
+        assert torch.allclose(ours, theirs, atol=1e-4), (lengths, op_path)
+        b = torch.randn(slots, 1, hidden, rank, generator=gen)
+        ours, theirs = x.clone(), x.clone()
+        lora_ops.sgmv_expand(torch.ones(rows, rank), b, ours, *meta, True)
+        VLLM.sgmv_expand(torch.ones(rows, rank), _with_empty_slot(b), theirs, *meta, True)
+        assert torch.allclose(ours, theirs, atol=1e-4), (lengths, op_path)
+
+
+def test_auto_batches_many_adapters_with_few_rows_and_groups_the_rest(path):
+    path(LoraOpPath.AUTO)
+    layout = vllm_cpu_fix._Layout
+
+    def chosen(indices):
+        return layout(torch.tensor(indices)).path()
+
+    assert chosen([i % 16 for i in range(32)]) is LoraOpPath.BATCHED  # decode, 16 adapters
+    assert chosen([i % 32 for i in range(32)]) is LoraOpPath.BATCHED
+    assert chosen([0] * 32) is LoraOpPath.GROUPED  # one adapter
+    assert chosen([i % 2 for i in range(32)]) is LoraOpPath.GROUPED  # below 4 adapters
+    assert chosen([0] * 200 + list(range(1, 16))) is LoraOpPath.GROUPED  # a prefill chunk
+    assert chosen([i % 16 for i in range(512)]) is LoraOpPath.GROUPED  # 32 rows per adapter
+    assert chosen([-1] * 8) is LoraOpPath.GROUPED  # no adapter at all
+    path(LoraOpPath.GROUPED)  # the setting that turns the batched path off
+    assert chosen([i % 16 for i in range(32)]) is LoraOpPath.GROUPED
+    path(LoraOpPath.BATCHED)
+    assert chosen([0] * 32) is LoraOpPath.BATCHED
+
+
+def test_the_engine_passes_its_path_to_the_processes_vllm_starts(path, monkeypatch):
+    monkeypatch.delenv(vllm_cpu_fix.PATH_ENV, raising=False)
+    vllm_cpu_fix.install_lora_ops(LoraOpPath.GROUPED)
+    import os
+
+    assert os.environ[vllm_cpu_fix.PATH_ENV] == "grouped"
+    vllm_cpu_fix.apply(LoraOpPath.AUTO)
+    vllm_cpu_fix.apply()  # what vLLM's plugin call does in the engine core process
+    assert vllm_cpu_fix.current_path() is LoraOpPath.GROUPED
+    with pytest.raises(ValueError):
+        vllm_cpu_fix.apply("fastest")
