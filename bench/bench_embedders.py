@@ -208,9 +208,15 @@ def _report(result: BenchResult, texts: list[str], speed: dict, quality: dict,
                      to_meet="a faster ONNX path (int8 where the CPU has VNNI; the ONNX "
                              "Runtime transformer optimizer's fused ops, not yet measured here)")
     if "pytorch bfloat16" in speed:
+        from retrieval.embedders import cpu_has_amx_bf16
+
         bf16 = rounds_interval(speed[onnx], speed["pytorch bfloat16"])
-        result.notes.append(f"{onnx} / PyTorch bf16 (lorag's document path on this CPU): "
-                            f"{bf16.value:.2f}x (95% interval {_span(bf16)}).")
+        own = rounds_interval(speed["pytorch bfloat16"], base)
+        auto = "bfloat16" if cpu_has_amx_bf16() else "float32"
+        result.notes.append(f"{onnx} / PyTorch bf16: {bf16.value:.2f}x (95% interval "
+                            f"{_span(bf16)}). PyTorch bf16 / float32: {own.value:.2f}x "
+                            f"({_span(own)}); document_precision=auto picks {auto} on this "
+                            "CPU (bf16 only where it has AMX).")
     _quality_bars(result, quality, onnx)
     result.notes.append(
         f"Quality set: {quality['queries']} library module pages of the Python 3.11 "
