@@ -21,7 +21,7 @@ measured, not the cache's own count of its entries).
 
 Last, vLLM's engine process under adapter churn: 1,000 generations (120 at ``--tiny``),
 each with the next tenant's adapter, so every one is a cold load through
-``max_cpu_loras`` (16; 4 at ``--tiny``), with corpus prompts of 50-200 words. Bar: the
+``max_cpu_loras`` (16; 4 at ``--tiny``), with corpus prompts of 50-100 words. Bar: the
 engine processes' RSS after all of them <= 1.05 x after the first 100 (20), with the
 least-squares trend between the samples and its 95% interval.
 """
@@ -239,8 +239,8 @@ async def _cold_loads(app, tenants: int, loads: int, first: int) -> dict:
     samples, started = [], time.perf_counter()
     for n in range(1, loads + 1):
         ref = app.adapters.resolve(f"t{(n - 1) % tenants:04d}", "voice")
-        # prompts of 50-200 words (up to ~500 tokens), as chats with retrieved sources send
-        prompt = " ".join(texts[i] for i in rng.integers(0, len(texts), rng.integers(1, 5)))
+        # prompts of 50-100 words (250-550 tokens of the tiny model), as a chat with sources sends
+        prompt = " ".join(texts[i] for i in rng.integers(0, len(texts), rng.integers(1, 3)))
         async for _ in app.engine.generate(GenerationRequest(
                 f"cold-load-{n}", prompt=prompt, sampling=Sampling(max_tokens=8), adapter=ref)):
             pass
