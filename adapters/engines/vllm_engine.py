@@ -70,6 +70,8 @@ class VLLMEngine(ChatPrompts):
     async def _start(self) -> None:
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING",
                               "1" if self.settings.engine_process else "0")
+        # read by oneDNN when the engine process starts (see EngineSettings.onednn_cache)
+        os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(self.settings.onednn_cache))
         started = time.perf_counter()
         try:
             from transformers import AutoTokenizer
