@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 WARM_LOADS, LOADS = 30, 150
 # The bench's bar is 5% over 900 loads; over 150 the same leak shows at a third of that.
 # Measured with varied prompts: +0.6% from 50 to 200 loads with engine.onednn_cache 64,
-# +4.4% from 100 to 300 with oneDNN's default of 1,024.
+# +4.3% from 100 to 300 with oneDNN's default of 1,024.
 GROWTH = 1.02
 WORDS = "the quick brown fox reads a file line by line and writes it back".split()
 
