@@ -70,8 +70,8 @@ class EngineSettings(BaseModel):
     seed: int = 0
     onednn_cache: int = Field(
         64, ge=0, description="oneDNN primitive cache capacity in the engine process "
-                              "(ONEDNN_PRIMITIVE_CACHE_CAPACITY, set before vLLM starts; one "
-                              "already in the environment wins). vLLM's CPU kernels cache one "
+                              "(ONEDNN_PRIMITIVE_CACHE_CAPACITY in the environment vLLM spawns "
+                              "it with; one already in the environment wins). vLLM's CPU kernels cache one "
                               "oneDNN primitive per matrix shape, and every new prompt length "
                               "is a new shape: at oneDNN's default of 1,024 the engine process "
                               "grew ~170 MiB over 500 chats with varied prompts, a bounded cache "
