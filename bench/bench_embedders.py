@@ -205,8 +205,9 @@ def _report(result: BenchResult, texts: list[str], speed: dict, quality: dict,
                  ["side", "docs/s (median)", "/ pytorch float32", "95% interval"], rows)
     result.ratio_bar("embedders.onnx_speedup", f"docs/s, {onnx} / PyTorch float32 encode of the "
                      "same chunks", rounds_interval(speed[onnx], base), ">=", SPEED_BAR,
-                     to_meet="a faster ONNX path (int8 where the CPU has VNNI; the ONNX "
-                             "Runtime transformer optimizer's fused ops, not yet measured here)")
+                     to_meet="a faster ONNX path (int8 where the CPU has VNNI; ONNX "
+                             "Runtime's transformer optimizer fused no attention on this "
+                             "TorchScript export, a dynamo export might let it)")
     if "pytorch bfloat16" in speed:
         from retrieval.embedders import cpu_has_amx_bf16
 
