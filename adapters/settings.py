@@ -78,6 +78,14 @@ class EngineSettings(BaseModel):
     kv_cache_bytes: int = Field(1 * 2**30, ge=2**20, description="KV cache size (CPU backend).")
     max_num_seqs: int = Field(32, ge=1, description="Sequences batched at once.")
     seed: int = 0
+    onednn_cache: int = Field(
+        64, ge=0, description="oneDNN primitive cache capacity in the engine process "
+                              "(ONEDNN_PRIMITIVE_CACHE_CAPACITY in the environment vLLM spawns "
+                              "it with; one already in the environment wins). vLLM's CPU kernels cache one "
+                              "oneDNN primitive per matrix shape, and every new prompt length "
+                              "is a new shape: at oneDNN's default of 1,024 the engine process "
+                              "grew ~170 MiB over 500 chats with varied prompts, a bounded cache "
+                              "keeps it flat (bench/bench_scale.py, scale.engine_cold_loads).")
     engine_process: bool = Field(
         True, description="Run vLLM's engine core in its own process, as serving should (an "
                           "8-token answer in ~31 ms against ~590 ms in-process, tiny model); "

@@ -214,7 +214,7 @@ class SentenceTransformerEmbedder:
         """float32 or bfloat16: the setting, with auto resolved for this machine."""
         if self.settings.document_precision != "auto":
             return self.settings.document_precision
-        return "bfloat16" if self.settings.device == "cpu" and cpu_has_native_bf16() else "float32"
+        return "bfloat16" if self.settings.device == "cpu" and cpu_has_amx_bf16() else "float32"
 
     def document_autocast(self):
         """The context documents are embedded in: bfloat16 autocast, or nothing."""
@@ -330,13 +330,28 @@ class OnnxEmbedder(SentenceTransformerEmbedder):
 
 
 def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bfloat16 natively (AMX or AVX512-BF16, per /proc/cpuinfo);
-    elsewhere bf16 autocast is emulated and slower than float32."""
+    """Whether this CPU has any bfloat16 instructions (AMX or AVX512-BF16, per
+    /proc/cpuinfo); without them bf16 autocast is emulated and slower than float32."""
+    return _cpu_flag(r"amx_bf16|avx512_bf16")
+
+
+def cpu_has_amx_bf16() -> bool:
+    """Whether this CPU has AMX tiles for bfloat16 (``amx_bf16``): the only CPUs where
+    bf16 autocast measured faster than float32. AVX512-BF16 alone only converts and
+    dot-products pairs; on such a Xeon bench_embedders measured bf16 at 0.58x-0.90x of
+    float32 (bench/RUN_NOTES.md), so ``document_precision=auto`` requires AMX."""
+    return _cpu_flag(r"amx_bf16")
+
+
+CPUINFO = Path("/proc/cpuinfo")
+
+
+def _cpu_flag(pattern: str) -> bool:
     try:
-        flags = Path("/proc/cpuinfo").read_text()
+        flags = CPUINFO.read_text()
     except OSError:
         return False
-    return bool(re.search(r"\b(amx_bf16|avx512_bf16)\b", flags))
+    return bool(re.search(rf"\b({pattern})\b", flags))
 
 
 _cache: dict[str, Embedder] = {}

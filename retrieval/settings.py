@@ -17,9 +17,10 @@ class EmbedderSettings(BaseModel):
     device: str = Field("cpu", description="torch device for the embedder.")
     document_precision: Literal["auto", "float32", "bfloat16"] = Field(
         "auto", description="Precision of document embedding (ingestion): bfloat16 autocast is "
-                            "~3x faster on CPUs with native bf16 (AMX, AVX512-BF16) and gives "
+                            "~3x faster on CPUs with AMX (amx_bf16) and gives "
                             "vectors within cosine 0.9999 of float32; auto = bfloat16 where the "
-                            "CPU has it. Queries always embed in float32 (for one short text the "
+                            "CPU has AMX (with AVX512-BF16 alone bf16 measured slower than "
+                            "float32, bench/bench_embedders.py). Queries always embed in float32 (for one short text the "
                             "casts cost more than they save).")
     onnx_precision: Literal["auto", "int8", "float32"] = Field(
         "auto", description="backend=onnx: int8 = the exported model dynamically quantized "

@@ -11,6 +11,7 @@ with ``add_lora`` before its first request: a load failure then fails that reque
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -38,6 +39,19 @@ def vllm_lora_rank(max_rank: int) -> int:
             return rank
     raise InvalidInput(f"max_lora_rank {max_rank} is above vLLM's largest ({VLLM_LORA_RANKS[-1]})",
                        param="engine.max_lora_rank")
+
+
+@contextlib.contextmanager
+def _spawn_env(values: dict[str, str]):
+    """``values`` in the environment (where not already set there) for processes started
+    meanwhile, removed again afterwards."""
+    added = [name for name in values if name not in os.environ]
+    os.environ.update({name: values[name] for name in added})
+    try:
+        yield
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
 
 
 class VLLMEngine(ChatPrompts):
@@ -83,8 +97,12 @@ class VLLMEngine(ChatPrompts):
                                    BaseModelSpec.from_folder(self.model))
             # both block for seconds: in a thread, so the server answers /health meanwhile
             self._tokenizer = await asyncio.to_thread(AutoTokenizer.from_pretrained, self.model)
-            self._llm = await asyncio.to_thread(AsyncLLM.from_engine_args,
-                                                AsyncEngineArgs(**self._engine_args()))
+            # oneDNN reads its cache size when the engine process starts, which vLLM spawns
+            # (with this environment) inside from_engine_args; lorag's own process keeps its
+            # setting (EngineSettings.onednn_cache)
+            with _spawn_env({"ONEDNN_PRIMITIVE_CACHE_CAPACITY": str(self.settings.onednn_cache)}):
+                self._llm = await asyncio.to_thread(AsyncLLM.from_engine_args,
+                                                    AsyncEngineArgs(**self._engine_args()))
         except LoragError:
             raise
         except Exception as exc:

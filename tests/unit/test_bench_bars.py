@@ -163,15 +163,23 @@ def test_embedders_bars():
 
     speed = {"pytorch float32": [10.0, 11.0, 10.5, 9.8], "onnx int8": [30.0, 31.0, 29.0, 30.5],
              "pytorch bfloat16": [20.0, 21.0, 19.0, 20.0]}
-    quality = {"queries": 12, "scores": {("pytorch", "pytorch"): 60.0, ("pytorch", "onnx"): 59.8,
-                                         ("onnx", "onnx"): 59.0, ("onnx", "pytorch"): 59.0}}
+    reference = [100.0, 50.0, 0.0, 100.0] * 3  # per query, 12 queries: mean 62.5
+    per_query = {("pytorch", "pytorch"): reference,
+                 ("pytorch", "onnx"): reference[:-1] + [94.0],  # 0.5 points lost
+                 ("onnx", "onnx"): reference[:-1] + [88.0],  # 1.0
+                 ("onnx", "pytorch"): reference[:-1] + [88.0]}  # 1.0
+    quality = {"queries": 12, "per_query": per_query,
+               "scores": {pair: round(sum(v) / len(v), 2) for pair, v in per_query.items()}}
     result = BenchResult("embedders")
     bench_embedders._report(result, ["a b c"] * 4, speed, quality, "onnx int8")
     bars = {b.id: b for b in result.bars}
     assert bars["embedders.onnx_speedup"].status == "MET"
     lost = bars["embedders.onnx_ndcg"]
     assert lost.value == 1.0 and lost.status == "NOT MET"
-    assert bars["embedders.cross_backend"].value == 1.0  # onnx index, pytorch queries: 60 - 59
+    cross = bars["embedders.cross_backend"]
+    assert cross.value == 1.0 and "onnx index, pytorch queries" in cross.why
+    low, high = result.metrics["ndcg_points_lost"]["pytorch-index/onnx-queries"][1:]
+    assert low <= 0.5 <= high  # a paired interval around the mean loss
 
 
 # -- results name the commit and run that measured them ---------------------------------------

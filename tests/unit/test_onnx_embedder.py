@@ -78,3 +78,19 @@ def test_pooling_in_numpy_equals_the_model_s_own_modules(exported):
         assert cosines(exported.embed_documents(list(TEXTS)), fast).min() >= 0.99999
     finally:
         del exported.__dict__["_numpy_pooling"]
+
+
+@pytest.mark.parametrize("flags, precision", [("avx512f avx512_bf16 avx512_vnni", "float32"),
+                                               ("avx512_bf16 amx_bf16 amx_tile", "bfloat16"),
+                                               ("sse4_2 avx2", "float32")])
+def test_auto_document_precision_is_bf16_only_where_the_cpu_has_amx(monkeypatch, tmp_path,
+                                                                    flags, precision):
+    """AVX512-BF16 without AMX measured bf16 slower than float32: auto keeps float32."""
+    from retrieval import embedders
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nflags\t\t: fpu sse2 {flags}\n")
+    monkeypatch.setattr(embedders, "CPUINFO", cpuinfo)
+    embedder = SentenceTransformerEmbedder(EmbedderSettings())  # cheap: nothing loaded
+    assert embedder.document_precision == precision
+    assert embedders.cpu_has_native_bf16() == ("bf16" in flags)
