@@ -209,11 +209,11 @@ def _report(result: BenchResult, texts: list[str], speed: dict, quality: dict,
                              "Runtime's transformer optimizer fused no attention on this "
                              "TorchScript export, a dynamo export might let it)")
     if "pytorch bfloat16" in speed:
-        from retrieval.embedders import cpu_has_amx_bf16
+        from retrieval.embedders import auto_document_precision
 
         bf16 = rounds_interval(speed[onnx], speed["pytorch bfloat16"])
         own = rounds_interval(speed["pytorch bfloat16"], base)
-        auto = "bfloat16" if cpu_has_amx_bf16() else "float32"
+        auto = auto_document_precision("cpu")
         result.notes.append(f"{onnx} / PyTorch bf16: {bf16.value:.2f}x (95% interval "
                             f"{_span(bf16)}). PyTorch bf16 / float32: {own.value:.2f}x "
                             f"({_span(own)}); document_precision=auto picks {auto} on this "

@@ -214,7 +214,7 @@ class SentenceTransformerEmbedder:
         """float32 or bfloat16: the setting, with auto resolved for this machine."""
         if self.settings.document_precision != "auto":
             return self.settings.document_precision
-        return "bfloat16" if self.settings.device == "cpu" and cpu_has_amx_bf16() else "float32"
+        return auto_document_precision(self.settings.device)
 
     def document_autocast(self):
         """The context documents are embedded in: bfloat16 autocast, or nothing."""
@@ -341,6 +341,11 @@ def cpu_has_amx_bf16() -> bool:
     dot-products pairs; on such a Xeon bench_embedders measured bf16 at 0.58x-0.90x of
     float32 (bench/RUN_NOTES.md), so ``document_precision=auto`` requires AMX."""
     return _cpu_flag(r"amx_bf16")
+
+
+def auto_document_precision(device: str) -> str:
+    """What ``document_precision=auto`` resolves to on ``device`` of this machine."""
+    return "bfloat16" if device == "cpu" and cpu_has_amx_bf16() else "float32"
 
 
 CPUINFO = Path("/proc/cpuinfo")

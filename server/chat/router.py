@@ -38,8 +38,7 @@ async def create_chat_completion(body: schemas.ChatCompletionRequest, request: R
     chat_request = to_chat_request(body)
     ticket, prepared = await admitted(lorag, tenant,
                                       lambda: lorag.chat.prepare(tenant, chat_request))
-    timing = Timing(started)
-    timing.prepared = time.perf_counter()
+    timing = Timing(started, prepared=time.perf_counter())
     request.state.brand = prepared.brand  # labelled only once known to exist
     metrics.retrieval.labels(tenant, "chat").observe(prepared.retrieval_seconds)
     serving = ChatServing(lorag.chat, metrics, prepared, started)

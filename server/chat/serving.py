@@ -395,9 +395,9 @@ class Timing:
     slot), ``first`` (slot to first token), ``decode`` (first token to the answer),
     ``record`` (the rollout record after it), ``total``."""
 
-    def __init__(self, started: float):
-        self.started = started
-        self.prepared = self.granted = self.answered = started
+    def __init__(self, started: float, prepared: float):
+        self.started, self.prepared = started, prepared
+        self.granted = self.answered = prepared
 
     def header(self, serving: ChatServing) -> str:
         now = time.perf_counter()
