@@ -94,3 +94,21 @@ def test_auto_document_precision_is_bf16_only_where_the_cpu_has_amx(monkeypatch,
     embedder = SentenceTransformerEmbedder(EmbedderSettings())  # cheap: nothing loaded
     assert embedder.document_precision == precision
     assert embedders.cpu_has_native_bf16() == ("bf16" in flags)
+
+
+def test_a_bert_encoder_is_exported_with_its_attention_fused(exported, cache):
+    """MiniLM is a BERT: each layer's attention is one fused op, not masks and Where ops."""
+    import onnx
+
+    (folder,) = [p for p in cache.iterdir()]
+    ops = [node.op_type for node in onnx.load(str(folder / "model.onnx")).graph.node]
+    layers = exported.model[0].auto_model.config.num_hidden_layers
+    assert ops.count("Attention") == layers and "Where" not in ops
+    assert exported.model[0].auto_model.config._attn_implementation != "eager"  # put back
+
+
+def test_texts_embedded_side_by_side_equal_each_text_alone(exported):
+    texts = [f"{text} ({n})" for n, text in enumerate(TEXTS * 3)]
+    alone = np.stack([exported.embed_query(text) for text in texts])
+    assert exported._threads > 1 or pytest.skip("one torch thread: nothing side by side")
+    assert np.array_equal(exported.embed_documents(texts), alone)
