@@ -365,6 +365,15 @@ def auto_document_precision(device: str) -> str:
     return "bfloat16" if device == "cpu" and cpu_has_amx_bf16() else "float32"
 
 
+def embedder_backend(settings: EmbedderSettings) -> str:
+    """The backend ``settings.backend`` names, with auto resolved for this machine: onnx
+    where its int8 path runs (a CPU device, VNNI), sentence-transformers elsewhere."""
+    if settings.backend != "auto":
+        return settings.backend
+    on_vnni_cpu = settings.device == "cpu" and onnx_export.cpu_has_vnni()
+    return "onnx" if on_vnni_cpu else "sentence-transformers"
+
+
 CPUINFO = Path("/proc/cpuinfo")
 
 
@@ -389,6 +398,6 @@ def get_embedder(settings: EmbedderSettings) -> Embedder:
     with _cache_lock:
         embedder = _cache.get(key)
         if embedder is None:
-            embedder = embedders.get(settings.backend, param="embedder")(settings)
+            embedder = embedders.get(embedder_backend(settings), param="embedder")(settings)
             _cache[key] = embedder
         return embedder
