@@ -7,7 +7,8 @@ Speed: the same chunk texts (~120-word windows of the Python documentation) embe
   where the CPU computes bf16 natively (elsewhere it is emulated and slower);
 - lorag's ``onnx`` embedder (``retrieval.embedder.backend=onnx``) at this machine's
   default precision (int8 where the CPU has VNNI, float32 elsewhere), and at float32.
-All share one process, the same torch/ONNX Runtime thread count (the cores), and
+All share one process and the machine's cores (PyTorch with a torch thread per core; ONNX
+with a text per core side by side, each on a single-threaded session call), and
 alternate round by round, which goes first flipping each round. Bar: ONNX docs/s at
 least 2x float32 PyTorch's, by the 95% interval of the rounds' ratios.
 

@@ -17,6 +17,7 @@ import hashlib
 import logging
 import re
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -254,19 +255,17 @@ class OnnxEmbedder(SentenceTransformerEmbedder):
 
     def _load_session(self):
         import onnxruntime
-        import torch
 
         cache = Path(self.settings.onnx_cache_dir) if self.settings.onnx_cache_dir \
             else onnx_export.default_cache_dir()
         path = onnx_export.exported_model(self._model, self.path, self.onnx_precision, cache)
         options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = torch.get_num_threads()  # as the torch backend would
+        # one thread per session call: a call's ops are too small to split across cores
+        # without waiting on each other; texts run side by side instead (_encode)
+        options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
-        # no busy-waiting between ops: the embedder shares the CPU with the engine and other
-        # tenants' requests, where spinning threads take cores from them
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        log.info("loading embedder session=%s precision=%s threads=%d", path,
-                 self.onnx_precision, options.intra_op_num_threads)
+        log.info("loading embedder session=%s precision=%s texts at once=%d", path,
+                 self.onnx_precision, self._threads)
         self._inputs = onnx_export.input_names(self._model)
         return onnxruntime.InferenceSession(str(path), options,
                                             providers=["CPUExecutionProvider"])
@@ -285,15 +284,27 @@ class OnnxEmbedder(SentenceTransformerEmbedder):
     def document_autocast(self):
         return contextlib.nullcontext()
 
+    @property
+    def _threads(self) -> int:
+        return torch_threads()  # as many texts at once as the torch backend has threads
+
     def _encode(self, texts: list[str]) -> np.ndarray:
         """One text per session call: no padding, so every position computed is a real
-        token (on CPU that beats batching), and int8's activation ranges are those of the
-        text alone, so a text's vector never depends on the texts batched with it."""
+        token, and int8's activation ranges are those of the text alone, so a text's
+        vector never depends on the texts embedded with it. Texts are tokenized here (a
+        fast tokenizer must not be shared across threads) and run ``_threads`` at a time:
+        the session is single-threaded and ``run`` is thread-safe, so each core works on
+        its own text with no waiting between ops. The threads are started by the caller,
+        so they inherit its scheduling priority (ingestion's ``embedding_nice``)."""
         self.warm_up()
-        return np.stack([self._encode_one(text) for text in texts])
+        features = [onnx_export.tokenize(self._model, [text]) for text in texts]
+        workers = min(self._threads, len(texts))
+        if workers <= 1:
+            return np.stack([self._vector(f) for f in features])
+        with ThreadPoolExecutor(workers, thread_name_prefix="lorag-onnx") as pool:
+            return np.stack(list(pool.map(self._vector, features)))
 
-    def _encode_one(self, text: str) -> np.ndarray:
-        features = onnx_export.tokenize(self._model, [text])
+    def _vector(self, features: dict) -> np.ndarray:
         feed = {n: features[n].numpy().astype(np.int64) for n in self._inputs}
         (tokens,) = self._session.run(["token_embeddings"], feed)
         pooled = self._pool(tokens[0]) if self._numpy_pooling \
@@ -329,6 +340,12 @@ class OnnxEmbedder(SentenceTransformerEmbedder):
         return features["sentence_embedding"][0].float().numpy()
 
 
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU has any bfloat16 instructions (AMX or AVX512-BF16, per
     /proc/cpuinfo); without them bf16 autocast is emulated and slower than float32."""
@@ -346,6 +363,15 @@ def cpu_has_amx_bf16() -> bool:
 def auto_document_precision(device: str) -> str:
     """What ``document_precision=auto`` resolves to on ``device`` of this machine."""
     return "bfloat16" if device == "cpu" and cpu_has_amx_bf16() else "float32"
+
+
+def embedder_backend(settings: EmbedderSettings) -> str:
+    """The backend ``settings.backend`` names, with auto resolved for this machine: onnx
+    where its int8 path runs (a CPU device, VNNI), sentence-transformers elsewhere."""
+    if settings.backend != "auto":
+        return settings.backend
+    on_vnni_cpu = settings.device == "cpu" and onnx_export.cpu_has_vnni()
+    return "onnx" if on_vnni_cpu else "sentence-transformers"
 
 
 CPUINFO = Path("/proc/cpuinfo")
@@ -372,6 +398,6 @@ def get_embedder(settings: EmbedderSettings) -> Embedder:
     with _cache_lock:
         embedder = _cache.get(key)
         if embedder is None:
-            embedder = embedders.get(settings.backend, param="embedder")(settings)
+            embedder = embedders.get(embedder_backend(settings), param="embedder")(settings)
             _cache[key] = embedder
         return embedder

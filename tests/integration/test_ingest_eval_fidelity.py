@@ -36,7 +36,11 @@ def synthetic(n_docs: int = 40, n_queries: int = 12):
 def test_dense_eval_matches_direct_model_scoring(tmp_path):
     corpus, queries, qrels = synthetic()
     folder = write_beir(tmp_path / "beir", corpus, queries, qrels)
-    app = Lorag(Settings(data_dir=tmp_path / "data", environment="test"))
+    # the reference below is the model's own PyTorch encode: so is lorag's embedder here
+    # (the ONNX backend's fidelity to it is bench_embedders' subject)
+    embedder = {"backend": "sentence-transformers"}
+    app = Lorag(Settings(data_dir=tmp_path / "data", environment="test",
+                         retrieval={"embedder": embedder}))
     app.tenants.create("fidelity")
     result = evaluate(app, "fidelity", folder, ["dense", "lexical", "hybrid"])
     assert all(d.chunks == 1 for d in app.documents.list("fidelity"))

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from lorag.testing.embedder_conformance import TEXTS, cosines
+from retrieval import embedders as embedders_module
 from retrieval import onnx_export
 from retrieval.embedders import OnnxEmbedder, SentenceTransformerEmbedder, get_embedder
 from retrieval.settings import EmbedderSettings
@@ -44,7 +45,8 @@ def test_the_export_is_cached_by_the_model_folder_s_content(exported, settings, 
 
 
 def test_float32_vectors_are_the_pytorch_model_s(exported):
-    torch_side = get_embedder(EmbedderSettings(document_precision="float32"))
+    torch_side = get_embedder(EmbedderSettings(backend="sentence-transformers",
+                                               document_precision="float32"))
     assert isinstance(torch_side, SentenceTransformerEmbedder)
     assert exported.name == torch_side.name and exported.dimension == torch_side.dimension
     assert cosines(exported.embed_documents(list(TEXTS)),
@@ -94,3 +96,32 @@ def test_auto_document_precision_is_bf16_only_where_the_cpu_has_amx(monkeypatch,
     embedder = SentenceTransformerEmbedder(EmbedderSettings())  # cheap: nothing loaded
     assert embedder.document_precision == precision
     assert embedders.cpu_has_native_bf16() == ("bf16" in flags)
+
+
+def test_a_bert_encoder_is_exported_with_its_attention_fused(exported, cache):
+    """MiniLM is a BERT: each layer's attention is one fused op, not masks and Where ops."""
+    import onnx
+
+    (folder,) = [p for p in cache.iterdir()]
+    ops = [node.op_type for node in onnx.load(str(folder / "model.onnx")).graph.node]
+    layers = exported.model[0].auto_model.config.num_hidden_layers
+    assert ops.count("Attention") == layers and "Where" not in ops
+    assert exported.model[0].auto_model.config._attn_implementation != "eager"  # put back
+
+
+def test_texts_embedded_side_by_side_equal_each_text_alone(exported):
+    texts = [f"{text} ({n})" for n, text in enumerate(TEXTS * 3)]
+    alone = np.stack([exported.embed_query(text) for text in texts])
+    assert exported._threads > 1 or pytest.skip("one torch thread: nothing side by side")
+    assert np.array_equal(exported.embed_documents(texts), alone)
+
+
+@pytest.mark.parametrize("vnni, device, backend", [(True, "cpu", OnnxEmbedder),
+                                                    (False, "cpu", SentenceTransformerEmbedder),
+                                                    (True, "cuda", SentenceTransformerEmbedder)])
+def test_the_auto_backend_is_onnx_only_on_a_cpu_with_vnni(monkeypatch, vnni, device, backend):
+    monkeypatch.setattr(onnx_export, "cpu_has_vnni", lambda: vnni)
+    monkeypatch.setattr(embedders_module, "_cache", {})  # built, not loaded: cheap
+    assert type(get_embedder(EmbedderSettings(device=device))) is backend
+    explicit = EmbedderSettings(backend="sentence-transformers", device=device)
+    assert type(get_embedder(explicit)) is SentenceTransformerEmbedder
