@@ -25,8 +25,14 @@
 
    Both give index -1 no contribution. The layout is computed once per index tensor:
    every LoRA layer of a step gets the same indices (hundreds of calls per step).
+3. A whole layer at once: vLLM's CPU punica wrapper runs a LoRA linear layer (q/k/v
+   merged: 3 slices) as a shrink op then an expand op per slice, each re-expanding the
+   step's indices. :func:`add_lora_linear` replaces ``PunicaWrapperCPU.add_lora_linear``:
+   rows laid out once per layer for all slices, and a slice that none of the batch's
+   adapters has weights for (k, for adapters on q and v) skipped, as recorded when vLLM
+   activates an adapter (:func:`_activating`).
 
-Nothing happens at import. ``apply`` is registered as a vLLM general plugin (the
+Nothing happens at import. ``apply`` (all of the above) is registered as a vLLM general plugin (the
 ``vllm.general_plugins`` entry point in pyproject.toml), which vLLM itself calls in each
 process it starts (the engine core, its workers, in-process engines) before a model is
 built, so the ops are installed where they run; it takes the path from ``PATH_ENV``,
