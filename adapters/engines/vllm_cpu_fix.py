@@ -224,6 +224,8 @@ def _record_slot(manager, lora_id: int) -> None:
         a_stacked, b_stacked = getattr(module, "lora_a_stacked", None), getattr(module, "lora_b_stacked", None)
         if not isinstance(b_stacked, tuple) or not isinstance(a_stacked, tuple):
             continue
+        if b_stacked and b_stacked[0].device.type != "cpu":  # GPU builds: Triton, no skipping
+            continue
         for a, b in zip(a_stacked, b_stacked):
             _filled.setdefault(b.data_ptr(), {})[slot] = bool(a[slot].any()) and bool(b[slot].any())
 
