@@ -52,7 +52,7 @@ _ids = itertools.count()
 def sizes(opts: Options, model: str | None, max_loras: int = MAX_LORAS,
           lora_ops: str = "auto") -> dict:
     size = opts.pick(
-        full=dict(model="smollm2", requests=32, max_tokens=32, rounds=6, cold=5),
+        full=dict(model="smollm2", requests=32, max_tokens=32, rounds=14, cold=5),
         quick=dict(model="smollm2", requests=32, max_tokens=16, rounds=4, cold=2),
         tiny=dict(model="tiny", requests=8, max_tokens=8, rounds=2, cold=2))
     return {**size, "model": model or size["model"], "max_loras": max_loras,
