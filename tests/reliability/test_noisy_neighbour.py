@@ -46,7 +46,7 @@ FAIR = {"LORAG_LIMITS__SCHEDULING": "fair", "LORAG_LIMITS__GENERATION_SLOTS": "6
         "LORAG_LIMITS__EMBEDDING_SLICE": "16"}
 UNFAIR = {"LORAG_LIMITS__SCHEDULING": "fifo", "LORAG_LIMITS__EMBEDDING_SLICE": "512",
           "LORAG_LIMITS__EMBEDDING_SHARE_WHILE_CHATTING": "1", "LORAG_LIMITS__EMBEDDING_NICE": "0"}
-NOISY_LIMITS = {"max_concurrent_generations": 2, "requests_per_minute": 1200}
+NOISY_LIMITS = {"max_concurrent_generations": 1, "requests_per_minute": 1200}
 
 
 class Outcomes:
