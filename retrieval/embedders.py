@@ -275,7 +275,7 @@ class OnnxEmbedder(SentenceTransformerEmbedder):
         """int8 or float32: the setting, with auto resolved for this machine."""
         if self.settings.onnx_precision != "auto":
             return self.settings.onnx_precision
-        return "int8" if onnx_export.cpu_has_vnni() else "float32"
+        return "int8" if cpu_has_vnni() else "float32"
 
     @property
     def document_precision(self) -> str:
@@ -286,7 +286,10 @@ class OnnxEmbedder(SentenceTransformerEmbedder):
 
     @property
     def _threads(self) -> int:
-        return torch_threads()  # as many texts at once as the torch backend has threads
+        """As many texts at once as the torch backend has threads."""
+        import torch
+
+        return torch.get_num_threads()
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         """One text per session call: no padding, so every position computed is a real
@@ -340,12 +343,6 @@ class OnnxEmbedder(SentenceTransformerEmbedder):
         return features["sentence_embedding"][0].float().numpy()
 
 
-def torch_threads() -> int:
-    import torch
-
-    return torch.get_num_threads()
-
-
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU has any bfloat16 instructions (AMX or AVX512-BF16, per
     /proc/cpuinfo); without them bf16 autocast is emulated and slower than float32."""
@@ -360,6 +357,12 @@ def cpu_has_amx_bf16() -> bool:
     return _cpu_flag(r"amx_bf16")
 
 
+def cpu_has_vnni() -> bool:
+    """Whether this CPU has int8 dot-product instructions (AVX512-VNNI or AVX-VNNI), where
+    int8 inference beats float32; elsewhere it does not."""
+    return _cpu_flag(r"avx512_vnni|avx_vnni")
+
+
 def auto_document_precision(device: str) -> str:
     """What ``document_precision=auto`` resolves to on ``device`` of this machine."""
     return "bfloat16" if device == "cpu" and cpu_has_amx_bf16() else "float32"
@@ -370,7 +373,7 @@ def embedder_backend(settings: EmbedderSettings) -> str:
     where its int8 path runs (a CPU device, VNNI), sentence-transformers elsewhere."""
     if settings.backend != "auto":
         return settings.backend
-    on_vnni_cpu = settings.device == "cpu" and onnx_export.cpu_has_vnni()
+    on_vnni_cpu = settings.device == "cpu" and cpu_has_vnni()
     return "onnx" if on_vnni_cpu else "sentence-transformers"
 
 

@@ -30,7 +30,6 @@ import contextlib
 import hashlib
 import logging
 import os
-import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -43,16 +42,6 @@ EXPORT_VERSION = "2"  # part of the cache key: a change to how exports are made 
 # are exported and quantized unfused (ONNX Runtime's load-time optimizations only)
 FUSED_MODEL_TYPES = frozenset({"bert", "roberta", "xlm-roberta"})
 _digests: dict[Path, str] = {}
-
-
-def cpu_has_vnni() -> bool:
-    """Whether this CPU has int8 dot-product instructions (AVX512-VNNI or AVX-VNNI, per
-    /proc/cpuinfo), where int8 inference beats float32; elsewhere it does not."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return bool(re.search(r"\b(avx512_vnni|avx_vnni)\b", flags))
 
 
 def default_cache_dir() -> Path:

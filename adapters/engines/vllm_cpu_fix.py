@@ -44,6 +44,7 @@ that runs. ``VLLM_PLUGINS``, when set, must name ``lorag_cpu_lora_ops``.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 
@@ -305,10 +306,7 @@ def add_lora_linear(self, y, x, lora_a_stacked, lora_b_stacked, scale, output_sl
     layout = _Layout.of(self.token_lora_indices[: x.shape[0]])
     if not layout.slots:
         return
-    offsets, start = [], 0
-    for size in output_slices:
-        offsets.append((start, size))
-        start += size
+    offsets = list(zip(itertools.accumulate(output_slices, initial=0), output_slices))
     with _one_thread():
         _LINEAR_PATHS[layout.path()](flat, x, lora_a_stacked, lora_b_stacked, scale, offsets, layout)
 

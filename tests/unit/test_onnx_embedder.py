@@ -56,7 +56,7 @@ def test_float32_vectors_are_the_pytorch_model_s(exported):
 
 @pytest.mark.parametrize("vnni, precision", [(True, "int8"), (False, "float32")])
 def test_auto_precision_is_int8_only_where_the_cpu_has_vnni(monkeypatch, vnni, precision):
-    monkeypatch.setattr(onnx_export, "cpu_has_vnni", lambda: vnni)
+    monkeypatch.setattr(embedders_module, "cpu_has_vnni", lambda: vnni)
     embedder = OnnxEmbedder(EmbedderSettings(backend="onnx"))  # cheap: nothing loaded
     assert embedder.onnx_precision == precision == embedder.document_precision
     chosen = OnnxEmbedder(EmbedderSettings(backend="onnx", onnx_precision="float32"))
@@ -120,7 +120,7 @@ def test_texts_embedded_side_by_side_equal_each_text_alone(exported):
                                                     (False, "cpu", SentenceTransformerEmbedder),
                                                     (True, "cuda", SentenceTransformerEmbedder)])
 def test_the_auto_backend_is_onnx_only_on_a_cpu_with_vnni(monkeypatch, vnni, device, backend):
-    monkeypatch.setattr(onnx_export, "cpu_has_vnni", lambda: vnni)
+    monkeypatch.setattr(embedders_module, "cpu_has_vnni", lambda: vnni)
     monkeypatch.setattr(embedders_module, "_cache", {})  # built, not loaded: cheap
     assert type(get_embedder(EmbedderSettings(device=device))) is backend
     explicit = EmbedderSettings(backend="sentence-transformers", device=device)
