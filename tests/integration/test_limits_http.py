@@ -118,7 +118,13 @@ def test_a_limit_set_by_the_cli_applies_to_the_running_server(server, keys):
                            "--requests-per-minute", "1"], env=env, capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0, done.stderr
-    deadline = time.monotonic() + 30  # refresh_seconds is 0.5
+    # the server reads overrides every refresh_seconds: wait until it has the CLI's (its
+    # effective limits), not for a clock; chats sent before that ran under no limit
+    admin = httpx.Client(base_url=server.url, headers=server.admin_headers, timeout=30)
+    deadline = time.monotonic() + 30
+    while admin.get("/admin/tenants/cli/limits").json()["effective"]["requests_per_minute"] != 1:
+        assert time.monotonic() < deadline, "the running server never took the CLI's limit"
+        time.sleep(0.1)
     statuses: list[int] = []
     while 429 not in statuses and time.monotonic() < deadline:
         statuses.append(chat(server, keys["cli"]).status_code)
