@@ -59,6 +59,14 @@ class LoraOpPath(StrEnum):
     BATCHED = "batched"  # one batched product over every adapter's tokens, padded per adapter
 
 
+class EngineCoreCpus(StrEnum):
+    """Where vLLM's engine core process runs on a CPU machine (adapters/engines/cpu_affinity.py)."""
+
+    AUTO = "auto"  # worker when fewer than MIN_FREE_CPUS cores are left outside the worker's
+    WORKER = "worker"  # on the worker's cores: the two take turns every step
+    ANY = "any"  # wherever the OS puts it
+
+
 class EngineSettings(BaseModel):
     backend: str = Field("vllm", description="Registered InferenceEngine name (vllm, peft, "
                                              "remote).")
@@ -91,6 +99,16 @@ class EngineSettings(BaseModel):
                           "8-token answer in ~31 ms against ~590 ms in-process, tiny model); "
                           "False starts it in-process, for tests. An explicit "
                           "VLLM_ENABLE_V1_MULTIPROCESSING in the environment wins.")
+    engine_core_cpus: EngineCoreCpus = Field(
+        EngineCoreCpus.AUTO,
+        description="CPU machines: where vLLM's engine core process runs. It busy-waits "
+                    "(sched_yield) on its worker while the worker computes a step, and the "
+                    "worker busy-waits on it while it schedules the next, so during "
+                    "generation the pair holds two cores whatever the load. worker puts the "
+                    "engine core on the worker's cores (they take turns each step), leaving "
+                    "the other cores to lorag's HTTP, retrieval and ingestion; any leaves it "
+                    "to the OS; auto takes worker when fewer than 2 cores are left outside "
+                    "the worker's (a 2-core machine), else any. GPU builds ignore it.")
     enforce_eager: bool = Field(
         True, description="Run vLLM without torch.compile / CUDA graphs: starts in seconds; "
                           "set False on GPUs for throughput.")

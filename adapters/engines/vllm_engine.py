@@ -20,6 +20,7 @@ from typing import AsyncIterator
 
 from adapters.engines.protocol import (AdapterRef, EngineFeature, GenerationChunk,
                                       GenerationRequest, Sampling, TokenLogprob)
+from adapters.engines.cpu_affinity import place_engine_core
 from adapters.engines.vllm_cpu_fix import install_lora_ops
 from adapters.engines.common import (AdapterSnapshots, ChatPrompts, InFlight, adapter_label,
                                      check_logit_bias, prompt_text, room_for)
@@ -107,12 +108,22 @@ class VLLMEngine(ChatPrompts):
             raise
         except Exception as exc:
             raise ServerError(f"vLLM failed to start on {self.model}: {exc}") from exc
+        self._place_engine_core()
         self.loop = asyncio.get_running_loop()
         self._snapshots = AdapterSnapshots(self.work_dir / "vllm-loras")
         async for _ in self.generate(GenerationRequest("warm-up", prompt="Hello",
                                                        sampling=Sampling(max_tokens=1))):
             pass
         log.info("vLLM engine ready model=%s in %.1f s", self.model, time.perf_counter() - started)
+
+    def _place_engine_core(self) -> None:
+        import psutil
+
+        try:
+            place_engine_core(self.settings.engine_core_cpus)
+        except (OSError, psutil.Error) as exc:  # it stays where the OS put it
+            log.warning("vLLM engine core left where it runs (engine.engine_core_cpus=%s): %s",
+                        self.settings.engine_core_cpus, exc)
 
     def _engine_args(self) -> dict:
         s = self.settings

@@ -4,17 +4,20 @@
 The engine runs in its own process, as ``lorag serve`` runs it (the other engine tests run
 it in-process, where the test's own allocations would be counted too). With
 ``max_cpu_loras`` 2 and a new adapter id for every request, every request is a cold
-load: vLLM reads the adapter from disk and evicts another from its host cache.
+load: vLLM reads the adapter from disk and evicts another from its host cache. The same
+engine shows where its engine core process was placed (``engine.engine_core_cpus``).
 """
 
 import asyncio
+import os
 
 import psutil
 import pytest
 
 from adapters.engines import build_engine
+from adapters.engines.cpu_affinity import MIN_FREE_CPUS, place_engine_core
 from adapters.engines.protocol import AdapterRef
-from adapters.settings import EngineSettings
+from adapters.settings import EngineCoreCpus, EngineSettings
 from lorag.testing.engine_conformance import collect, request
 
 pytest.importorskip("vllm")
@@ -72,3 +75,29 @@ def test_engine_rss_stays_flat_over_cold_adapter_loads(engine, tiny_lora_factory
     end = engine_rss_mib()
     assert built.stats()["adapter_loads"] == WARM_LOADS + LOADS  # every one a new adapter
     assert end <= first * GROWTH, f"engine RSS {first:.0f} MiB -> {end:.0f} MiB over {LOADS} loads"
+
+
+def engine_processes() -> tuple[psutil.Process, list[psutil.Process]]:
+    children = psutil.Process().children(recursive=True)
+    return ([c for c in children if "EngineCore" in c.name()][0],
+            [c for c in children if "Worker" in c.name()])
+
+
+def thread_cpus(process: psutil.Process) -> list[set[int]]:
+    return [os.sched_getaffinity(thread.id) for thread in process.threads()]
+
+
+def test_the_engine_core_shares_the_workers_cores_when_the_machine_has_none_to_spare(engine):
+    """engine.engine_core_cpus: auto (the default, applied at warm-up) puts the engine core
+    on its worker's cores when fewer than MIN_FREE_CPUS are left outside them; worker
+    always does; any leaves it alone."""
+    core, workers = engine_processes()
+    worker_cpus = set().union(*(cpus for w in workers for cpus in thread_cpus(w)))
+    free = set(os.sched_getaffinity(0)) - worker_cpus
+    if len(free) < MIN_FREE_CPUS:
+        assert all(cpus == worker_cpus for cpus in thread_cpus(core))
+    else:
+        assert all(cpus == set(os.sched_getaffinity(0)) for cpus in thread_cpus(core))
+    assert place_engine_core(EngineCoreCpus.ANY) is None
+    assert place_engine_core(EngineCoreCpus.WORKER) == sorted(worker_cpus)
+    assert all(cpus == worker_cpus for cpus in thread_cpus(core))
