@@ -45,8 +45,7 @@ class OnnxEncoding:
 
 
 def session(model: bytes | str):
-    """An ONNX Runtime session of ``model`` (bytes or a path), as every embedder runs one:
-    single-threaded, texts run side by side instead (``OnnxEncoder``)."""
+    """An ONNX Runtime session of ``model`` (bytes or a path), as every embedder runs one."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()

@@ -4,9 +4,10 @@ Ray ingress).
 Loading, normalising, PII screening, hashing and chunking run as in local ingestion
 (``ingest/service.py``, unchanged); only the embedding of each commit group goes to the
 cluster: one Ray Data ``map_batches`` run over an actor pool whose callable class loads the
-embedder once per actor. Each run starts its actors afresh (a new worker process that
-imports torch and sentence-transformers, then loads the model: ~9 s a run in the quiet
-benchmark of bbb8ad9 on 2 cores), so a commit group is embedded by one run: the fair
+embedder once per actor. Each run starts its actors afresh (a worker process that
+imports Ray Data, then loads the embedder: with the ONNX embedder the driver's
+``OnnxEncoding``, ~2 s a run on 2 cores; torch and sentence-transformers otherwise, ~9 s
+more), so a commit group is embedded by one run: the fair
 scheduler's embedding slice (``limits.embedding_slice``, 64 chunks for local ingestion)
 is the whole commit group here. The group's vectors come back in row order and the tenant
 store's single writer commits them in one transaction, so the hash skip (unchanged
