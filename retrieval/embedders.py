@@ -25,7 +25,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from lorag.core.plugins import Registry
-from retrieval import onnx_export
+from retrieval import onnx_encoder, onnx_export
 from retrieval.settings import EmbedderSettings
 
 log = logging.getLogger(__name__)
@@ -67,6 +67,9 @@ class Embedder(Protocol):
 embedders: Registry[Embedder] = Registry("embedder")
 
 _WORD = re.compile(r"\w+|[^\w\s]")
+# texts on which a tokenizers copy of a model's tokenizer must tokenize as the model does
+# (OnnxEmbedder.encoding): spaces around, case and accents, CJK, controls, an empty text
+TOKENIZER_PROBES = ("  Spaces around  ", "UPPER Case Ünïcödé 日本語 🙂", "a\tb\nc", "")
 
 
 @embedders.register("fake")
@@ -246,6 +249,7 @@ class OnnxEmbedder(SentenceTransformerEmbedder):
         super().__init__(settings)
         self._session = None
         self._inputs: list[str] = []
+        self._onnx_path: Path | None = None
 
     def warm_up(self) -> None:
         super().warm_up()
@@ -254,21 +258,47 @@ class OnnxEmbedder(SentenceTransformerEmbedder):
                 self._session = self._load_session()
 
     def _load_session(self):
-        import onnxruntime
-
         cache = Path(self.settings.onnx_cache_dir) if self.settings.onnx_cache_dir \
             else onnx_export.default_cache_dir()
         path = onnx_export.exported_model(self._model, self.path, self.onnx_precision, cache)
-        options = onnxruntime.SessionOptions()
-        # one thread per session call: a call's ops are too small to split across cores
-        # without waiting on each other; texts run side by side instead (_encode)
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
         log.info("loading embedder session=%s precision=%s texts at once=%d", path,
                  self.onnx_precision, self._threads)
         self._inputs = onnx_export.input_names(self._model)
-        return onnxruntime.InferenceSession(str(path), options,
-                                            providers=["CPUExecutionProvider"])
+        self._onnx_path = path
+        return onnx_encoder.session(str(path))
+
+    def encoding(self) -> onnx_encoder.OnnxEncoding | None:
+        """What ``embed_documents`` runs, for a process that embeds without torch or
+        sentence-transformers (``onnx_encoder.OnnxEncoder``; a Ray Data embedding actor).
+        None where the model's pooling does not run in numpy, or where its tokenizer has no
+        exact ``tokenizers`` copy (``_tokenizer_copy``): such a process loads the embedder."""
+        self.warm_up()
+        tokenizer = self._tokenizer_copy() if self._numpy_pooling else None
+        if tokenizer is None:
+            return None
+        return onnx_encoder.OnnxEncoding(
+            name=self.name, precision=self.onnx_precision, model=self._onnx_path.read_bytes(),
+            tokenizer=tokenizer.to_str(), inputs=tuple(self._inputs),
+            pooling=self._numpy_pooling)
+
+    def _tokenizer_copy(self):
+        """The model's fast tokenizer as a ``tokenizers.Tokenizer`` that tokenizes one text as
+        the model does (no padding, truncated at its sequence length), checked on the probe
+        texts and one past the sequence length; None if it tokenizes any of them otherwise."""
+        from tokenizers import Tokenizer
+
+        tokenizer = Tokenizer.from_str(self._model.tokenizer.backend_tokenizer.to_str())
+        tokenizer.no_padding()
+        tokenizer.enable_truncation(int(self._model.max_seq_length))
+        too_long = " ".join(["word"] * 2 * int(self._model.max_seq_length))
+        for text in (*TOKENIZER_PROBES, too_long):
+            ours = onnx_encoder.feed(tokenizer.encode(text), tuple(self._inputs))
+            model = onnx_export.tokenize(self._model, [text])
+            if any(not np.array_equal(ours[n], model[n].numpy()) for n in self._inputs):
+                log.warning("embedder model=%s: a tokenizers copy of its tokenizer tokenizes "
+                            "%r otherwise: no torch-free encoding", self.path, text[:40])
+                return None
+        return tokenizer
 
     @cached_property
     def onnx_precision(self) -> str:
@@ -310,9 +340,9 @@ class OnnxEmbedder(SentenceTransformerEmbedder):
     def _vector(self, features: dict) -> np.ndarray:
         feed = {n: features[n].numpy().astype(np.int64) for n in self._inputs}
         (tokens,) = self._session.run(["token_embeddings"], feed)
-        pooled = self._pool(tokens[0]) if self._numpy_pooling \
+        pooled = onnx_encoder.pool(tokens[0], self._numpy_pooling) if self._numpy_pooling \
             else self._torch_pool(features, tokens)
-        return pooled / max(float(np.linalg.norm(pooled)), 1e-12)
+        return onnx_encoder.normalised(pooled)
 
     @cached_property
     def _numpy_pooling(self) -> str | None:
@@ -326,12 +356,6 @@ class OnnxEmbedder(SentenceTransformerEmbedder):
             return None
         mode = modules[0].get_config_dict().get("pooling_mode")
         return mode if mode in ("mean", "cls", "max") else None
-
-    def _pool(self, tokens: np.ndarray) -> np.ndarray:
-        """Pooling of one text's (tokens, dimension) output, which has no padding."""
-        mode = self._numpy_pooling
-        return tokens[0] if mode == "cls" else tokens.max(axis=0) if mode == "max" \
-            else tokens.mean(axis=0)
 
     def _torch_pool(self, features: dict, tokens: np.ndarray) -> np.ndarray:
         import torch

@@ -75,6 +75,9 @@ class GenerationRequest:
     messages: tuple[dict, ...] | None = None
     sampling: Sampling = Sampling()
     adapter: AdapterRef | None = None
+    # the caller uses the answer only whole (a non-streamed reply): an engine whose chunks
+    # cross processes may hold them back and send them together (the Ray engine replica)
+    whole: bool = False
 
 
 @dataclass(frozen=True)

@@ -262,16 +262,18 @@ class ChatService:
                  NOTHING_FOUND, NOTHING_FITS]
         return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
-    async def generate(self, prepared: PreparedChat, choice: int = 0) -> AsyncIterator[GenerationChunk]:
+    async def generate(self, prepared: PreparedChat, choice: int = 0, *,
+                       whole: bool = False) -> AsyncIterator[GenerationChunk]:
         """Stream the engine's chunks of answer ``choice`` (0 .. n-1: each its own engine
         request, a given seed advanced by ``choice``); a consumer that stops early
-        (client gone, cancellation) aborts the engine request so its slot is freed."""
+        (client gone, cancellation) aborts the engine request so its slot is freed.
+        ``whole``: the consumer uses the answer only whole (``GenerationRequest.whole``)."""
         sampling = prepared.sampling
         if choice and sampling.seed is not None:
             sampling = replace(sampling, seed=sampling.seed + choice)
         request_id = prepared.request_id if choice == 0 else f"{prepared.request_id}-{choice}"
         request = GenerationRequest(request_id=request_id, prompt=prepared.prompt,
-                                    sampling=sampling, adapter=prepared.adapter)
+                                    sampling=sampling, adapter=prepared.adapter, whole=whole)
         finished = False
         try:
             async for chunk in self.engine.generate(request):
@@ -286,7 +288,7 @@ class ChatService:
         prepared = await self.prepare(tenant_id, request)
         parts: list[str] = []
         last: GenerationChunk | None = None
-        async for chunk in self.generate(prepared):
+        async for chunk in self.generate(prepared, whole=True):
             parts.append(chunk.text)
             last = chunk
         text, verdict = await self.check(prepared, "".join(parts), streamed=False)

@@ -4,9 +4,10 @@ Ray ingress).
 Loading, normalising, PII screening, hashing and chunking run as in local ingestion
 (``ingest/service.py``, unchanged); only the embedding of each commit group goes to the
 cluster: one Ray Data ``map_batches`` run over an actor pool whose callable class loads the
-embedder once per actor. Each run starts its actors afresh (a new worker process that
-imports torch and sentence-transformers, then loads the model: ~9 s a run in the quiet
-benchmark of bbb8ad9 on 2 cores), so a commit group is embedded by one run: the fair
+embedder once per actor. Each run starts its actors afresh (a worker process that
+imports Ray Data, then loads the embedder: with the ONNX embedder the driver's
+``OnnxEncoding``, ~2 s a run on 2 cores; torch and sentence-transformers otherwise, ~9 s
+more), so a commit group is embedded by one run: the fair
 scheduler's embedding slice (``limits.embedding_slice``, 64 chunks for local ingestion)
 is the whole commit group here. The group's vectors come back in row order and the tenant
 store's single writer commits them in one transaction, so the hash skip (unchanged
@@ -22,10 +23,12 @@ import logging
 import time
 
 import numpy as np
+import ray
 
 from adapters.engines.protocol import InferenceEngine
 from lorag.app.container import Lorag
 from lorag.app.settings import RaySettings, Settings
+from retrieval.embedders import OnnxEmbedder, get_embedder
 from retrieval.settings import EmbedderSettings
 
 log = logging.getLogger(__name__)
@@ -36,9 +39,21 @@ UNSLICED = 2**40
 
 
 class EmbedBatch:
-    """The map_batches callable: one embedder per actor, loaded when the actor starts."""
+    """The map_batches callable: one embedder per actor, loaded when the actor starts.
 
-    def __init__(self, settings: EmbedderSettings, threads: int):
+    ``encoding``: the driver's ``OnnxEncoding`` in the object store, which the actor runs
+    with onnxruntime and tokenizers only (well under a second to start, on any node: the
+    graph's bytes come through the object store, no shared filesystem or export cache
+    needed). None: the actor builds the embedder of ``settings`` (torch and
+    sentence-transformers, ~9 s of CPU to import)."""
+
+    def __init__(self, settings: EmbedderSettings, encoding: ray.ObjectRef | None,
+                 threads: int):
+        if encoding is not None:
+            from retrieval.onnx_encoder import OnnxEncoder
+
+            self.embedder = OnnxEncoder(ray.get(encoding), threads)
+            return
         import torch
 
         from retrieval.embedders import get_embedder
@@ -59,6 +74,7 @@ class RayDataEmbedding:
         self.embedder = embedder
         self.settings = settings
         self.runs = 0  # Ray Data runs started (each starts the actor pool)
+        self._encoding: tuple[str, ray.ObjectRef | None] | None = None  # (job id, ref)
 
     def __call__(self, texts: list[str]) -> np.ndarray:
         import ray.data
@@ -68,7 +84,8 @@ class RayDataEmbedding:
         s = self.settings
         rows = ray.data.from_items([{"row": i, "text": text} for i, text in enumerate(texts)])
         embedded = rows.map_batches(
-            EmbedBatch, fn_constructor_args=(self.embedder, max(1, int(s.ingest_embed_num_cpus))),
+            EmbedBatch, fn_constructor_args=(self.embedder, self.encoding(),
+                                             max(1, int(s.ingest_embed_num_cpus))),
             batch_size=s.ingest_batch_size, num_cpus=s.ingest_embed_num_cpus,
             compute=ray.data.ActorPoolStrategy(size=s.ingest_embed_actors),
             batch_format="numpy")
@@ -80,6 +97,20 @@ class RayDataEmbedding:
         log.info("Ray Data embedded %d chunks in %.1f s", len(texts),
                  time.perf_counter() - started)
         return vectors
+
+    def encoding(self) -> ray.ObjectRef | None:
+        """This process' ONNX embedder as an ``OnnxEncoding`` in the object store, put once
+        per Ray job (None: not an ONNX embedder, or none torch-free; the actors load the
+        embedder). The actors' vectors are then this process' own: same graph (the int8 or
+        float32 precision chosen here), same tokenizer, same pooling."""
+        job = ray.get_runtime_context().get_job_id()
+        if self._encoding is None or self._encoding[0] != job:
+            embedder = get_embedder(self.embedder)
+            found = embedder.encoding() if isinstance(embedder, OnnxEmbedder) else None
+            self._encoding = (job, ray.put(found) if found is not None else None)
+            log.info("Ray Data embedding actors load %s", "the ONNX encoding of %s (%s)" % (
+                found.name, found.precision) if found else f"the {type(embedder).__name__}")
+        return self._encoding[1]
 
 
 def ray_ingestion(settings: Settings, *, engine: InferenceEngine | None = None) -> Lorag:

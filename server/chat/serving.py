@@ -49,7 +49,7 @@ class ChatServing:
 
     async def complete(self) -> schemas.ChatCompletion:
         answers = [_Answer(i) for i in range(self.prepared.n)]
-        async for index, chunk in self._merged():
+        async for index, chunk in self._merged(whole=True):
             answers[index].add(chunk)
         choices, verdict = [], None
         for answer in answers:
@@ -104,18 +104,19 @@ class ChatServing:
             yield sse_error(exc)
         yield "data: [DONE]\n\n"
 
-    async def _merged(self) -> AsyncIterator[tuple[int, Any]]:
+    async def _merged(self, whole: bool = False) -> AsyncIterator[tuple[int, Any]]:
         """(choice, chunk) of the ``n`` answers as they come; stopping early (or a
-        failing answer) cancels the others, which aborts their engine requests."""
+        failing answer) cancels the others, which aborts their engine requests.
+        ``whole``: a non-streamed reply (``GenerationRequest.whole``)."""
         if self.prepared.n == 1:
-            async for chunk in self._chunks(0):
+            async for chunk in self._chunks(0, whole):
                 yield 0, chunk
             return
         queue: asyncio.Queue = asyncio.Queue()
 
         async def pump(index: int) -> None:
             try:
-                async for chunk in self._chunks(index):
+                async for chunk in self._chunks(index, whole):
                     await queue.put((index, chunk, None))
                 await queue.put((index, None, None))
             except Exception as exc:
@@ -137,10 +138,10 @@ class ChatServing:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _chunks(self, index: int) -> AsyncIterator[Any]:
+    async def _chunks(self, index: int, whole: bool) -> AsyncIterator[Any]:
         tenant, brand = self.prepared.tenant_id, self.prepared.brand
         try:
-            async for chunk in self.chat.generate(self.prepared, index):
+            async for chunk in self.chat.generate(self.prepared, index, whole=whole):
                 if self._first and (chunk.text or chunk.finish_reason):
                     self.first_token_at = time.perf_counter()
                     self.metrics.ttft.labels(tenant, brand).observe(self.first_token_at - self.started)

@@ -64,7 +64,7 @@ class ResponseServing:
 
     async def complete(self) -> dict:
         parts, last = [], None
-        async for chunk in self.chat.generate(self.prepared.chat):
+        async for chunk in self.chat.generate(self.prepared.chat, whole=True):
             parts.append(chunk.text)
             last = self.last = chunk
         text, _ = await self.chat.check(self.prepared.chat, "".join(parts), streamed=False)

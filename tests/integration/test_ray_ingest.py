@@ -40,18 +40,21 @@ def ingested(app: Lorag) -> dict[str, dict[str, np.ndarray]]:
             for doc_id in sorted(store.document_hashes())}
 
 
-def settings(data_dir: Path, **ray_settings) -> Settings:
+def settings(data_dir: Path, backend: str = "auto", **ray_settings) -> Settings:
     """float32 embedding: bfloat16 (the default where the CPU has it) rounds differently
-    in differently composed batches, ~1e-3 apart; float32 shows the vectors are the same."""
-    embedder = EmbedderSettings(document_precision="float32")
+    in differently composed batches, ~1e-3 apart; float32 shows the vectors are the same.
+    ``backend`` the same on both sides: ONNX (auto on a VNNI CPU) embeds in the actors
+    from the driver's OnnxEncoding, sentence-transformers loads the embedder there."""
+    embedder = EmbedderSettings(backend=backend, document_precision="float32")
     return Settings(data_dir=data_dir, environment="test",
                     retrieval=RetrievalSettings(embedder=embedder),
                     ray=RaySettings(**ray_settings))
 
 
-def test_ray_data_ingestion_stores_what_local_ingestion_stores(cluster, tmp_path):
-    local = Lorag(settings(tmp_path / "local"))
-    on_ray = ray_ingestion(settings(tmp_path / "ray", ingest_batch_size=16,
+@pytest.mark.parametrize("backend", ["onnx", "sentence-transformers"])
+def test_ray_data_ingestion_stores_what_local_ingestion_stores(cluster, tmp_path, backend):
+    local = Lorag(settings(tmp_path / "local", backend))
+    on_ray = ray_ingestion(settings(tmp_path / "ray", backend, ingest_batch_size=16,
                                     ingest_commit_chunks=32))
     try:
         for app in (local, on_ray):
@@ -59,6 +62,8 @@ def test_ray_data_ingestion_stores_what_local_ingestion_stores(cluster, tmp_path
         expected = local.documents.ingest("acme", [CORPUS])
         report = on_ray.documents.ingest("acme", [CORPUS])
         assert report.failed == expected.failed == 0
+        encoding = on_ray.documents.embed_documents.encoding()  # what the actors loaded
+        assert (encoding is not None) == (backend == "onnx")
         assert (report.added, report.chunks_embedded) == (expected.added, expected.chunks_embedded)
         assert report.added == len(list(CORPUS.glob("*.md")))
         ours, theirs = ingested(on_ray), ingested(local)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -191,11 +192,12 @@ def engine_replicas() -> dict[str, dict]:
 
 
 def test_a_replica_killed_mid_request_is_replaced_and_its_requests_still_answer(stack, loop):
-    """Non-streaming requests (collected whole) are generating on the replicas; the
-    replica that holds some of them, as its own streamed items say, is killed. Each of
-    its requests runs again on the other replica and is resumed after the tokens already
-    produced (greedy: reproducible), so every request answers what the local engine
-    answers; Serve starts a replica in place of the dead one."""
+    """Non-streaming requests (collected whole; half of them flagged ``whole``, which the
+    replica sends as its first chunks, then the rest at the end) are generating on the
+    replicas; the replica that holds some of them, as its own streamed items say, is
+    killed. Each of its requests runs again on the other replica and is resumed after the
+    tokens already produced (greedy: reproducible), so every request answers what the
+    local engine answers; Serve starts a replica in place of the dead one."""
     client, local, refs = stack["client"], stack["local"], stack["refs"]
     names = "ab" * 4
     expected = {name: tokens(loop, local, refs[name], max_tokens=MANY) for name in "ab"}
@@ -203,7 +205,8 @@ def test_a_replica_killed_mid_request_is_replaced_and_its_requests_still_answer(
     assert len(before) == 2
 
     async def scenario() -> tuple[str, list[str], list[list[int]]]:
-        requests = [request(refs[name], max_tokens=MANY) for name in names]
+        requests = [replace(request(refs[name], max_tokens=MANY), whole=i < len(names) // 2)
+                    for i, name in enumerate(names)]
         running = [asyncio.ensure_future(collect(client, r)) for r in requests]
         deadline = loop.time() + 300
         while not client.in_flight():  # the first chunks have come back

@@ -362,3 +362,17 @@ def test_the_template_hash_follows_the_engines_chat_template():
     changed, _, changed_engine = Setup().build()
     changed_engine.render_chat = lambda messages: "|".join(m["content"] for m in messages)
     assert run(changed.prepare("acme", ask())).template_sha256 != before
+
+
+def test_only_a_non_streamed_reply_asks_the_engine_for_its_answer_whole():
+    """GenerationRequest.whole: complete() sets it (an engine across processes may then
+    send the chunks together), a stream does not."""
+    service, _, engine = Setup().build()
+
+    async def complete_then_stream():
+        await service.complete("acme", ask())
+        prepared = await service.prepare("acme", ask())
+        return [chunk async for chunk in service.generate(prepared)]
+
+    assert run(complete_then_stream())
+    assert [request.whole for request in engine.requests] == [True, False]

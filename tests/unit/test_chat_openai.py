@@ -156,10 +156,12 @@ def http(tmp_path):
 
 
 def test_http_n_choices_logprobs_and_streamed_choices(http):
-    client, _ = http
+    client, container = http
     body = {"model": "support", "messages": [{"role": "user", "content": "hi"}], "n": 2,
             "logprobs": True, "top_logprobs": 1}
     response = client.post("/v1/chat/completions", json=body).json()
+    # a non-streamed reply asks for its answers whole (GenerationRequest.whole), a stream not
+    assert [r.whole for r in container.engine.requests[-2:]] == [True, True]
     assert [c["index"] for c in response["choices"]] == [0, 1]
     assert response["usage"]["completion_tokens"] == 4  # two answers of two tokens
     tokens = response["choices"][1]["logprobs"]["content"]
@@ -170,6 +172,7 @@ def test_http_n_choices_logprobs_and_streamed_choices(http):
     text = {i: "".join(c["delta"].get("content", "") for e in events for c in e["choices"]
                        if c["index"] == i) for i in (0, 1)}
     assert text == {0: "Hello there", 1: "Hello there"}
+    assert [r.whole for r in container.engine.requests[-2:]] == [False, False]
 
 
 def test_http_developer_messages_are_system_messages(http):

@@ -5,13 +5,20 @@ and ``onnx_precision=auto`` follows the CPU's VNNI flag."""
 
 from __future__ import annotations
 
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from lorag.testing.embedder_conformance import TEXTS, cosines
 from retrieval import embedders as embedders_module
 from retrieval import onnx_export
-from retrieval.embedders import OnnxEmbedder, SentenceTransformerEmbedder, get_embedder
+from retrieval.embedders import (TOKENIZER_PROBES, OnnxEmbedder, SentenceTransformerEmbedder,
+                                 get_embedder)
+from retrieval.onnx_encoder import OnnxEncoder
 from retrieval.settings import EmbedderSettings
 
 
@@ -125,3 +132,43 @@ def test_the_auto_backend_is_onnx_only_on_a_cpu_with_vnni(monkeypatch, vnni, dev
     assert type(get_embedder(EmbedderSettings(device=device))) is backend
     explicit = EmbedderSettings(backend="sentence-transformers", device=device)
     assert type(get_embedder(explicit)) is SentenceTransformerEmbedder
+
+
+# a process that embeds from a pickled OnnxEncoding, as a Ray Data embedding actor does
+WITHOUT_TORCH = """
+import pickle, sys
+import numpy as np
+from retrieval.onnx_encoder import OnnxEncoder
+encoding, texts = pickle.load(open(sys.argv[1], "rb"))
+np.save(sys.argv[2], OnnxEncoder(encoding, 2).embed_documents(texts))
+print(sorted({"torch", "sentence_transformers", "transformers"} & set(sys.modules)))
+"""
+
+
+def test_the_encoding_embeds_as_the_embedder_does_in_a_process_without_torch(exported,
+                                                                             tmp_path):
+    """OnnxEmbedder.encoding(): what a Ray Data embedding actor loads (lorag/cluster/ingest.py)
+    instead of torch and sentence-transformers; its vectors are the embedder's, bit for bit,
+    on texts the tokenizer must treat alike (spaces, case, CJK, an empty and a too long one)."""
+    encoding = exported.encoding()
+    assert (encoding.name, encoding.precision, encoding.pooling) == (exported.name, "float32",
+                                                                     "mean")
+    texts = [*TEXTS, *TOKENIZER_PROBES, "word " * 2 * exported.max_tokens]
+    expected = exported.embed_documents(texts)
+    assert np.array_equal(OnnxEncoder(encoding, 2).embed_documents(texts), expected)
+    (tmp_path / "encoding.pkl").write_bytes(pickle.dumps((encoding, texts)))
+    root = Path(__file__).resolve().parents[2]
+    run = subprocess.run([sys.executable, "-c", WITHOUT_TORCH, str(tmp_path / "encoding.pkl"),
+                          str(tmp_path / "vectors.npy")], cwd=root, env={"PYTHONPATH": str(root)},
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["[]"]  # none of torch, transformers, sentence-transformers
+    assert np.array_equal(np.load(tmp_path / "vectors.npy"), expected)
+
+
+def test_a_model_whose_pooling_needs_torch_has_no_encoding(exported):
+    exported.__dict__["_numpy_pooling"] = None  # as for a model with a Dense layer
+    try:
+        assert exported.encoding() is None
+    finally:
+        del exported.__dict__["_numpy_pooling"]
