@@ -26,7 +26,8 @@ MIN_FREE_CPUS = 2  # auto: cores outside the worker's that leave the engine core
 def place_engine_core(policy: EngineCoreCpus, parent: int | None = None) -> list[int] | None:
     """Apply ``policy`` to the vLLM engine core that ``parent`` (this process) started.
     Returns the cores it was put on, or None where it stays with the OS (``any``, a
-    machine with cores to spare, or no engine core process with a worker of its own)."""
+    machine with cores to spare, or no engine core process with a worker of its own).
+    Raises OSError or psutil.Error when one of the processes went away meanwhile."""
     import psutil
 
     if EngineCoreCpus(policy) is EngineCoreCpus.ANY:
