@@ -17,6 +17,11 @@
    on each side at the end shows a run's fixed cost (the actor pool's start). Both sides
    embed with the same backend, precision and texts at once (the table's first row): with
    the ONNX embedder, the actors run the driver's OnnxEncoding without importing torch.
+3. Ray Serve's own floor, no lorag in it: a bare two-deployment Serve app (proxy -> a
+   FastAPI ingress -> one handle call to a second deployment, trivial work) against the
+   same FastAPI route under uvicorn in one process, rounds alternating. The difference is
+   what Serve's path costs any request on this machine; the table sets it beside the
+   chat bar's allowance (0.15 x ``lorag serve``'s mean one at a time).
 """
 
 from __future__ import annotations
@@ -48,8 +53,9 @@ BODY = {"model": "bench-voice", "max_tokens": 16, "temperature": 0,
 def run(opts: Options) -> BenchResult:
     result = BenchResult(NAME)
     with tempfile.TemporaryDirectory(prefix="bench-ray-") as tmp:
-        _chat(opts, Path(tmp), result)
+        per_round = _chat(opts, Path(tmp), result)
         _ingestion(opts, Path(tmp), result)
+        _serve_floor(opts, Path(tmp), result, statistics.fmean(per_round["local"][1]))
     return result
 
 
@@ -138,6 +144,105 @@ def _ingestion(opts: Options, tmp: Path, result: BenchResult) -> None:
                      "actor pool's start (a fresh worker importing Ray Data and loading the "
                      "embedder: with ONNX, the driver's OnnxEncoding, without torch) per commit "
                      "group, with no second machine to gain from")
+
+
+FLOOR_APP = """
+from fastapi import FastAPI
+
+app = FastAPI()
+
+
+@app.post("/chat")
+async def chat(body: dict) -> dict:
+    return {"text": "x" * 64, "messages": len(body.get("messages", []))}
+"""
+
+
+def _serve_floor(opts: Options, tmp: Path, result: BenchResult, local_chat_s: float) -> None:
+    """Sequential requests to a bare Serve app and to the same route under uvicorn, 20 a
+    side per round, the side that goes first alternating."""
+    import subprocess
+    import sys
+
+    import ray
+    from fastapi import FastAPI
+    from ray import serve
+
+    from lorag.app.settings import RaySettings
+    from lorag.cluster.runtime import connect
+    from lorag.testing.server import free_port
+
+    api = FastAPI()
+
+    @serve.deployment
+    class Engine:
+        async def __call__(self, body: dict) -> dict:
+            return {"text": "x" * 64, "messages": len(body.get("messages", []))}
+
+    @serve.deployment
+    @serve.ingress(api)
+    class Ingress:
+        def __init__(self, engine):
+            self.engine = engine
+
+        @api.post("/chat")
+        async def chat(self, body: dict) -> dict:
+            return await self.engine.remote(body)
+
+    (tmp / "floor_app.py").write_text(FLOOR_APP)
+    ports = {"serve": free_port(), "uvicorn": free_port()}
+    connect(RaySettings(data_resource=None), num_cpus=2, log_to_driver=False)
+    plain = subprocess.Popen([sys.executable, "-m", "uvicorn", "floor_app:app", "--app-dir",
+                              str(tmp), "--host", "127.0.0.1", "--port", str(ports["uvicorn"]),
+                              "--log-level", "warning"])
+    try:
+        serve.start(http_options={"host": "127.0.0.1", "port": ports["serve"]})
+        serve.run(Ingress.bind(Engine.bind()), name="floor", route_prefix="/")
+        per_round = _floor_rounds(ports, opts.pick(20, 10, 3))
+    finally:
+        plain.terminate()
+        plain.wait()
+        serve.shutdown()
+        ray.shutdown()
+    mean = {kind: statistics.fmean(values) * 1000 for kind, values in per_round.items()}
+    result.metrics["serve_floor_ms"] = mean
+    result.table("Ray Serve's own floor: a bare Serve app (proxy -> FastAPI ingress -> one "
+                 "handle call) vs the same route under uvicorn, sequential requests",
+                 ["uvicorn mean (ms)", "Serve mean (ms)", "Serve adds (ms)",
+                  "chat bar's allowance: 0.15 x lorag serve (ms)"],
+                 [[round(mean["uvicorn"], 2), round(mean["serve"], 2),
+                   round(mean["serve"] - mean["uvicorn"], 2), round(0.15 * local_chat_s * 1000, 1)]])
+
+
+def _floor_rounds(ports: dict[str, int], rounds: int) -> dict[str, list[float]]:
+    body = {"messages": [{"role": "user", "content": "Tell me about the warranty."}]}
+    per_round: dict[str, list[float]] = {kind: [] for kind in ports}
+    with httpx.Client(timeout=60) as client:
+        def timed(kind: str, n: int) -> float:
+            started = time.perf_counter()
+            for _ in range(n):
+                client.post(f"http://127.0.0.1:{ports[kind]}/chat", json=body).raise_for_status()
+            return (time.perf_counter() - started) / n
+
+        _until_up(client, ports["uvicorn"])
+        for kind in ports:  # warm: connections, routes, the handle
+            timed(kind, 30)
+        for r in range(rounds):
+            for kind in (list(ports) if r % 2 == 0 else list(ports)[::-1]):
+                per_round[kind].append(timed(kind, 20))
+    return per_round
+
+
+def _until_up(client: httpx.Client, port: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            client.get(f"http://127.0.0.1:{port}/docs")
+            return
+        except httpx.HTTPError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def _embedders(local, ray_embedding) -> dict[str, str]:
