@@ -170,7 +170,7 @@ def _serve_floor(opts: Options, tmp: Path, result: BenchResult, local_chat_s: fl
 
     from lorag.app.settings import RaySettings
     from lorag.cluster.runtime import connect
-    from lorag.testing.server import free_port
+    from lorag.testing.server import answers_ok, free_port
 
     api = FastAPI()
 
@@ -196,6 +196,9 @@ def _serve_floor(opts: Options, tmp: Path, result: BenchResult, local_chat_s: fl
                               str(tmp), "--host", "127.0.0.1", "--port", str(ports["uvicorn"]),
                               "--log-level", "warning"])
     try:
+        if not answers_ok(plain, f"http://127.0.0.1:{ports['uvicorn']}/docs", 60, "uvicorn",
+                          lambda: "", interval=0.2):
+            raise RuntimeError("the plain uvicorn app did not answer within 60 s")
         serve.start(http_options={"host": "127.0.0.1", "port": ports["serve"]})
         serve.run(Ingress.bind(Engine.bind()), name="floor", route_prefix="/")
         per_round = _floor_rounds(ports, opts.pick(20, 10, 3))
@@ -224,25 +227,12 @@ def _floor_rounds(ports: dict[str, int], rounds: int) -> dict[str, list[float]]:
                 client.post(f"http://127.0.0.1:{ports[kind]}/chat", json=body).raise_for_status()
             return (time.perf_counter() - started) / n
 
-        _until_up(client, ports["uvicorn"])
         for kind in ports:  # warm: connections, routes, the handle
             timed(kind, 30)
         for r in range(rounds):
             for kind in (list(ports) if r % 2 == 0 else list(ports)[::-1]):
                 per_round[kind].append(timed(kind, 20))
     return per_round
-
-
-def _until_up(client: httpx.Client, port: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            client.get(f"http://127.0.0.1:{port}/docs")
-            return
-        except httpx.HTTPError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
 
 
 def _embedders(local, ray_embedding) -> dict[str, str]:

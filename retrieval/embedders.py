@@ -17,7 +17,6 @@ import hashlib
 import logging
 import re
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -331,11 +330,7 @@ class OnnxEmbedder(SentenceTransformerEmbedder):
         so they inherit its scheduling priority (ingestion's ``embedding_nice``)."""
         self.warm_up()
         features = [onnx_export.tokenize(self._model, [text]) for text in texts]
-        workers = min(self._threads, len(texts))
-        if workers <= 1:
-            return np.stack([self._vector(f) for f in features])
-        with ThreadPoolExecutor(workers, thread_name_prefix="lorag-onnx") as pool:
-            return np.stack(list(pool.map(self._vector, features)))
+        return onnx_encoder.side_by_side(self._vector, features, self._threads)
 
     def _vector(self, features: dict) -> np.ndarray:
         feed = {n: features[n].numpy().astype(np.int64) for n in self._inputs}

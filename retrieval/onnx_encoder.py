@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any, Callable
 
 import numpy as np
 
@@ -85,17 +86,21 @@ class OnnxEncoder:
         """A (len(texts), dimension) float32 array of normalised vectors."""
         features = [feed(self._tokenizer.encode(text), self.encoding.inputs)
                     for text in texts]
-        workers = min(self.threads, len(texts))
-        if workers <= 1:
-            vectors = [self._vector(f) for f in features]
-        else:
-            with ThreadPoolExecutor(workers, thread_name_prefix="lorag-onnx") as pool_:
-                vectors = list(pool_.map(self._vector, features))
-        return np.stack(vectors).astype(np.float32, copy=False)
+        return side_by_side(self._vector, features, self.threads).astype(np.float32, copy=False)
 
     def _vector(self, features: dict[str, np.ndarray]) -> np.ndarray:
         (tokens,) = self._session.run(["token_embeddings"], features)
         return normalised(pool(tokens[0], self.encoding.pooling))
+
+
+def side_by_side(vector: Callable[[Any], np.ndarray], features: list, threads: int) -> np.ndarray:
+    """``vector`` of each text's features, ``threads`` texts at a time on threads this
+    call starts (so they inherit the caller's scheduling priority), stacked in order."""
+    workers = min(threads, len(features))
+    if workers <= 1:
+        return np.stack([vector(f) for f in features])
+    with ThreadPoolExecutor(workers, thread_name_prefix="lorag-onnx") as pool_:
+        return np.stack(list(pool_.map(vector, features)))
 
 
 def feed(encoding, inputs: tuple[str, ...]) -> dict[str, np.ndarray]:

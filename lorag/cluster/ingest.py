@@ -56,8 +56,6 @@ class EmbedBatch:
             return
         import torch
 
-        from retrieval.embedders import get_embedder
-
         torch.set_num_threads(threads)
         self.embedder = get_embedder(settings)
         self.embedder.warm_up()
